@@ -1,0 +1,1 @@
+"""The analysts' Streamlit dashboard and its read-only queries."""

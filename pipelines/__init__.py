@@ -1,0 +1,1 @@
+"""Offline jobs: data preparation, fine-tuning, evaluation, feeds, replay and benchmarks."""
