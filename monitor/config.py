@@ -1,0 +1,269 @@
+"""The one place settings are read.
+
+Precedence, highest first: command-line flag > environment variable (`FINSENT_<NAME>`)
+> TOML file (`--config PATH` or `FINSENT_CONFIG`) > default. `load_settings` returns a
+frozen `Settings`; nothing else in the project reads the environment for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "FINSENT_"
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names it and says what would be valid."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DetectSettings(_Frozen):
+    """Spike detection; see the README's tuning guide for what each one trades off."""
+
+    window_minutes: int = Field(15, ge=1, le=24 * 60, description="length of the recent window")
+    baseline_days: float = Field(7.0, gt=0, le=90, description="trailing span the baseline is estimated from")
+    alpha: float = Field(0.001, gt=0, lt=0.5, description="family-wise false-alarm rate per tick, Bonferroni over keys")
+    min_negative: int = Field(8, ge=1, description="fewest negative documents in the window before a key can fire")
+    min_lift: float = Field(1.8, ge=1.0, description="window negative share must be at least this multiple of baseline")
+    min_share_delta: float = Field(0.10, ge=0, le=1, description="and at least this many points above baseline")
+    warmup_minutes: int = Field(120, ge=0, description="history a key needs before it can fire")
+    resolve_minutes: int = Field(15, ge=0, description="how long a key must stay below the resolve level to resolve")
+    prior_strength: float = Field(50.0, ge=0, description="pseudo-documents of shrinkage toward the parent rate")
+    interval_seconds: float = Field(30.0, gt=0, description="how often the live detector ticks")
+    allowed_lateness_minutes: int = Field(2, ge=0, description="replay watermark lag behind max event time")
+    novelty_horizon_minutes: int = Field(360, ge=0, description="near-duplicates within this horizon count once")
+    novelty_threshold: float = Field(0.7, gt=0, le=1, description="Jaccard similarity that makes two texts duplicates")
+    pending_minutes: int = Field(0, ge=0, description="a spike must hold this long before it fires")
+
+
+class AlertSettings(_Frozen):
+    """Alertmanager-style timing, with named defaults."""
+
+    group_by: tuple[str, ...] = ("key_kind", "key_value")
+    group_wait_seconds: float = Field(30.0, ge=0)
+    group_interval_seconds: float = Field(300.0, ge=0)
+    repeat_interval_seconds: float = Field(4 * 3600.0, ge=0)
+    send_resolved: bool = True
+    inhibit_entity_by_topic: bool = False
+    sender_interval_seconds: float = Field(5.0, gt=0)
+    max_attempts: int = Field(12, ge=1)
+    evidence_count: int = Field(5, ge=0, le=10)
+    digest_channel: str | None = None
+    digest_cron: str = "0 18 * * *"
+
+
+class Entity(_Frozen):
+    symbol: str
+    name: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        v = v.strip().upper()
+        if not v:
+            raise ValueError("an entity needs a non-empty symbol")
+        return v
+
+
+ChannelType = Literal["webhook", "slack", "teams", "feishu", "dingtalk"]
+
+
+class Channel(_Frozen):
+    name: str
+    type: ChannelType
+    url: SecretStr | None = None
+    url_env: str | None = None
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    rate_per_minute: float | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve_env(self) -> Channel:
+        # Values named by *_env are read here, the one place settings come from.
+        if self.url is None and self.url_env:
+            val = os.environ.get(self.url_env)
+            if not val:
+                raise ValueError(f"channel {self.name!r}: environment variable {self.url_env} (url_env) is not set")
+            object.__setattr__(self, "url", SecretStr(val))
+        if self.url is None:
+            raise ValueError(f"channel {self.name!r} needs `url` or `url_env`")
+        if self.secret is None and self.secret_env:
+            val = os.environ.get(self.secret_env)
+            if not val:
+                raise ValueError(f"channel {self.name!r}: environment variable {self.secret_env} (secret_env) is not set")
+            object.__setattr__(self, "secret", SecretStr(val))
+        return self
+
+
+class Route(_Frozen):
+    """Send matching alerts to `channels`. Empty match fields match everything."""
+
+    channels: tuple[str, ...]
+    key_kind: Literal["topic", "entity"] | None = None
+    key_value: tuple[str, ...] = ()
+    topic: tuple[str, ...] = ()
+    severity: tuple[str, ...] = ()
+    continue_: bool = Field(True, alias="continue")
+
+
+def _split_list(v: Any) -> Any:
+    if isinstance(v, str):
+        return tuple(p.strip() for p in v.split(",") if p.strip())
+    return v
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    database_url: str = "sqlite:///finsent.db"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topics: Annotated[tuple[str, ...], NoDecode] = ("news", "comments")
+    kafka_group: str = "finsent"
+    model: str = ""  # empty: the model shipped in models/
+    metrics_port: int = Field(9108, ge=0, le=65535)
+
+    # Ingest
+    batch_max_records: int = Field(512, ge=1, le=100_000)
+    poll_timeout_ms: int = Field(500, ge=1, le=60_000)
+    max_poll_interval_ms: int = Field(10_000, ge=1000)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    max_message_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    max_future_skew_seconds: int = Field(86_400, ge=0)
+    stuck_after_seconds: float = Field(120.0, gt=0)
+
+    # Inference
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    max_length: int = Field(128, ge=8, le=512)
+    inference_batch_size: int = Field(256, ge=1)
+
+    # Dashboard
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8501, ge=1, le=65535)
+    dashboard_url: str = "http://127.0.0.1:8501"
+    dashboard_password: SecretStr | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    detect: DetectSettings = DetectSettings()  # type: ignore[call-arg]
+    alerting: AlertSettings = AlertSettings()  # type: ignore[call-arg]
+    entities: tuple[Entity, ...] = ()
+    channels: tuple[Channel, ...] = ()
+    routes: tuple[Route, ...] = ()
+
+    @field_validator("kafka_topics", mode="before")
+    @classmethod
+    def _topics(cls, v: Any) -> Any:
+        v = _split_list(v)
+        if not v:
+            raise ValueError("at least one topic is needed, e.g. news,comments")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        try:
+            u = make_url(v)
+        except Exception:
+            raise ValueError("not a database URL; use e.g. sqlite:///finsent.db or postgresql://user@host/db") from None
+        if u.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"backend {u.get_backend_name()!r} is not supported; use sqlite or postgresql")
+        return v
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> Settings:
+        names = [c.name for c in self.channels]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"channel names must be unique; repeated: {', '.join(sorted(dupes))}")
+        for r in self.routes:
+            unknown = [c for c in r.channels if c not in names]
+            if unknown:
+                raise ValueError(f"route names unknown channel(s) {unknown}; configured: {names}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data, secrets masked."""
+        from monitor.db import redact_url
+
+        data = self.model_dump(mode="json", by_alias=True)
+        data["database_url"] = redact_url(self.database_url)
+        for ch in data["channels"]:
+            for k in ("url", "secret"):
+                if ch.get(k):
+                    ch[k] = "**********"
+        if data.get("dashboard_password"):
+            data["dashboard_password"] = "**********"
+        return data
+
+
+def _format_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "settings"
+        top = str(e["loc"][0]) if e["loc"] else ""
+        env = f" ({ENV_PREFIX}{top.upper()})" if top and top in Settings.model_fields else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting; see `finsent config` for the valid names"
+        parts.append(f"{loc}{env}: {msg}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings once. `overrides` are command-line flags (None values are ignored)."""
+    path = config_path or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    cls: type[Settings] = Settings
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist (from --config or {ENV_PREFIX}CONFIG)")
+        try:
+            with p.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+        cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": p}})
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
