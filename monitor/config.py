@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    database_url: str = "sqlite:///finsent.db"
+    database_url: str = Field("sqlite:///finsent.db", repr=False)  # may hold a password
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topics: Annotated[tuple[str, ...], NoDecode] = ("news", "comments")
     kafka_group: str = "finsent"
@@ -264,6 +264,25 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides
             raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
         cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": p}})
     try:
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(_format_error(exc)) from None
+    _register_secrets(settings)
+    return settings
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Tell the redactor every secret value, so none reaches a log line or an error."""
+    from sqlalchemy.engine import make_url
+
+    from monitor.redact import register_secrets
+
+    values: list[str | None] = [c.url.get_secret_value() if c.url else None for c in settings.channels]
+    values += [c.secret.get_secret_value() if c.secret else None for c in settings.channels]
+    if settings.dashboard_password is not None:
+        values.append(settings.dashboard_password.get_secret_value())
+    try:
+        values.append(make_url(settings.database_url).password)  # type: ignore[arg-type]
+    except Exception:
+        pass
+    register_secrets(values)
