@@ -42,11 +42,10 @@ class Timings:
 def _bands_fn(settings: Settings) -> Callable[[str], Sequence[str]]:
     if settings.detect.novelty_horizon_minutes <= 0:
         return lambda _text: ()
-    try:
-        from monitor import novelty
-    except ImportError:  # pragma: no cover - novelty module ships with the package
-        return lambda _text: ()
-    return novelty.bands
+    from monitor import novelty
+
+    threshold = settings.detect.novelty_threshold
+    return lambda text: novelty.bands(text, threshold)
 
 
 class BatchProcessor:

@@ -1,0 +1,106 @@
+"""Idempotent storage and migrations, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import inspect, select
+
+from monitor.classify import KeywordTestDouble
+from monitor.config import load_settings
+from monitor.db import dead_letters, document_entities, documents, make_engine, minute_counts
+from monitor.migrate import current_revision, head_revision, upgrade
+from monitor.pipeline import BatchProcessor, RawRecord
+from monitor.store import Store, recount, stored_counts, table_count
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def rec(i: int, value: bytes | None, minute: int = 0) -> RawRecord:
+    return RawRecord(value=value, topic="news", partition=i % 3, offset=i, timestamp=T0 + timedelta(minutes=minute))
+
+
+def msg(text: str, **kw: object) -> bytes:
+    import json
+
+    return json.dumps({"text": text, **kw}).encode()
+
+
+def test_migrations_up_from_empty(db_url: str) -> None:
+    engine = make_engine(db_url)
+    assert current_revision(engine) is None
+    assert upgrade(db_url) == head_revision()
+    names = set(inspect(engine).get_table_names())
+    assert {"documents", "dead_letters", "minute_counts", "alerts", "notifications", "silences"} <= names
+    assert upgrade(db_url) == head_revision()  # a second run is a no-op
+    engine.dispose()
+
+
+def _processor(url: str) -> tuple[BatchProcessor, object]:
+    engine = make_engine(url)
+    settings = load_settings(database_url=url, entities=[{"symbol": "AAPL", "aliases": ["Apple"]}])
+    return BatchProcessor(settings, KeywordTestDouble(), Store(engine)), engine
+
+
+def test_batch_is_idempotent(migrated: str) -> None:
+    proc, engine = _processor(migrated)
+    batch = [
+        rec(0, msg("Apple shares plunge after recall", id="a1")),
+        rec(1, msg("$TSLA deliveries beat, shares soar", id="a2", published_at="2024-05-01T11:59:30Z")),
+        rec(2, b"\xff not utf8"),
+        rec(3, msg("Markets drift sideways", id="a3", tickers=["SPY"])),
+        rec(4, msg("")),
+    ]
+    first = proc.process(batch, T0)
+    assert (first.inserted, first.duplicates, first.dead_letters) == (3, 0, 2)
+    again = proc.process(batch, T0 + timedelta(seconds=5))  # a replay after a crash
+    assert (again.inserted, again.duplicates, again.dead_letters) == (0, 3, 0)
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        assert table_count(c, documents) == 3
+        assert table_count(c, dead_letters) == 2
+        assert stored_counts(c) == recount(c)
+        allrow = c.execute(select(minute_counts).where(minute_counts.c.key_kind == "all")).mappings().all()
+        assert sum(r["total"] for r in allrow) == 3
+        ents = {tuple(r) for r in c.execute(select(document_entities.c.document_id, document_entities.c.entity))}
+        assert ents == {("a1", "AAPL"), ("a2", "TSLA"), ("a3", "SPY")}
+        reasons = [r[0] for r in c.execute(select(dead_letters.c.reason))]
+        assert any("UTF-8" in r for r in reasons) and any("empty" in r for r in reasons)
+        row = c.execute(select(documents).where(documents.c.id == "a1")).mappings().one()
+        assert row["sentiment"] == "negative" and row["model_version"] == "test-double-1"
+        assert row["published_at"] == T0 and row["kafka_offset"] == 0
+    engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_near_duplicates_counted_once_in_any_order(migrated: str) -> None:
+    proc, engine = _processor(migrated)
+    texts = [
+        ("d1", "BREAKING: Acme Corp shares plunge 20% after accounting probe https://t.co/aaa", 5),
+        ("d2", "RT @wire: BREAKING: Acme Corp shares plunge 20% after accounting probe https://t.co/bbb", 6),
+        ("d3", "Acme Corp shares plunge 20% after accounting probe", 7),
+        ("d4", "Completely different story about bond yields rising", 7),
+    ]
+    # Arrival order is the reverse of event order: the earliest copy still ends up the original.
+    for doc_id, text, minute in reversed(texts):
+        proc.process([rec(minute, msg(text, id=doc_id, published_at=(T0 + timedelta(minutes=minute)).isoformat()))], T0)
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        dup = dict(c.execute(select(documents.c.id, documents.c.duplicate_of)).all())
+        assert dup["d1"] is None and dup["d4"] is None
+        assert dup["d2"] is not None and dup["d3"] is not None
+        assert stored_counts(c) == recount(c)
+        novel = sum(r["novel_total"] for r in c.execute(select(minute_counts).where(minute_counts.c.key_kind == "all")).mappings())
+        assert novel == 2
+    engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_poison_record_is_isolated(migrated: str) -> None:
+    engine = make_engine(migrated)
+    settings = load_settings(database_url=migrated)
+    proc = BatchProcessor(settings, KeywordTestDouble(fail_on="POISON"), Store(engine))
+    batch = [rec(i, msg(f"ordinary headline number {i}", id=f"p{i}")) for i in range(7)]
+    batch.append(rec(7, msg("this one is POISON for the model", id="bad")))
+    r = proc.process(batch, T0)
+    assert r.inserted == 7 and r.dead_letters == 1
+    with engine.connect() as c:
+        reason = c.execute(select(dead_letters.c.reason)).scalar_one()
+        assert "classifier failed" in reason
+    engine.dispose()
