@@ -1,0 +1,304 @@
+"""The detector's I/O edge: read minute counts, run `monitor.spike` over every key, return Signals.
+
+One tick is two small aggregate queries at most:
+
+* the baseline as *hour blocks* per key (``GROUP BY key, hour``). Complete baseline
+  hours do not change, so a `Detector` keeps them in memory and only asks for hours it
+  has not seen (normally none, or the one hour that just slid into the baseline); the
+  last day of blocks is re-read every `REFRESH_MINUTES` of clock time to pick up
+  documents that arrived very late;
+* the last few hours at *minute* resolution (the windows and the resolve positions).
+
+Everything after that is numpy over all keys at once (`monitor.spike.evaluate`).
+
+Several daemons may share a database: a tick runs under a lease row in the `state`
+table (held by one process, renewed by each tick, taken over when it expires) and, on
+PostgreSQL, also under ``pg_try_advisory_xact_lock`` for the tick's transaction. A
+daemon that does not hold the lease gets ``[]`` (the holder's tick covers the minute).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, insert, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import BigInteger
+
+from monitor.clock import Clock
+from monitor.config import Settings
+from monitor.db import minute_counts, state
+from monitor.signals import Signal
+from monitor.spike import Evidence, Params, evaluate, span_bounds, to_signals
+from monitor.windows import ALL, RowKey, Rows, from_minute, rows_from_records, to_minute
+
+log = logging.getLogger(__name__)
+
+REFRESH_MINUTES = 6 * 60  # re-read the last day of baseline blocks this often (late data)
+LEASE_NAME = "detector.lease"
+ADVISORY_KEY = 0x66696E73656E74  # "finsent"
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Source(Protocol):
+    def fetch(self, start: int, end: int, per: int) -> Rows: ...
+
+
+class SqlSource:
+    """minute_counts through one connection; `per` is 1 (minutes) or 60 (hour blocks)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def fetch(self, start: int, end: int, per: int) -> Rows:
+        mc = minute_counts.c
+        if self.conn.dialect.name == "sqlite":
+            epoch = cast(func.strftime("%s", mc.minute), BigInteger)
+        else:
+            epoch = cast(func.extract("epoch", mc.minute), BigInteger)
+        bucket = (epoch / (60 * per)).label("bucket")
+        q = (
+            select(
+                mc.key_kind,
+                mc.key_value,
+                bucket,
+                func.sum(mc.novel_total),
+                func.sum(mc.novel_negative),
+                func.sum(case((mc.total > 0, 1), else_=0)),
+            )
+            .where(and_(mc.minute >= from_minute(start), mc.minute < from_minute(end), mc.total > 0))
+            .group_by(mc.key_kind, mc.key_value, literal_column("bucket"))
+        )
+        res = self.conn.execute(q)
+        return rows_from_records(((r[0], r[1]), r[2], r[3], r[4], r[5]) for r in res)
+
+
+class _Block:
+    __slots__ = ("gidx", "tot", "neg", "live", "fetched_at")
+
+    def __init__(self, gidx: np.ndarray, tot: np.ndarray, neg: np.ndarray, live: np.ndarray, fetched_at: int) -> None:
+        self.gidx, self.tot, self.neg, self.live, self.fetched_at = gidx, tot, neg, live, fetched_at
+
+
+class Detector:
+    """Holds the baseline block cache between ticks; `tick` is deterministic in (counts, now)."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self._index: dict[RowKey, int] = {}
+        self._keys: list[RowKey] = []
+        self._blocks: dict[int, _Block] = {}
+        self._last_refresh: int | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Detector:
+        return cls(Params.from_settings(settings.detect))
+
+    def _gidx(self, rows: Rows) -> np.ndarray:
+        local = np.empty(len(rows.keys), dtype=np.int64)
+        for i, k in enumerate(rows.keys):
+            g = self._index.get(k)
+            if g is None:
+                g = self._index[k] = len(self._keys)
+                self._keys.append(k)
+            local[i] = g
+        return local[rows.key_idx] if len(rows.key_idx) else np.zeros(0, dtype=np.int64)
+
+    def _load_hours(self, source: Source, hours: list[int], end: int) -> None:
+        if not hours:
+            return
+        lo, hi = min(hours), max(hours) + 1
+        rows = source.fetch(lo * 60, hi * 60, 60)
+        g = self._gidx(rows)
+        order = np.argsort(rows.bucket, kind="stable")
+        b_sorted = rows.bucket[order]
+        for h in range(lo, hi):
+            a, z = np.searchsorted(b_sorted, [h, h + 1])
+            sel = order[a:z]
+            self._blocks[h] = _Block(g[sel], rows.novel_total[sel], rows.novel_negative[sel], rows.live[sel], end)
+
+    def evidence(self, source: Source, end: int) -> Evidence:
+        p = self.params
+        h0, h1, m0 = span_bounds(end, p)
+        for h in [h for h in self._blocks if h < h0 or h >= h1]:
+            del self._blocks[h]
+        if self._last_refresh is None or end - self._last_refresh >= REFRESH_MINUTES or end < self._last_refresh:
+            for h in [h for h in self._blocks if h >= h1 - 24]:
+                del self._blocks[h]
+            self._last_refresh = end
+        self._load_hours(source, [h for h in range(h0, h1) if h not in self._blocks], end)
+        recent = source.fetch(m0, end, 1)
+        rg = self._gidx(recent)
+
+        g = len(self._keys)
+        nb, nm = h1 - h0, end - m0
+        block_tot = np.zeros((g, nb), dtype=np.int64)
+        block_neg = np.zeros((g, nb), dtype=np.int64)
+        block_live = np.zeros((g, nb), dtype=np.int64)
+        for h in range(h0, h1):
+            blk = self._blocks[h]
+            block_tot[blk.gidx, h - h0] = blk.tot
+            block_neg[blk.gidx, h - h0] = blk.neg
+            block_live[blk.gidx, h - h0] = blk.live
+        rec_tot = np.zeros((g, nm), dtype=np.int64)
+        rec_neg = np.zeros((g, nm), dtype=np.int64)
+        rec_live = np.zeros((g, nm), dtype=np.int64)
+        if len(rg):
+            cols = recent.bucket - m0
+            rec_tot[rg, cols] = recent.novel_total
+            rec_neg[rg, cols] = recent.novel_negative
+            rec_live[rg, cols] = recent.live
+
+        all_g = self._index.get(ALL)
+        if all_g is not None:
+            p_tot, p_neg, p_live = block_tot[all_g], block_neg[all_g], block_live[all_g]
+            p_rlive = rec_live[all_g] > 0
+        else:  # a database without the feed-wide row: pool the topics
+            topics = np.array([k[0] == "topic" for k in self._keys], dtype=bool)
+            p_tot, p_neg = block_tot[topics].sum(axis=0), block_neg[topics].sum(axis=0)
+            p_live = block_live[topics].max(axis=0) if topics.any() else np.zeros(nb, dtype=np.int64)
+            p_rlive = rec_live[topics].sum(axis=0) > 0
+
+        present = (block_live.sum(axis=1) > 0) | (rec_live.sum(axis=1) > 0)
+        active = [i for i in np.nonzero(present)[0].tolist() if self._keys[i][0] in ("topic", "entity")]
+        active.sort(key=lambda i: self._keys[i])
+        idx = np.asarray(active, dtype=np.int64)
+        return Evidence(
+            keys=[self._keys[i] for i in active],
+            end=end,
+            block_tot=block_tot[idx],
+            block_neg=block_neg[idx],
+            recent_tot=rec_tot[idx],
+            recent_neg=rec_neg[idx],
+            parent_block_tot=p_tot,
+            parent_block_neg=p_neg,
+            parent_block_live=p_live,
+            parent_recent_live=p_rlive.astype(np.int64),
+        )
+
+    def tick(self, source: Source, now: datetime) -> list[Signal]:
+        """Signals for every topic and entity key with data in the baseline or recent span."""
+        end = to_minute(now)
+        with self._lock:
+            ev = self.evidence(source, end)
+        if not ev.keys:
+            return []
+        return to_signals(evaluate(ev, self.params), now)
+
+
+# --- the daemon's entry points -------------------------------------------------------------
+
+_detectors: dict[tuple[str, Params], Detector] = {}
+_detectors_lock = threading.Lock()
+
+
+def detector_for(engine: Engine, settings: Settings) -> Detector:
+    key = (str(engine.url), Params.from_settings(settings.detect))
+    with _detectors_lock:
+        det = _detectors.get(key)
+        if det is None:
+            det = _detectors[key] = Detector(key[1])
+        return det
+
+
+def _acquire_lease(conn: Connection, owner: str, wall: datetime, seconds: float) -> bool:
+    """Take or renew the detector lease; False if another live process holds it."""
+    me = {"owner": owner}
+    expired_before = wall - timedelta(seconds=seconds)
+    res = conn.execute(
+        update(state)
+        .where(state.c.name == LEASE_NAME)
+        .where((cast(state.c.value, Text) == json.dumps(me)) | (state.c.updated_at < expired_before))
+        .values(value=me, updated_at=wall)
+    )
+    if res.rowcount:
+        return True
+    exists = conn.execute(select(state.c.name).where(state.c.name == LEASE_NAME)).first()
+    if exists:
+        return False
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(state).values(name=LEASE_NAME, value=me, updated_at=wall))
+        return True
+    except IntegrityError:
+        return False
+
+
+def tick(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    *,
+    lock: bool = True,
+    owner: str | None = None,
+    wall: datetime | None = None,
+) -> list[Signal]:
+    """One detector tick at clock time `now` (wall time live, the watermark in a replay).
+
+    Returns one Signal per topic/entity key seen in the baseline or recent span, or
+    ``[]`` when another daemon holds the detector lease. `lock=False` skips the lease
+    (a replay is a single process working on its own database).
+    """
+    if now.tzinfo is None:
+        raise ValueError("tick(now=...) needs a timezone-aware UTC datetime")
+    det = detector_for(engine, settings)
+    with engine.begin() as conn:
+        if lock:
+            if conn.dialect.name == "postgresql":
+                got = conn.execute(select(func.pg_try_advisory_xact_lock(ADVISORY_KEY))).scalar()
+                if not got:
+                    log.debug("detector tick skipped: another daemon holds the advisory lock")
+                    return []
+            lease_s = max(3 * settings.detect.interval_seconds, 60.0)
+            if not _acquire_lease(conn, owner or _OWNER, wall or datetime.now(UTC), lease_s):
+                log.debug("detector tick skipped: another daemon holds the lease")
+                return []
+        return det.tick(SqlSource(conn), now)
+
+
+def schedule(
+    scheduler: Any,
+    engine: Engine,
+    settings: Settings,
+    clock: Clock,
+    on_signals: Callable[[list[Signal]], None],
+    *,
+    job_id: str = "detect",
+) -> Any:
+    """Register the detector on an apscheduler (3.x) BackgroundScheduler; returns the Job.
+
+    Every `detect.interval_seconds` it ticks at `clock.now()` and hands the signals to
+    `on_signals` (the alert lifecycle). Runs one at a time and coalesces missed runs.
+    """
+
+    def _job() -> None:
+        now = clock.now()
+        if now is None:
+            return
+        try:
+            signals = tick(engine, settings, now)
+        except Exception:
+            log.exception("detector tick at %s failed; the next tick retries", now.isoformat())
+            return
+        if signals:
+            on_signals(signals)
+
+    return scheduler.add_job(
+        _job,
+        "interval",
+        seconds=settings.detect.interval_seconds,
+        id=job_id,
+        replace_existing=True,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(settings.detect.interval_seconds)),
+    )
