@@ -99,12 +99,14 @@ class MinuteCounts:
 
     def __init__(self) -> None:
         self._cells: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+        self._arrays: tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add(self, kind: str, value: str, minute: int, total: int, novel_total: int, novel_negative: int) -> None:
         c = self._cells[(kind, value, int(minute))]
         c[0] += total
         c[1] += novel_total
         c[2] += novel_negative
+        self._arrays = None
 
     def add_document(
         self, minute: int, topic: str | None, entities: Iterable[str], sentiment: str, novel: bool = True
@@ -121,16 +123,39 @@ class MinuteCounts:
     def __len__(self) -> int:
         return len(self._cells)
 
+    def cells(self) -> dict[tuple[str, str, int], tuple[int, int, int]]:
+        """(kind, value, minute) -> (total, novel_total, novel_negative)."""
+        return {k: (v[0], v[1], v[2]) for k, v in self._cells.items()}
+
+    def _build(self) -> tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            items = sorted((m, k, v) for (k0, k1, m), v in self._cells.items() for k in [(k0, k1)] if v[0] > 0)
+            keys: list[RowKey] = sorted({k for _, k, _ in items})
+            index = {k: i for i, k in enumerate(keys)}
+            minute = np.fromiter((m for m, _, _ in items), dtype=np.int64, count=len(items))
+            kidx = np.fromiter((index[k] for _, k, _ in items), dtype=np.int64, count=len(items))
+            vals = np.asarray([v for _, _, v in items], dtype=np.int64).reshape(-1, 3)
+            self._arrays = (keys, minute, kidx, vals[:, 0], vals[:, 1], vals[:, 2])
+        return self._arrays
+
     def fetch(self, start: int, end: int, per: int = 1) -> Rows:
         """Rows with minute in [start, end), grouped into buckets of `per` minutes (1 or 60)."""
-        agg: dict[tuple[RowKey, int], list[int]] = defaultdict(lambda: [0, 0, 0])
-        for (kind, value, m), (tot, ntot, nneg) in self._cells.items():
-            if start <= m < end and tot > 0:
-                a = agg[((kind, value), m // per)]
-                a[0] += ntot
-                a[1] += nneg
-                a[2] += 1
-        return rows_from_records((k, b, v[0], v[1], v[2]) for (k, b), v in agg.items())
+        keys, minute, kidx, _tot, ntot, nneg = self._build()
+        a, z = np.searchsorted(minute, [start, end])
+        if z <= a:
+            return Rows.empty()
+        m, k = minute[a:z], kidx[a:z]
+        bucket = m // per
+        nb = int(bucket.max() - bucket.min() + 1)
+        code = k * nb + (bucket - bucket.min())
+        uniq, inv = np.unique(code, return_inverse=True)
+        sums = np.zeros((len(uniq), 3), dtype=np.int64)
+        np.add.at(sums, inv, np.stack([ntot[a:z], nneg[a:z], np.ones(z - a, dtype=np.int64)], axis=1))
+        uk, ub = uniq // nb, uniq % nb + bucket.min()
+        used = np.unique(uk)
+        remap = np.full(len(keys), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        return Rows([keys[i] for i in used.tolist()], remap[uk], ub, sums[:, 0], sums[:, 1], sums[:, 2])
 
 
 def rows_from_records(records: Iterable[Sequence]) -> Rows:
