@@ -93,7 +93,8 @@ def summarize(key: Key, numbers: Mapping[str, Any], state: str = "firing") -> st
     """One line for lists and chat previews, tolerant of missing figures."""
     what = f"{'topic' if key.kind == 'topic' else 'company'} {key.value}"
     share, base = numbers.get("share"), numbers.get("baseline_share")
-    neg, tot = numbers.get("negative"), numbers.get("total")
+    neg = numbers.get("window_negative", numbers.get("negative"))
+    tot = numbers.get("window_total", numbers.get("total"))
     parts = [f"Negative surge in {what}" if state != "resolved" else f"Resolved: negative surge in {what}"]
     if isinstance(share, int | float) and isinstance(base, int | float):
         parts.append(f"{share:.0%} negative vs {base:.0%} baseline")

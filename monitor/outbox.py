@@ -92,7 +92,7 @@ def _lock(conn: Connection, now: datetime) -> None:
 # --- alert rows --------------------------------------------------------------------------
 
 
-def _row_to_alert(r: Mapping[str, Any]) -> Alert:
+def _row_to_alert(r: Any) -> Alert:
     numbers = dict(r["numbers"] or {})
     meta = numbers.pop(_META, {}) or {}
     ws = meta.get("window_start")
@@ -161,7 +161,7 @@ def _write_alerts(conn: Connection, changes: Sequence[Change]) -> None:
 # --- silences ----------------------------------------------------------------------------
 
 
-def _row_to_silence(r: Mapping[str, Any]) -> Silence:
+def _row_to_silence(r: Any) -> Silence:
     return Silence(
         id=r["id"],
         matchers=matchers_from_json(r["matchers"]),
@@ -310,7 +310,8 @@ def _alert_view(a: Alert, settings: Settings | None, evidence: list[dict[str, An
     """An alert as message data. Figures are read from the detector's `numbers` under
     these names (first present wins): negative|window_negative, total|window_total,
     share|window_share, baseline_share|baseline, baseline_negative, baseline_total,
-    lift, p_value|pvalue|p, alpha|threshold, window_minutes."""
+    lift, p_value|pvalue|p, corrected_alpha|alpha|threshold, window_minutes
+    (monitor/spike.py's `to_signals` writes these)."""
     n = a.numbers
     neg = _first(n, "negative", "window_negative")
     tot = _first(n, "total", "window_total")
@@ -343,7 +344,7 @@ def _alert_view(a: Alert, settings: Settings | None, evidence: list[dict[str, An
         },
         "lift": _first(n, "lift"),
         "p_value": _first(n, "p_value", "pvalue", "p"),
-        "alpha": _first(n, "alpha", "threshold"),
+        "alpha": _first(n, "corrected_alpha", "alpha", "threshold"),
         "acknowledged_by": a.acknowledged_by,
         "evidence": evidence or [],
         "dashboard_url": f"{base}/Alerts?alert={a.id}" if base else None,
@@ -439,8 +440,10 @@ def _enqueue(
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(notifications.c.id)
     )
-    return bool(conn.execute(stmt).rowcount)
+    # RETURNING, not rowcount: psycopg2 reports -1 for an INSERT ... ON CONFLICT here.
+    return conn.execute(stmt).first() is not None
 
 
 # --- the stage runner ------------------------------------------------------------------------

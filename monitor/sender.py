@@ -110,13 +110,14 @@ def _claim(engine: Engine, nid: int, now: datetime, lease: timedelta) -> _Claim 
             if res.rowcount != 1:
                 return None
             aid = conn.execute(
-                notification_attempts.insert().values(
-                    notification_id=nid, at=now, status_code=None, ok=False, retryable=True, error=IN_FLIGHT
-                )
-            ).inserted_primary_key[0]
+                notification_attempts.insert()
+                .values(notification_id=nid, at=now, status_code=None, ok=False, retryable=True, error=IN_FLIGHT)
+                .returning(notification_attempts.c.id)
+            ).scalar_one()
     except OperationalError as exc:  # SQLite busy: another writer; try next tick
         log.warning("could not claim notification %s: %s", nid, redact(str(exc.orig)))
         return None
+    assert row is not None
     return _Claim(nid, row["dedup_key"], row["channel"], row["kind"], row["payload"], row["attempts"] + 1, int(aid))
 
 

@@ -1,0 +1,286 @@
+"""Pure alerting logic on plain values: lifecycle, ids, replays, grouping, repeat, routing,
+silences, inhibition, redaction, back-off."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.alerts import (
+    RULE,
+    Alert,
+    GroupTiming,
+    alert_id,
+    evaluate,
+    fingerprint,
+    plan_groups,
+)
+from monitor.config import Route
+from monitor.redact import mask_url, redact, register_secrets
+from monitor.routing import Matcher, MatcherError, Silence, mute_reasons, parse_matcher, route_channels
+from monitor.signals import Key, Signal
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+AAPL = Key("entity", "AAPL")
+EARN = Key("topic", "Earnings")
+
+
+def sig(key: Key, minute: int, spiking: bool = False, calm: bool = False, **numbers) -> Signal:
+    at = T0 + timedelta(minutes=minute)
+    return Signal(key, at, at - timedelta(minutes=15), spiking, calm, numbers or {"share": 0.5}, topic="Earnings")
+
+
+def latest_of(changes_latest):
+    return changes_latest[1]
+
+
+# --- lifecycle -------------------------------------------------------------------------
+
+
+def test_fires_immediately_without_pending_and_resolves_on_calm():
+    ch, cur = evaluate({}, [sig(AAPL, 0, spiking=True)])
+    assert [c.kind for c in ch] == ["fired"]
+    a = ch[0].alert
+    assert a.state == "firing" and a.fired_at == T0 and a.started_at == T0
+    assert a.id == alert_id(fingerprint(RULE, AAPL), T0)
+    ch, cur = evaluate(cur, [sig(AAPL, 1, spiking=False, calm=False), sig(AAPL, 2, calm=True)])
+    assert [c.kind for c in ch] == ["updated", "resolved"]
+    assert ch[-1].alert.id == a.id and ch[-1].alert.resolved_at == T0 + timedelta(minutes=2)
+
+
+def test_pending_must_hold_then_fires_with_the_same_id():
+    ch, cur = evaluate({}, [sig(AAPL, 0, spiking=True)], pending_minutes=5)
+    assert [c.kind for c in ch] == ["pending"]
+    pid = ch[0].alert.id
+    ch, cur = evaluate(cur, [sig(AAPL, 3, spiking=True)], pending_minutes=5)
+    assert [c.kind for c in ch] == ["updated"] and ch[0].alert.state == "pending"
+    ch, cur = evaluate(cur, [sig(AAPL, 5, spiking=True)], pending_minutes=5)
+    assert [c.kind for c in ch] == ["fired"] and ch[0].alert.id == pid
+    assert ch[0].alert.fired_at == T0 + timedelta(minutes=5)
+
+
+def test_pending_that_does_not_hold_is_dropped():
+    ch, cur = evaluate({}, [sig(AAPL, 0, spiking=True), sig(AAPL, 1, spiking=False)], pending_minutes=5)
+    assert [c.kind for c in ch] == ["pending", "dropped"]
+    assert cur[fingerprint(RULE, AAPL)].fired_at is None
+
+
+def test_refiring_later_is_a_new_occurrence_with_a_new_id():
+    ch1, cur = evaluate({}, [sig(AAPL, 0, spiking=True), sig(AAPL, 10, calm=True)])
+    ch2, cur = evaluate(cur, [sig(AAPL, 30, spiking=True)])
+    assert ch2[0].kind == "fired"
+    assert ch2[0].alert.id != ch1[0].alert.id
+    assert ch2[0].alert.id == alert_id(fingerprint(RULE, AAPL), T0 + timedelta(minutes=30))
+
+
+def test_replayed_signals_change_nothing():
+    stream = [sig(AAPL, 0, spiking=True), sig(AAPL, 1), sig(AAPL, 5, calm=True), sig(EARN, 2, spiking=True)]
+    ch, cur = evaluate({}, stream)
+    again, cur2 = evaluate(cur, stream)
+    assert again == [] and cur2 == cur
+
+
+def test_calm_without_alert_and_neither_state_do_nothing():
+    assert evaluate({}, [sig(AAPL, 0, calm=True), sig(AAPL, 1)])[0] == []
+
+
+def test_ids_stable_across_timezones_of_the_same_instant():
+    from datetime import timezone
+
+    fp = fingerprint(RULE, AAPL)
+    assert alert_id(fp, T0) == alert_id(fp, T0.astimezone(timezone(timedelta(hours=8))))
+    with pytest.raises(ValueError):
+        alert_id(fp, T0.replace(tzinfo=None))
+
+
+keys = st.sampled_from([AAPL, EARN, Key("entity", "MSFT")])
+steps = st.lists(st.tuples(keys, st.integers(0, 60), st.sampled_from(["spike", "calm", "mid"])), max_size=40)
+
+
+def _signals(spec):
+    return [sig(k, m, spiking=s == "spike", calm=s == "calm") for k, m, s in spec]
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=steps, cut=st.integers(0, 40))
+def test_property_any_replay_of_a_prefix_is_a_no_op(spec, cut):
+    """Applying a stream, then re-applying any prefix of it (a crash + replay), then the
+    rest, ends in the same alerts as applying it once."""
+    sigs = _signals(spec)
+    # one tick per distinct time, as the detector produces them
+    once = {}
+    for t in sorted({s.at for s in sigs}):
+        _, once = evaluate(once, [s for s in sigs if s.at == t], pending_minutes=2)
+    replayed = {}
+    times = sorted({s.at for s in sigs})
+    for t in times:
+        _, replayed = evaluate(replayed, [s for s in sigs if s.at == t], pending_minutes=2)
+    for t in times[: cut % (len(times) + 1)]:
+        ch, replayed = evaluate(replayed, [s for s in sigs if s.at == t], pending_minutes=2)
+        assert ch == []
+    assert replayed == once
+
+
+# --- grouping, repeat ----------------------------------------------------------------------
+
+
+def firing(key: Key, minute: int = 0, **kw) -> Alert:
+    t = T0 + timedelta(minutes=minute)
+    fp = fingerprint(RULE, key)
+    return Alert(alert_id(fp, t), fp, RULE, key, "firing", t, t, fired_at=t, **kw)
+
+
+TIMING = GroupTiming(
+    group_wait=timedelta(seconds=30), group_interval=timedelta(minutes=5), repeat_interval=timedelta(hours=1)
+)
+
+
+def test_group_waits_then_sends_once_then_repeats_after_repeat_interval():
+    a = firing(AAPL)
+    flushes, st1 = plan_groups({}, [("c", a)], T0, TIMING)
+    assert flushes == []  # group_wait
+    flushes, st2 = plan_groups(st1, [("c", a)], T0 + timedelta(seconds=30), TIMING)
+    assert len(flushes) == 1 and flushes[0].kind == "firing" and flushes[0].seq == 1
+    assert flushes[0].dedup_key.startswith(f"{a.id}:firing:")
+    # unchanged: nothing until repeat_interval
+    for m in (6, 30, 59):
+        f, st2 = plan_groups(st2, [("c", a)], T0 + timedelta(minutes=m), TIMING)
+        assert f == []
+    f, st3 = plan_groups(st2, [("c", a)], T0 + timedelta(minutes=61), TIMING)
+    assert len(f) == 1 and f[0].repeat and f[0].seq == 2
+    assert f[0].dedup_key != flushes[0].dedup_key
+
+
+def test_acknowledged_alerts_do_not_repeat():
+    a = firing(AAPL)
+    f, s = plan_groups({}, [("c", a)], T0, replace(TIMING, group_wait=timedelta(0)))
+    acked = replace(a, acknowledged_by="ann", acknowledged_at=T0)
+    f, s = plan_groups(s, [("c", acked)], T0 + timedelta(hours=5), TIMING)
+    assert f == []
+
+
+def test_resolved_is_sent_after_group_interval_and_group_goes_idle():
+    t = replace(TIMING, group_wait=timedelta(0))
+    a = firing(AAPL)
+    _, s = plan_groups({}, [("c", a)], T0, t)
+    done = replace(a, state="resolved", resolved_at=T0 + timedelta(minutes=1))
+    f, s = plan_groups(s, [("c", done)], T0 + timedelta(minutes=1), t)
+    assert f == []  # group_interval not over
+    f, s = plan_groups(s, [("c", done)], T0 + timedelta(minutes=5), t)
+    assert len(f) == 1 and f[0].kind == "resolved" and f[0].resolved == (done,) and f[0].seq == 2
+    gs = next(iter(s.values()))
+    assert gs.notified_firing == frozenset()
+    # a later occurrence waits group_wait again and never reuses a dedup key
+    b = firing(AAPL, minute=60)
+    f2, s = plan_groups(s, [("c", b)], T0 + timedelta(minutes=60), TIMING)
+    assert f2 == []
+    f2, s = plan_groups(s, [("c", b)], T0 + timedelta(minutes=61), TIMING)
+    assert len(f2) == 1 and f2[0].seq == 3
+
+
+def test_send_resolved_off_forgets_quietly():
+    t = replace(TIMING, group_wait=timedelta(0), send_resolved=False)
+    a = firing(AAPL)
+    _, s = plan_groups({}, [("c", a)], T0, t)
+    done = replace(a, state="resolved")
+    f, s = plan_groups(s, [("c", done)], T0 + timedelta(minutes=10), t)
+    assert f == [] and next(iter(s.values())).notified_firing == frozenset()
+
+
+def test_group_by_kind_puts_two_keys_in_one_message():
+    t = replace(TIMING, group_by=("key_kind",), group_wait=timedelta(seconds=30))
+    a, b = firing(AAPL), firing(Key("entity", "MSFT"), minute=0)
+    f, s = plan_groups({}, [("c", a)], T0, t)
+    f, s = plan_groups(s, [("c", a), ("c", b)], T0 + timedelta(seconds=30), t)
+    assert len(f) == 1 and {x.id for x in f[0].firing} == {a.id, b.id}
+    # per channel: the same alerts to two channels are two groups
+    f, s = plan_groups({}, [("c", a), ("d", a)], T0 + timedelta(minutes=1), replace(t, group_wait=timedelta(0)))
+    assert sorted(x.channel for x in f) == ["c", "d"]
+
+
+# --- routing, silences, inhibition ----------------------------------------------------------
+
+
+LABELS = {"rule": RULE, "key_kind": "entity", "key_value": "AAPL", "topic": "Earnings", "severity": "critical"}
+
+
+def test_no_routes_means_every_channel():
+    assert route_channels(LABELS, (), ["a", "b"]) == ["a", "b"]
+
+
+def test_routes_match_kind_value_topic_severity_and_continue():
+    routes = (
+        Route(channels=("desk",), key_kind="entity", key_value=("AAPL", "MSFT")),
+        Route(channels=("macro",), topic=("Macro",)),
+        Route(channels=("pager",), severity=("critical",), **{"continue": False}),
+        Route(channels=("never",)),
+    )
+    assert route_channels(LABELS, routes, ["desk", "macro", "pager", "never"]) == ["desk", "pager"]
+    low = {**LABELS, "severity": "warning", "key_value": "TSLA"}
+    assert route_channels(low, routes, []) == ["never"]
+    assert route_channels({**low, "topic": "Macro"}, routes[:2], []) == ["macro"]
+    assert route_channels(low, routes[:1], []) == []  # routes but no match: nowhere
+
+
+@pytest.mark.parametrize(
+    "text,hit",
+    [
+        ("key_value=AAPL", True),
+        ("key_value!=AAPL", False),
+        ("topic=~Earn.*", True),
+        ("topic=~Earn", False),  # anchored like Alertmanager
+        ("topic!~Mac.*", True),
+        ("severity = critical", True),
+        ("key_kind='entity'", True),
+    ],
+)
+def test_matchers(text, hit):
+    assert parse_matcher(text).matches(LABELS) is hit
+
+
+@pytest.mark.parametrize("bad", ["nolabel", "colour=red", "topic=~(", ""])
+def test_bad_matchers_say_why(bad):
+    with pytest.raises(MatcherError):
+        parse_matcher(bad)
+
+
+def test_silence_window_and_inhibition():
+    s = Silence("s1", (Matcher("key_value", "AAPL"),), T0, T0 + timedelta(hours=1))
+    assert mute_reasons(LABELS, [s], T0) == ["silence:s1"]
+    assert mute_reasons(LABELS, [s], T0 + timedelta(hours=1)) == []  # ended
+    assert mute_reasons(LABELS, [s], T0 - timedelta(seconds=1)) == []  # not started
+    empty = Silence("s2", (), T0, T0 + timedelta(hours=1))
+    assert mute_reasons(LABELS, [empty], T0) == []
+    assert mute_reasons(LABELS, [], T0, firing_topics={"Earnings"}) == []
+    assert mute_reasons(LABELS, [], T0, firing_topics={"Earnings"}, inhibit_entity_by_topic=True) == [
+        "inhibited:topic=Earnings"
+    ]
+    topic_labels = {**LABELS, "key_kind": "topic", "key_value": "Earnings"}
+    assert mute_reasons(topic_labels, [], T0, firing_topics={"Earnings"}, inhibit_entity_by_topic=True) == []
+
+
+# --- redaction, back-off ------------------------------------------------------------------
+
+
+def test_redact_masks_registered_secrets_urls_and_credential_params():
+    register_secrets(["https://oapi.dingtalk.com/robot/send?access_token=tok123456789"])
+    msg = "POST https://hooks.slack.com/services/T1/B2/abcdefgh failed; token tok123456789; sign=abc%3D&x=1"
+    out = redact(msg, ["abcdefgh"])
+    assert "abcdefgh" not in out and "tok123456789" not in out and "abc%3D" not in out
+    assert "https://hooks.slack.com/***" in out
+    assert mask_url("https://open.feishu.cn/open-apis/bot/v2/hook/xyz") == "https://open.feishu.cn/***"
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    from monitor.sender import BACKOFF_INITIAL_SECONDS, BACKOFF_JITTER_SECONDS, BACKOFF_MAX_SECONDS, backoff_seconds
+
+    for attempt in range(1, 6):
+        w = backoff_seconds(attempt)
+        low = BACKOFF_INITIAL_SECONDS * 2 ** (attempt - 1)
+        assert low <= w <= low + BACKOFF_JITTER_SECONDS
+    assert backoff_seconds(40) == BACKOFF_MAX_SECONDS
+    assert len({backoff_seconds(3) for _ in range(20)}) > 1  # jittered
