@@ -43,6 +43,7 @@ from monitor.windows import ALL, RowKey, Rows, from_minute, rows_from_records, t
 log = logging.getLogger(__name__)
 
 REFRESH_MINUTES = 6 * 60  # re-read the last day of baseline blocks this often (late data)
+RECHECK_MINUTES = 30  # minute buckets younger than this are re-read every tick (late documents)
 LEASE_NAME = "detector.lease"
 ADVISORY_KEY = 0x66696E73656E74  # "finsent"
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -77,8 +78,8 @@ class SqlSource:
             .where(and_(mc.minute >= from_minute(start), mc.minute < from_minute(end), mc.total > 0))
             .group_by(mc.key_kind, mc.key_value, literal_column("bucket"))
         )
-        res = self.conn.execute(q)
-        return rows_from_records(((r[0], r[1]), r[2], r[3], r[4], r[5]) for r in res)
+        rows = self.conn.execute(q).fetchall()
+        return rows_from_records(((r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows)
 
 
 class _Block:
@@ -96,6 +97,7 @@ class Detector:
         self._index: dict[RowKey, int] = {}
         self._keys: list[RowKey] = []
         self._blocks: dict[int, _Block] = {}
+        self._minutes: dict[int, _Block] = {}
         self._last_refresh: int | None = None
         self._lock = threading.Lock()
 
@@ -113,18 +115,18 @@ class Detector:
             local[i] = g
         return local[rows.key_idx] if len(rows.key_idx) else np.zeros(0, dtype=np.int64)
 
-    def _load_hours(self, source: Source, hours: list[int], end: int) -> None:
-        if not hours:
+    def _load(self, source: Source, buckets: list[int], per: int, into: dict[int, _Block], end: int) -> None:
+        if not buckets:
             return
-        lo, hi = min(hours), max(hours) + 1
-        rows = source.fetch(lo * 60, hi * 60, 60)
+        lo, hi = min(buckets), max(buckets) + 1
+        rows = source.fetch(lo * per, hi * per, per)
         g = self._gidx(rows)
         order = np.argsort(rows.bucket, kind="stable")
         b_sorted = rows.bucket[order]
-        for h in range(lo, hi):
-            a, z = np.searchsorted(b_sorted, [h, h + 1])
+        for b in range(lo, hi):
+            a, z = np.searchsorted(b_sorted, [b, b + 1])
             sel = order[a:z]
-            self._blocks[h] = _Block(g[sel], rows.novel_total[sel], rows.novel_negative[sel], rows.live[sel], end)
+            into[b] = _Block(g[sel], rows.novel_total[sel], rows.novel_negative[sel], rows.live[sel], end)
 
     def evidence(self, source: Source, end: int) -> Evidence:
         p = self.params
@@ -134,10 +136,12 @@ class Detector:
         if self._last_refresh is None or end - self._last_refresh >= REFRESH_MINUTES or end < self._last_refresh:
             for h in [h for h in self._blocks if h >= h1 - 24]:
                 del self._blocks[h]
+            self._minutes.clear()
             self._last_refresh = end
-        self._load_hours(source, [h for h in range(h0, h1) if h not in self._blocks], end)
-        recent = source.fetch(m0, end, 1)
-        rg = self._gidx(recent)
+        self._load(source, [h for h in range(h0, h1) if h not in self._blocks], 60, self._blocks, end)
+        for m in [m for m in self._minutes if m < m0 or m >= end or m >= self._minutes[m].fetched_at - RECHECK_MINUTES]:
+            del self._minutes[m]
+        self._load(source, [m for m in range(m0, end) if m not in self._minutes], 1, self._minutes, end)
 
         g = len(self._keys)
         nb, nm = h1 - h0, end - m0
@@ -152,11 +156,11 @@ class Detector:
         rec_tot = np.zeros((g, nm), dtype=np.int64)
         rec_neg = np.zeros((g, nm), dtype=np.int64)
         rec_live = np.zeros((g, nm), dtype=np.int64)
-        if len(rg):
-            cols = recent.bucket - m0
-            rec_tot[rg, cols] = recent.novel_total
-            rec_neg[rg, cols] = recent.novel_negative
-            rec_live[rg, cols] = recent.live
+        for m in range(m0, end):
+            blk = self._minutes[m]
+            rec_tot[blk.gidx, m - m0] = blk.tot
+            rec_neg[blk.gidx, m - m0] = blk.neg
+            rec_live[blk.gidx, m - m0] = blk.live
 
         all_g = self._index.get(ALL)
         if all_g is not None:

@@ -323,7 +323,14 @@ def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
         below &= ok.all(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         S = np.where(N > 0, K / np.maximum(N, 1), np.nan)
-    P = beta_binomial_sf(K, N, shrunk[:, None], conc[:, None])
+    # Exact p-values where they can matter (enough negatives, share above baseline);
+    # elsewhere the test cannot pass and p is left undefined (NaN, reported as null).
+    need = (p.resolve_negative <= K) & (N > 0) & (N * shrunk[:, None] < K)
+    P = np.full(K.shape, np.nan)
+    if need.any():
+        cb = np.broadcast_to(conc[:, None], K.shape)
+        sb = np.broadcast_to(shrunk[:, None], K.shape)
+        P[need] = beta_binomial_sf(K[need], N[need], sb[need], cb[need])
     tested = warm[:, None] & (N > 0)
     m = int(n_tests) if n_tests is not None else int(tested.sum())
     corrected = p.alpha / max(m, 1)
@@ -337,7 +344,8 @@ def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
 
     # The window that speaks for the key: the most significant firing one, else the most
     # significant tested one, else the main window.
-    score = np.where(fire, P, np.where(tested, 2.0 + P, 4.0))
+    pz = np.nan_to_num(P, nan=1.0)
+    score = np.where(fire, pz, np.where(tested, 2.0 + pz, 4.0))
     choice = np.argmin(score, axis=1)
     rows = np.arange(kk)
     k_c, n_c, s_c, p_c = K[rows, choice], N[rows, choice], S[rows, choice], P[rows, choice]
