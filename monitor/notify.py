@@ -279,6 +279,9 @@ def test_message(settings: Any, name: str, now: datetime) -> dict[str, Any]:
 def send_test(settings: Any, name: str, *, client: httpx.Client | None = None) -> SendResult:
     """Send a test message to one channel now (not through the outbox). Raises ValueError
     for an unknown channel name; delivery problems come back in the result."""
+    from monitor.redact import register_settings_secrets
+
+    register_settings_secrets(settings)
     ch = next((c for c in settings.channels if c.name == name), None)
     if ch is None:
         known = ", ".join(c.name for c in settings.channels) or "none configured"

@@ -292,6 +292,36 @@ def list_alerts(
     return out
 
 
+def get_alert(bind: Bind, alert_id: str) -> dict[str, Any] | None:
+    """One alert with its notification history (for the dashboard's `/Alerts?alert=<id>`)."""
+    with _tx(bind) as conn:
+        r = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+        if r is None:
+            return None
+        a = _row_to_alert(r)
+        n = notifications.c
+        history = [
+            {
+                "channel": x["channel"],
+                "kind": x["kind"],
+                "status": x["status"],
+                "attempts": x["attempts"],
+                "last_error": x["last_error"],
+                "created_at": _t(x["created_at"]),
+                "sent_at": _t(x["sent_at"]),
+                "dedup_key": x["dedup_key"],
+            }
+            for x in conn.execute(
+                select(notifications).where(n.alert_id == alert_id).order_by(n.created_at, n.id)
+            ).mappings()
+        ]
+        evidence = _evidence(conn, a, 5) if a.fired_at else []
+    view = _alert_view(a, None, evidence)
+    view["notifications"] = history
+    view["numbers"] = dict(a.numbers)
+    return view
+
+
 # --- message content -----------------------------------------------------------------------
 
 
@@ -661,6 +691,7 @@ __all__ = [
     "counts_by_status",
     "digest",
     "expire_silence",
+    "get_alert",
     "list_alerts",
     "list_silences",
 ]

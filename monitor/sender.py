@@ -14,10 +14,12 @@ Delivery is at-least-once, made exactly-once at the receiver by an idempotency k
    `max_attempts` used up).
 
 A sender killed after 1 and before 3 leaves the row pending with an "in flight" attempt;
-once the lease passes any sender retries it. So the only window for a duplicate is a
-crash after the receiver got the request and before step 3 committed; receivers that drop
-repeated notification ids (the finsent webhook contract) see every notification once.
-Chat vendors without idempotency keys may show that one message twice.
+once the lease passes any sender retries it. So a duplicate can only come from a crash
+after the receiver got the request and before step 3 committed, or from a request that
+timed out after the receiver had processed it (a timeout is an unknown outcome, so it is
+retried). Receivers that drop repeated notification ids (the finsent webhook contract)
+see every notification once; chat vendors without idempotency keys may then show that
+one message twice.
 
 Rate limits are per channel and shared by all senders through the database: attempts in
 the last minute are counted against `rate_per_minute` (defaults: Slack 60, Teams 60,
@@ -44,7 +46,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from monitor.config import Settings
 from monitor.db import notification_attempts, notifications
 from monitor.notify import SendResult, default_rate_per_minute, deliver
-from monitor.redact import REDACTING_FILTER, redact
+from monitor.redact import REDACTING_FILTER, redact, register_settings_secrets
 
 log = logging.getLogger(__name__)
 log.addFilter(REDACTING_FILTER)
@@ -175,6 +177,7 @@ def send_due(
     processes at once. `now` (default: the wall clock) drives the bookkeeping times, so
     tests and replays can move the clock; request signatures always use the wall clock."""
     clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))  # type: ignore[assignment,return-value]
+    register_settings_secrets(settings)  # so the log filter knows them even without load_settings
     t0 = clock()
     stats = SendStats()
     n = notifications.c
