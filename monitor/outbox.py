@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -146,6 +146,41 @@ def _load_latest(conn: Connection, fps: Sequence[str]) -> dict[str, Alert]:
     )
     q = select(alerts).join(sub, and_(alerts.c.fingerprint == sub.c.fingerprint, alerts.c.started_at == sub.c.m))
     return {r["fingerprint"]: _row_to_alert(r) for r in conn.execute(q).mappings()}
+
+
+def _dominant_topic(conn: Connection, a: Alert) -> str | None:
+    """The most frequent topic of an entity's negative documents in the alert's window."""
+    d, de = documents.c, document_entities.c
+    end = a.updated_at
+    start = a.window_start or (end - timedelta(minutes=15))
+    q = (
+        select(d.topic, func.count().label("k"))
+        .select_from(documents.join(document_entities, de.document_id == d.id))
+        .where(de.entity == a.key.value, de.published_at >= start, de.published_at <= end)
+        .where(d.sentiment == "negative", d.topic.is_not(None))
+        .group_by(d.topic)
+        .order_by(func.count().desc(), d.topic)
+        .limit(1)
+    )
+    row = conn.execute(q).first()
+    return row[0] if row else None
+
+
+def _with_entity_topics(conn: Connection, changes: list[Change]) -> list[Change]:
+    """Fill the topic of new entity alerts when the detector did not set one, so topic
+    routes and `inhibit_entity_by_topic` work for entity alerts too."""
+    topics: dict[str, str | None] = {}
+    out = []
+    for c in changes:
+        a = c.alert
+        if a.key.kind == "entity" and a.topic is None and c.kind in ("pending", "fired"):
+            if a.id not in topics:
+                topics[a.id] = _dominant_topic(conn, a)
+            c = Change(c.kind, replace(a, topic=topics[a.id]), c.before)
+        elif a.key.kind == "entity" and a.topic is None and topics.get(a.id):
+            c = Change(c.kind, replace(a, topic=topics[a.id]), c.before)
+        out.append(c)
+    return out
 
 
 def _write_alerts(conn: Connection, changes: Sequence[Change]) -> None:
@@ -501,6 +536,7 @@ def apply_signals(
         fps = sorted({fingerprint(RULE, s.key) for s in sigs})
         latest = _load_latest(conn, fps)
         changes, _ = evaluate(latest, sigs, pending_minutes=settings.detect.pending_minutes)
+        changes = _with_entity_topics(conn, changes)
         _write_alerts(conn, changes)
         result.changes = changes
         if changes:

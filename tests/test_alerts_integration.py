@@ -568,6 +568,20 @@ def test_inhibit_entity_by_topic_and_routes(engine, receiver):
     assert len(slack) == 1 and "Earnings" in text_of(slack[0])
 
 
+def test_entity_alert_topic_comes_from_its_documents_when_the_detector_gives_none(engine, receiver):
+    from monitor.config import Route
+
+    s = make_settings(
+        receiver.base, channels=("hook", "slack"), routes=(Route(channels=("slack",), topic=("Earnings",)),)
+    )
+    seed_documents(engine, "AAPL", T0)  # negative documents about AAPL, topic Earnings
+    apply_signals(engine, s, [spike(AAPL, T0)], T0)  # Signal.topic is None
+    (a,) = list_alerts(engine)
+    assert a["topic"] == "Earnings"
+    send_due(engine, s, T0)
+    assert len(receiver.on("/slack")) == 1 and receiver.on("/webhook") == []
+
+
 def test_per_channel_rate_limit_spreads_sends_over_minutes(engine, receiver):
     from monitor.config import AlertSettings, Channel, Settings
 
