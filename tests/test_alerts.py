@@ -284,3 +284,59 @@ def test_backoff_grows_with_jitter_and_is_capped():
         assert low <= w <= low + BACKOFF_JITTER_SECONDS
     assert backoff_seconds(40) == BACKOFF_MAX_SECONDS
     assert len({backoff_seconds(3) for _ in range(20)}) > 1  # jittered
+
+
+events = st.lists(
+    st.tuples(st.integers(0, 900), st.sampled_from(["AAPL", "MSFT", "TSLA"]), st.booleans()), min_size=1, max_size=30
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ev=events, send_resolved=st.booleans(), by_kind=st.booleans())
+def test_property_grouping_never_repeats_a_key_and_tells_every_change_once(ev, send_resolved, by_kind):
+    """Random firing/resolving over time on two channels: dedup keys are unique, a
+    resolved message only follows a firing one, each resolution is told at most once, and
+    once the clock moves on every still-firing alert has been notified."""
+    t = GroupTiming(
+        group_by=("key_kind",) if by_kind else ("key_kind", "key_value"),
+        group_wait=timedelta(seconds=30),
+        group_interval=timedelta(minutes=5),
+        repeat_interval=timedelta(hours=1),
+        send_resolved=send_resolved,
+    )
+    now = T0
+    alerts: dict[str, Alert] = {}  # key -> latest occurrence
+    states: dict = {}
+    seen_keys, told_firing, told_resolved = set(), set(), []
+
+    def step(now):
+        nonlocal states
+        notified = set().union(*(g.notified_firing for g in states.values())) if states else set()
+        members = [(ch, a) for a in alerts.values() if a.state == "firing" or a.id in notified for ch in ("c1", "c2")]
+        flushes, states = plan_groups(states, members, now, t)
+        for f in flushes:
+            assert f.dedup_key not in seen_keys
+            seen_keys.add(f.dedup_key)
+            told_firing.update((f.channel, a.id) for a in f.firing)
+            for a in f.resolved:
+                assert (f.channel, a.id) in told_firing
+                told_resolved.append((f.channel, a.id))
+
+    for dt, sym, fire in ev:
+        now += timedelta(seconds=dt)
+        a = alerts.get(sym)
+        if fire and (a is None or a.state == "resolved"):
+            alerts[sym] = firing(Key("entity", sym), minute=int((now - T0).total_seconds() // 60))
+            alerts[sym] = replace(alerts[sym], started_at=now, fired_at=now, id=f"{sym}@{now.isoformat()}")
+        elif not fire and a is not None and a.state == "firing":
+            alerts[sym] = replace(a, state="resolved", resolved_at=now)
+        step(now)
+    for _ in range(3):  # let group waits and intervals pass
+        now += timedelta(minutes=6)
+        step(now)
+    assert len(told_resolved) == len(set(told_resolved))
+    if not send_resolved:
+        assert told_resolved == []
+    for a in alerts.values():
+        if a.state == "firing":
+            assert ("c1", a.id) in told_firing and ("c2", a.id) in told_firing
