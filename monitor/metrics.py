@@ -83,5 +83,5 @@ def serve(port: int, health: Health, host: str = "0.0.0.0") -> WSGIServer | None
     except OSError as exc:
         raise RuntimeError(f"cannot serve metrics on port {port}: {exc.strerror} (setting metrics_port / FINSENT_METRICS_PORT)") from None
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)
+    log.info("metrics and health on %s port %d (paths /metrics and /healthz)", host, port)
     return server

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.classify import Prediction
@@ -95,13 +95,14 @@ class CountAccumulator:
             for (k, v, m), counts in sorted(self._rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))
             if any(counts.values())
         ]
-        for i in range(0, len(rows), _CHUNK):
-            stmt = _insert(conn, minute_counts).values(rows[i : i + _CHUNK])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["key_kind", "key_value", "minute"],
-                set_={c: getattr(minute_counts.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
-            )
-            conn.execute(stmt)
+        if not rows:
+            return
+        stmt = _insert(conn, minute_counts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key_kind", "key_value", "minute"],
+            set_={c: getattr(minute_counts.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
+        )
+        conn.execute(stmt, rows)
 
 
 class Store:
@@ -131,9 +132,10 @@ def write_batch(
 
     inserted_ids: set[str] = set()
     rows = [_doc_row(it, now) for it in unique.values()]
-    for i in range(0, len(rows), _CHUNK):
-        stmt = _insert(conn, documents).values(rows[i : i + _CHUNK]).on_conflict_do_nothing(index_elements=["id"])
-        inserted_ids.update(r[0] for r in conn.execute(stmt.returning(documents.c.id)))
+    if rows:
+        # executemany with RETURNING: SQLAlchemy batches it ("insertmanyvalues") with one cached compile.
+        stmt = _insert(conn, documents).on_conflict_do_nothing(index_elements=["id"]).returning(documents.c.id)
+        inserted_ids.update(r[0] for r in conn.execute(stmt, rows))
     new = [it for it in unique.values() if it.doc.id in inserted_ids]
     result.inserted = len(new)
     result.duplicates += len(unique) - len(new)
@@ -154,7 +156,7 @@ def write_batch(
         {"document_id": it.doc.id, "entity": e[:64], "published_at": it.doc.published_at} for it in new for e in it.entities
     ]
     if ent_rows:
-        conn.execute(_insert(conn, document_entities).values(ent_rows).on_conflict_do_nothing())
+        conn.execute(_insert(conn, document_entities).on_conflict_do_nothing(), ent_rows)
     counts.apply(conn)
 
     result.rejections = list(rejections)
@@ -172,9 +174,9 @@ def write_batch(
         ]
         res = conn.execute(
             _insert(conn, dead_letters)
-            .values(dl_rows)
             .on_conflict_do_nothing(index_elements=["topic", "partition", "offset"])
-            .returning(dead_letters.c.id)
+            .returning(dead_letters.c.id),
+            dl_rows,
         )
         result.dead_letters = len(res.fetchall())
     return result
@@ -224,14 +226,20 @@ def _near_duplicates(
     lo = with_bands[0].doc.published_at - horizon
     hi = with_bands[-1].doc.published_at + horizon
     existing: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for i in range(0, len(all_bands), _CHUNK):
-        q = select(near_dup_bands.c.band, near_dup_bands.c.published_at, near_dup_bands.c.document_id).where(
-            and_(
-                near_dup_bands.c.band.in_(all_bands[i : i + _CHUNK]),
-                near_dup_bands.c.published_at >= lo,
-                near_dup_bands.c.published_at <= hi,
-            )
-        )
+    cols = (near_dup_bands.c.band, near_dup_bands.c.published_at, near_dup_bands.c.document_id)
+    in_time = and_(near_dup_bands.c.published_at >= lo, near_dup_bands.c.published_at <= hi)
+    if conn.dialect.name == "postgresql":
+        # One array parameter instead of thousands of literals: far cheaper to send and plan.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        arr = bindparam("bands", all_bands, type_=ARRAY(near_dup_bands.c.band.type))
+        queries = [select(*cols).where(and_(near_dup_bands.c.band == func.any(arr), in_time))]
+    else:
+        queries = [
+            select(*cols).where(and_(near_dup_bands.c.band.in_(all_bands[i : i + _CHUNK]), in_time))
+            for i in range(0, len(all_bands), _CHUNK)
+        ]
+    for q in queries:
         for band, ts, doc_id in conn.execute(q):
             existing[band].append((ts, doc_id))
 
@@ -253,8 +261,22 @@ def _near_duplicates(
     # New documents are visited in event-time order, so only already-stored ones can be later.
     if demote:
         _demote_originals(conn, demote, counts)
-    if band_rows:
-        conn.execute(_insert(conn, near_dup_bands).values(band_rows).on_conflict_do_nothing())
+    if band_rows and conn.dialect.name == "postgresql":
+        # Tens of thousands of tiny rows per batch: one statement over arrays beats executemany.
+        conn.execute(
+            text(
+                "INSERT INTO near_dup_bands (band, document_id, published_at) "
+                "SELECT * FROM unnest(CAST(:b AS text[]), CAST(:d AS text[]), CAST(:t AS timestamptz[])) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {
+                "b": [r["band"] for r in band_rows],
+                "d": [r["document_id"] for r in band_rows],
+                "t": [r["published_at"] for r in band_rows],
+            },
+        )
+    elif band_rows:
+        conn.execute(_insert(conn, near_dup_bands).on_conflict_do_nothing(), band_rows)
     return dup_of
 
 
