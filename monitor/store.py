@@ -281,16 +281,22 @@ def _near_duplicates(
 
 
 def _demote_originals(conn: Connection, demote: dict[str, str], counts: CountAccumulator) -> None:
-    rows = conn.execute(
-        select(documents.c.id, documents.c.published_at, documents.c.topic, documents.c.sentiment, documents.c.entities).where(
-            and_(documents.c.id.in_(list(demote)), documents.c.duplicate_of.is_(None))
-        )
-    ).fetchall()
-    for doc_id, ts, topic, sentiment, ents in rows:
+    # A conditional UPDATE ... RETURNING claims each demotion: when two workers race to
+    # demote the same document, the row lock makes the second one match nothing, so its
+    # novel counts are moved exactly once.
+    for doc_id in sorted(demote):
+        row = conn.execute(
+            update(documents)
+            .where(and_(documents.c.id == doc_id, documents.c.duplicate_of.is_(None)))
+            .values(duplicate_of=demote[doc_id])
+            .returning(documents.c.published_at, documents.c.topic, documents.c.sentiment, documents.c.entities)
+        ).first()
+        if row is None:
+            continue
+        ts, topic, sentiment, ents = row
         d = _delta(sentiment, True, -1)
         d["total"] = d["negative"] = d["neutral"] = d["positive"] = 0
         counts.add(ts, topic, ents or (), d)
-        conn.execute(update(documents).where(documents.c.id == doc_id).values(duplicate_of=demote[doc_id]))
 
 
 def recount(conn: Connection) -> dict[tuple[str, str, datetime], dict[str, int]]:

@@ -125,16 +125,14 @@ class DaemonProc:
 def daemon_env(db_url: str, bootstrap: str, topic: str, group: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
     env.update(
+        {"FINSENT_BATCH_MAX_RECORDS": "250", "FINSENT_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"},
         FINSENT_DATABASE_URL=db_url,
         FINSENT_KAFKA_BOOTSTRAP=bootstrap,
         FINSENT_KAFKA_TOPICS=topic,
         FINSENT_KAFKA_GROUP=group,
         FINSENT_METRICS_PORT="0",
-        FINSENT_BATCH_MAX_RECORDS="250",
-        FINSENT_LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
