@@ -65,7 +65,7 @@ class SqlSource:
             epoch = cast(func.strftime("%s", mc.minute), BigInteger)
         else:
             epoch = cast(func.extract("epoch", mc.minute), BigInteger)
-        bucket = (epoch / (60 * per)).label("bucket")
+        bucket = (epoch // (60 * per)).label("bucket")  # floor division on both backends
         q = (
             select(
                 mc.key_kind,
@@ -150,17 +150,17 @@ class Detector:
         block_live = np.zeros((g, nb), dtype=np.int64)
         for h in range(h0, h1):
             blk = self._blocks[h]
-            block_tot[blk.gidx, h - h0] = blk.tot
-            block_neg[blk.gidx, h - h0] = blk.neg
-            block_live[blk.gidx, h - h0] = blk.live
+            np.add.at(block_tot, (blk.gidx, h - h0), blk.tot)
+            np.add.at(block_neg, (blk.gidx, h - h0), blk.neg)
+            np.add.at(block_live, (blk.gidx, h - h0), blk.live)
         rec_tot = np.zeros((g, nm), dtype=np.int64)
         rec_neg = np.zeros((g, nm), dtype=np.int64)
         rec_live = np.zeros((g, nm), dtype=np.int64)
         for m in range(m0, end):
             blk = self._minutes[m]
-            rec_tot[blk.gidx, m - m0] = blk.tot
-            rec_neg[blk.gidx, m - m0] = blk.neg
-            rec_live[blk.gidx, m - m0] = blk.live
+            np.add.at(rec_tot, (blk.gidx, m - m0), blk.tot)
+            np.add.at(rec_neg, (blk.gidx, m - m0), blk.neg)
+            np.add.at(rec_live, (blk.gidx, m - m0), blk.live)
 
         all_g = self._index.get(ALL)
         if all_g is not None:

@@ -12,9 +12,11 @@ Baseline
     never overlap). Pooling counts (sum of negatives / sum of documents) means minutes
     and hours with no volume (nights, feed outages) add nothing and dilute nothing.
     Anomalies are not learned: an hour block whose negative count is itself a surge
-    (same effect gates as firing, one-sided binomial p < `EXCLUDE_ALPHA` against the
-    key's preliminary share) is left out, so yesterday's scandal does not raise today's
-    bar. Excluded hours are reported.
+    (same effect gates as firing, one-sided binomial p < `EXCLUDE_ALPHA`) is left out,
+    so yesterday's scandal does not raise today's bar. The reference for that test is
+    the median of the key's daily shares, which a bad day or two cannot move (the
+    pooled share of a sparse company with one scandal in its week *is* the scandal).
+    Excluded hours are reported.
 
 Shrinkage (empirical Bayes)
     A sparse company's own share is noise, so the key's rate gets a Beta prior centred
@@ -194,13 +196,38 @@ def surge_mask(
     return out
 
 
+def robust_reference(block_neg: np.ndarray, block_tot: np.ndarray, parent_share: float, p: Params) -> np.ndarray:
+    """A per-key share that a few surge hours cannot drag up: the median of daily shrunk shares.
+
+    The pooled share of a sparse company with one bad day in its week is mostly that
+    day; the median over days is not. Keys with no volume at all get the parent share.
+    """
+    k, nb = block_tot.shape
+    days = max(1, math.ceil(nb / 24))
+    pad = days * 24 - nb
+    bt = np.pad(block_tot, ((0, 0), (pad, 0))).reshape(k, days, 24).sum(axis=2)
+    bn = np.pad(block_neg, ((0, 0), (pad, 0))).reshape(k, days, 24).sum(axis=2)
+    daily = np.where(bt > 0, shrink(bn, bt, parent_share, p.prior_strength), np.nan)
+    has = (bt > 0).any(axis=1)
+    out = np.full(k, parent_share, dtype=float)
+    if has.any():
+        out[has] = np.nanmedian(daily[has], axis=1)
+    return out
+
+
 def baseline(
     block_neg: np.ndarray, block_tot: np.ndarray, parent_share: float, p: Params
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(baseline negatives, baseline total, excluded hour count) per key, surge hours left out."""
-    n0, t0 = block_neg.sum(axis=1), block_tot.sum(axis=1)
-    pre = shrink(n0, t0, parent_share, p.prior_strength)
-    drop = surge_mask(block_neg, block_tot, pre, p)
+    """(baseline negatives, baseline total, excluded hour count) per key, surge hours left out.
+
+    Hours are flagged against a robust reference (median of daily shares), then once
+    more against the pooled share of what is left; both sets are excluded.
+    """
+    ref = robust_reference(block_neg, block_tot, parent_share, p)
+    drop = surge_mask(block_neg, block_tot, ref, p)
+    n1 = np.where(drop, 0, block_neg).sum(axis=1)
+    t1 = np.where(drop, 0, block_tot).sum(axis=1)
+    drop |= surge_mask(block_neg, block_tot, shrink(n1, t1, parent_share, p.prior_strength), p)
     neg = np.where(drop, 0, block_neg).sum(axis=1)
     tot = np.where(drop, 0, block_tot).sum(axis=1)
     return neg, tot, drop.sum(axis=1)

@@ -87,25 +87,18 @@ def drive(
     At the end of the stream the watermark jumps to the last event time.
     """
     clock = WatermarkClock(lateness)
-    last_tick: datetime | None = None
+    last_tick: datetime | None = None  # ticks are the aligned instants after the first event
     last_minute: int | None = None
     last_event_minute: int | None = None
     quiet = False  # last detector run was all calm, nothing spiking
     ticks = runs = 0
-    started = False
 
     def step() -> None:
-        nonlocal last_tick, last_minute, quiet, ticks, runs, started
+        nonlocal last_tick, last_minute, quiet, ticks, runs
         now = clock.now()
-        if now is None:
+        if now is None or last_tick is None:
             return
-        if not started:
-            # The first tick instant: the first aligned instant at or before the watermark.
-            started = True
-            instants = tick_times(None, now, interval_seconds)
-        else:
-            instants = tick_times(last_tick, now, interval_seconds)
-        for t in instants:
+        for t in tick_times(last_tick, now, interval_seconds):
             m = to_minute(t)
             ticks += 1
             if m == last_minute:
@@ -125,6 +118,8 @@ def drive(
     batch: list[Any] = []
     for ts, payload in events:
         batch.append(payload)
+        if last_tick is None:
+            last_tick = ts - timedelta(microseconds=1)
         clock.observe(ts)
         em = to_minute(ts)
         last_event_minute = em if last_event_minute is None else max(last_event_minute, em)
