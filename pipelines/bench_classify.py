@@ -1,0 +1,256 @@
+"""Throughput of the inference engine against the naive per-text call, in one run.
+
+Call: ``bench_classify(texts=None, n=2048, model_dir=None, device="auto", batch_size=256,
+threads=None, naive_n=256, int8="compare", data_dir=None, precision="auto") -> dict`` or ``main(argv)`` /
+``python -m pipelines.bench_classify --help`` (``--json`` prints the dict).
+
+The naive way is what a first script does with a transformers ``pipeline``: one text per
+call, tokenised on its own, a forward pass under ``no_grad`` in fp32, the scores turned into
+a dict. It runs on the same weights and threads as the engine, so the ratio measures the
+engine (length-bucketed batches, one Rust tokenizer call per batch, ``inference_mode``,
+tokenisation overlapped with the forward pass, optional int8), not the hardware.
+
+Texts: the validation CSVs (tweets) when they are there, else generated tweet-like lines.
+The engine's default precision on CPU is bf16 where the CPU has AMX/AVX512-BF16, else fp32.
+With ``int8="compare"`` the fp32 and dynamic-int8 engines are measured too, each with its
+label agreement against the default one, so the JSON shows which is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipelines.data import default_data_dir, read_labelled_csv, split_path
+
+
+def hardware() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    with contextlib.suppress(OSError):
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return info
+
+
+def _synthetic(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    subjects = ["$AAPL", "Tesla", "The Fed", "Oil prices", "Gold", "JPMorgan", "The euro", "Nvidia", "Bitcoin"]
+    verbs = [
+        "rises",
+        "falls",
+        "beats estimates",
+        "misses estimates",
+        "cuts guidance",
+        "raises dividend",
+        "is upgraded to buy",
+        "faces a probe",
+        "holds rates",
+    ]
+    tails = ["after earnings", "as yields climb", "in early trade", "on China demand", "https://t.co/abc123", ""]
+    return [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(tails)}".strip() for _ in range(n)]
+
+
+def load_texts(n: int, data_dir: str | Path | None = None) -> list[str]:
+    data = Path(data_dir) if data_dir else default_data_dir()
+    texts: list[str] = []
+    for task in ("sentiment", "topic"):
+        path = split_path(data, task, "valid")
+        if path.is_file():
+            texts.extend(read_labelled_csv(path, task)[0])
+    if not texts:
+        texts = _synthetic(n)
+    random.Random(0).shuffle(texts)
+    while len(texts) < n:
+        texts = texts + texts
+    return texts[:n]
+
+
+def _stats(values: Sequence[int]) -> dict[str, float]:
+    s = sorted(values)
+    return {
+        "mean": round(statistics.fmean(s), 1),
+        "p50": s[len(s) // 2],
+        "p95": s[min(len(s) - 1, int(len(s) * 0.95))],
+        "max": s[-1],
+    }
+
+
+def _time_engine(engine: Any, texts: list[str], batch_size: int) -> tuple[float, list[Any]]:
+    engine.classify(texts[: min(64, len(texts))])  # warm-up: allocator, oneDNN kernels
+    batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+    started = time.perf_counter()
+    preds = [p for batch in engine.classify_iter(batches) for p in batch]
+    return time.perf_counter() - started, preds
+
+
+def _time_naive(model_dir: str | Path | None, texts: list[str], device: torch.device) -> float:
+    """One text per call, as a transformers text-classification pipeline would run it."""
+    from models.multitask import load_artifact
+
+    model, tokenizer, _ = load_artifact(model_dir)
+    model.to(device).eval()
+    names = (model.spec.topics, model.spec.sentiments)
+
+    def one(text: str) -> dict[str, Any]:
+        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=model.spec.max_length)
+        with torch.no_grad():
+            topic, sent = model.probabilities(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+        t, s = topic[0].tolist(), sent[0].tolist()
+        return {"topic": dict(zip(names[0], t, strict=True)), "sentiment": dict(zip(names[1], s, strict=True))}
+
+    for text in texts[:8]:
+        one(text)
+    started = time.perf_counter()
+    for text in texts:
+        one(text)
+    return time.perf_counter() - started
+
+
+def bench_classify(
+    texts: Sequence[str] | None = None,
+    n: int = 2048,
+    model_dir: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    threads: int | None = None,
+    naive_n: int = 256,
+    int8: str = "compare",
+    data_dir: str | Path | None = None,
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """Measure engine vs naive texts/s on the same texts; ``int8`` is compare|on|off."""
+    from monitor.engine import Engine
+
+    if threads:
+        torch.set_num_threads(threads)
+    items = list(texts) if texts is not None else load_texts(n, data_dir)
+    fp32 = Engine(
+        model_dir=model_dir, device=device, batch_size=batch_size, precision="int8" if int8 == "on" else precision
+    )
+    tok = fp32._tok
+    token_lengths = [len(e.ids) for e in tok.encode_batch(items)]
+    seconds, preds = _time_engine(fp32, items, batch_size)
+    result: dict[str, Any] = {
+        "texts": len(items),
+        "model_version": fp32.model_version,
+        "device": str(fp32.device),
+        "batch_size": batch_size,
+        "max_tokens_per_forward": fp32.max_tokens,
+        "max_length": fp32.max_length,
+        "text_chars": _stats([len(t) for t in items]),
+        "text_tokens": _stats(token_lengths),
+        "truncated": fp32.truncated,
+        "engine_texts_per_s": round(len(items) / seconds, 1),
+        "engine_precision": fp32.precision,
+        "engine_quantized": fp32.quantized,
+    }
+    if int8 == "compare" and fp32.device.type == "cpu":
+        # The other CPU precisions on the same texts, with label agreement against the default.
+        for other in ("fp32", "int8"):
+            if other == fp32.precision:
+                continue
+            q = Engine(model_dir=model_dir, device="cpu", batch_size=batch_size, precision=other)
+            q_seconds, q_preds = _time_engine(q, items, batch_size)
+            agree_t = sum(a.topic == b.topic for a, b in zip(preds, q_preds, strict=True)) / len(items)
+            agree_s = sum(a.sentiment == b.sentiment for a, b in zip(preds, q_preds, strict=True)) / len(items)
+            result[other] = {
+                "texts_per_s": round(len(items) / q_seconds, 1),
+                "speed_vs_engine": round(seconds / q_seconds, 2),
+                "topic_label_agreement": round(agree_t, 4),
+                "sentiment_label_agreement": round(agree_s, 4),
+            }
+            del q
+    naive_items = items[: max(1, min(naive_n, len(items)))]
+    naive_seconds = _time_naive(model_dir, naive_items, fp32.device)
+    result["naive_texts"] = len(naive_items)
+    result["naive_texts_per_s"] = round(len(naive_items) / naive_seconds, 1)
+    result["ratio"] = round(result["engine_texts_per_s"] / result["naive_texts_per_s"], 2)
+    for other in ("fp32", "int8"):
+        if other in result:
+            result[other]["ratio_vs_naive"] = round(result[other]["texts_per_s"] / result["naive_texts_per_s"], 2)
+    result["hardware"] = hardware()
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="finsent bench classify", description="Engine vs naive per-text throughput.")
+    p.add_argument("--model", dest="model_dir", default=None, help="artifact folder (default: the shipped model)")
+    p.add_argument("--data-dir", default=None, help="folder with the validation CSVs used as texts")
+    p.add_argument("-n", "--texts", dest="n", type=int, default=2048, help="texts for the engine")
+    p.add_argument("--naive-texts", dest="naive_n", type=int, default=256, help="texts for the naive loop")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument(
+        "--int8",
+        default="compare",
+        choices=["compare", "on", "off"],
+        help="compare: also time fp32 and int8 engines; on: the engine itself is int8",
+    )
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    r = bench_classify(
+        n=args.n,
+        model_dir=args.model_dir,
+        device=args.device,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        naive_n=args.naive_n,
+        int8=args.int8,
+        data_dir=args.data_dir,
+        precision=args.precision,
+    )
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    hw = r["hardware"]
+    print(f"hardware: {hw['cpu']}, {hw['cpu_cores']} cores, {hw['torch_threads']} torch threads, gpu {hw['gpu']}")
+    print(
+        f"texts: {r['texts']}, tokens mean {r['text_tokens']['mean']} p95 {r['text_tokens']['p95']}, "
+        f"batch {r['batch_size']}, max tokens/forward {r['max_tokens_per_forward']}"
+    )
+    print(f"engine ({r['engine_precision']}): {r['engine_texts_per_s']} texts/s")
+    for other in ("fp32", "int8"):
+        if other in r:
+            q = r[other]
+            print(
+                f"engine {other}: {q['texts_per_s']} texts/s, label agreement with the engine: "
+                f"topic {q['topic_label_agreement']}, sentiment {q['sentiment_label_agreement']}"
+            )
+    print(f"naive per-text: {r['naive_texts_per_s']} texts/s; ratio x{r['ratio']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

