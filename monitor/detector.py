@@ -37,7 +37,7 @@ from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.db import minute_counts, state
 from monitor.signals import Signal
-from monitor.spike import Evidence, Params, evaluate, span_bounds, to_signals
+from monitor.spike import BaselineStats, Evidence, Params, baseline_stats, evaluate, span_bounds, to_signals
 from monitor.windows import ALL, RowKey, Rows, from_minute, rows_from_records, to_minute
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,9 @@ class Detector:
         self._blocks: dict[int, _Block] = {}
         self._minutes: dict[int, _Block] = {}
         self._last_refresh: int | None = None
+        self.recheck_minutes = RECHECK_MINUTES
+        self._version = 0  # bumps whenever the cached hour blocks change
+        self._bcache: tuple[tuple[int, int, int, int], tuple[np.ndarray, ...], BaselineStats | None] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -120,6 +123,8 @@ class Detector:
             return
         lo, hi = min(buckets), max(buckets) + 1
         rows = source.fetch(lo * per, hi * per, per)
+        if into is self._blocks:
+            self._version += 1
         g = self._gidx(rows)
         order = np.argsort(rows.bucket, kind="stable")
         b_sorted = rows.bucket[order]
@@ -139,28 +144,19 @@ class Detector:
             self._minutes.clear()
             self._last_refresh = end
         self._load(source, [h for h in range(h0, h1) if h not in self._blocks], 60, self._blocks, end)
-        for m in [m for m in self._minutes if m < m0 or m >= end or m >= self._minutes[m].fetched_at - RECHECK_MINUTES]:
+        for m in [m for m in self._minutes if m < m0 or m >= end or m >= self._minutes[m].fetched_at - self.recheck_minutes]:
             del self._minutes[m]
         self._load(source, [m for m in range(m0, end) if m not in self._minutes], 1, self._minutes, end)
 
         g = len(self._keys)
-        nb, nm = h1 - h0, end - m0
-        block_tot = np.zeros((g, nb), dtype=np.int64)
-        block_neg = np.zeros((g, nb), dtype=np.int64)
-        block_live = np.zeros((g, nb), dtype=np.int64)
-        for h in range(h0, h1):
-            blk = self._blocks[h]
-            np.add.at(block_tot, (blk.gidx, h - h0), blk.tot)
-            np.add.at(block_neg, (blk.gidx, h - h0), blk.neg)
-            np.add.at(block_live, (blk.gidx, h - h0), blk.live)
-        rec_tot = np.zeros((g, nm), dtype=np.int64)
-        rec_neg = np.zeros((g, nm), dtype=np.int64)
-        rec_live = np.zeros((g, nm), dtype=np.int64)
-        for m in range(m0, end):
-            blk = self._minutes[m]
-            np.add.at(rec_tot, (blk.gidx, m - m0), blk.tot)
-            np.add.at(rec_neg, (blk.gidx, m - m0), blk.neg)
-            np.add.at(rec_live, (blk.gidx, m - m0), blk.live)
+        nb = h1 - h0
+        bkey = (h0, h1, g, self._version)
+        if self._bcache is not None and self._bcache[0] == bkey:
+            block_tot, block_neg, block_live = self._bcache[1]
+        else:
+            block_tot, block_neg, block_live = _dense(self._blocks, h0, h1, g)
+            self._bcache = (bkey, (block_tot, block_neg, block_live), None)
+        rec_tot, rec_neg, rec_live = _dense(self._minutes, m0, end, g)
 
         all_g = self._index.get(ALL)
         if all_g is not None:
@@ -172,11 +168,18 @@ class Detector:
             p_live = block_live[topics].max(axis=0) if topics.any() else np.zeros(nb, dtype=np.int64)
             p_rlive = rec_live[topics].sum(axis=0) > 0
 
+        bcache = self._bcache
+        assert bcache is not None
+        if bcache[2] is None:
+            bcache = self._bcache = (bcache[0], bcache[1], baseline_stats(block_neg, block_tot, p_neg, p_tot, p))
+        base = bcache[2]
+        assert base is not None
         present = (block_live.sum(axis=1) > 0) | (rec_live.sum(axis=1) > 0)
         active = [i for i in np.nonzero(present)[0].tolist() if self._keys[i][0] in ("topic", "entity")]
         active.sort(key=lambda i: self._keys[i])
         idx = np.asarray(active, dtype=np.int64)
         return Evidence(
+            base=base.take(idx),
             keys=[self._keys[i] for i in active],
             end=end,
             block_tot=block_tot[idx],
@@ -197,6 +200,21 @@ class Detector:
         if not ev.keys:
             return []
         return to_signals(evaluate(ev, self.params), now)
+
+
+def _dense(blocks: dict[int, _Block], lo: int, hi: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Key x bucket matrices (total, negative, live) of cached buckets [lo, hi)."""
+    width = hi - lo
+    parts = [(blocks[b], b - lo) for b in range(lo, hi) if len(blocks[b].gidx)]
+    if not parts:
+        z = np.zeros((g, width), dtype=np.int64)
+        return z, z.copy(), z.copy()
+    flat = np.concatenate([blk.gidx * width + col for blk, col in parts])
+    out = []
+    for attr in ("tot", "neg", "live"):
+        vals = np.concatenate([getattr(blk, attr) for blk, _ in parts])
+        out.append(np.bincount(flat, weights=vals, minlength=g * width).astype(np.int64).reshape(g, width))
+    return out[0], out[1], out[2]
 
 
 # --- the daemon's entry points -------------------------------------------------------------
@@ -245,16 +263,21 @@ def tick(
     lock: bool = True,
     owner: str | None = None,
     wall: datetime | None = None,
+    recheck_minutes: int | None = None,
 ) -> list[Signal]:
     """One detector tick at clock time `now` (wall time live, the watermark in a replay).
 
     Returns one Signal per topic/entity key seen in the baseline or recent span, or
     ``[]`` when another daemon holds the detector lease. `lock=False` skips the lease
-    (a replay is a single process working on its own database).
+    (a replay is a single process working on its own database). `recheck_minutes`
+    overrides how far back minute buckets are re-read every tick (a replay, whose
+    watermark guarantees complete minutes, passes 0).
     """
     if now.tzinfo is None:
         raise ValueError("tick(now=...) needs a timezone-aware UTC datetime")
     det = detector_for(engine, settings)
+    if recheck_minutes is not None:
+        det.recheck_minutes = max(0, int(recheck_minutes))
     with engine.begin() as conn:
         if lock:
             if conn.dialect.name == "postgresql":

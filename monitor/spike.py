@@ -162,6 +162,20 @@ class Evidence:
     parent_block_live: np.ndarray
     parent_recent_live: np.ndarray
     seen_before: np.ndarray | None = None  # keys known from before the baseline span
+    base: BaselineStats | None = None  # precomputed `baseline_stats` (the detector caches it per hour)
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineStats:
+    """The baseline half of a tick, which changes only when the baseline hours move."""
+
+    parent_share: float
+    neg: np.ndarray
+    tot: np.ndarray
+    excluded: np.ndarray
+
+    def take(self, idx: np.ndarray) -> BaselineStats:
+        return BaselineStats(self.parent_share, self.neg[idx], self.tot[idx], self.excluded[idx])
 
 
 def shrink(neg: np.ndarray, tot: np.ndarray, parent_share: float, prior_strength: float) -> np.ndarray:
@@ -322,11 +336,19 @@ class Verdicts:
     alpha: float
 
 
+def baseline_stats(
+    block_neg: np.ndarray, block_tot: np.ndarray, parent_block_neg: np.ndarray, parent_block_tot: np.ndarray, p: Params
+) -> BaselineStats:
+    parent, _, _ = parent_rate(np.asarray(parent_block_neg), np.asarray(parent_block_tot), p)
+    neg, tot, excluded = baseline(block_neg, block_tot, parent, p)
+    return BaselineStats(parent, neg, tot, excluded)
+
+
 def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
     """Score every key, then decide. `n_tests` overrides the Bonferroni count (simulations)."""
     kk = len(ev.keys)
-    parent, _, _ = parent_rate(np.asarray(ev.parent_block_neg), np.asarray(ev.parent_block_tot), p)
-    base_neg, base_tot, excluded = baseline(ev.block_neg, ev.block_tot, parent, p)
+    bs = ev.base or baseline_stats(ev.block_neg, ev.block_tot, ev.parent_block_neg, ev.parent_block_tot, p)
+    parent, base_neg, base_tot, excluded = bs.parent_share, bs.neg, bs.tot, bs.excluded
     shrunk = shrink(base_neg, base_tot, parent, p.prior_strength)
     with np.errstate(invalid="ignore", divide="ignore"):
         base_share = np.where(base_tot > 0, base_neg / np.maximum(base_tot, 1), np.nan)
