@@ -1,0 +1,116 @@
+"""The command line as users drive it: help, errors, secrets, stats, the broker and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import main
+
+
+def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
+    import click
+
+    for name, cmd in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", sorted(_commands(main)))
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    r = CliRunner().invoke(main, [*path, "--help"])
+    assert r.exit_code == 0, r.output
+    assert "Usage" in r.output or "usage" in r.output
+
+
+def test_bad_setting_is_one_line_nonzero(tmp_path: Path) -> None:
+    env = {**os.environ, "FINSENT_METRICS_PORT": "not-a-port"}
+    p = subprocess.run([sys.executable, "-m", "monitor.cli", "stats", "--db", f"sqlite:///{tmp_path}/x.db"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    err = [ln for ln in p.stderr.strip().splitlines() if ln]
+    assert len(err) == 1 and "FINSENT_METRICS_PORT" in err[0], p.stderr
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "monitor.cli", "stats", "--db", "postgresql://nobody:pw@127.0.0.1:1/none"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "not reachable" in p.stderr and "pw@" not in p.stderr
+
+
+def test_config_masks_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "f.toml"
+    cfg.write_text('[[channels]]\nname = "desk"\ntype = "dingtalk"\n'
+                   'url = "https://oapi.dingtalk.com/robot/send?access_token=TOPSECRETTOKEN"\nsecret = "SECabcdef123"\n')
+    r = CliRunner().invoke(main, ["config", "--json", "--config", str(cfg), "--db", "postgresql://u:dbsecret@h/db"])
+    assert r.exit_code == 0, r.output
+    assert "TOPSECRETTOKEN" not in r.output and "SECabcdef123" not in r.output and "dbsecret" not in r.output
+    assert json.loads(r.output)["channels"][0]["name"] == "desk"
+    r = CliRunner().invoke(main, ["channels", "list", "--config", str(cfg)])
+    assert r.exit_code == 0 and "TOPSECRETTOKEN" not in r.output and "desk" in r.output
+
+
+def test_stats_json_contract_keys(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["stats", "--json", "--db", f"sqlite:///{tmp_path}/s.db"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output[r.output.index("{"):])
+    assert {"documents", "dead_letters", "alerts", "notifications"} <= set(data)
+    assert data["documents"] == 0
+
+
+@pytest.mark.integration
+def test_broker_fixture_produces_and_consumes_in_a_group(broker, topic_name: str) -> None:  # type: ignore[no-untyped-def]
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from monitor.broker import create_topics
+
+    create_topics(broker.bootstrap, [topic_name], partitions=3)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for i in range(30):
+        p.send(topic_name, key=str(i).encode(), value=f"m{i}".encode())
+    p.flush()
+    p.close()
+    c = KafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap, group_id=f"g-{topic_name}", auto_offset_reset="earliest",
+                      enable_auto_commit=False, max_poll_interval_ms=10_000, session_timeout_ms=10_000)
+    got: set[bytes] = set()
+    end = time.monotonic() + 60
+    while len(got) < 30 and time.monotonic() < end:
+        for recs in c.poll(timeout_ms=500).values():
+            got.update(r.value for r in recs)
+    c.commit()
+    assert len(c.assignment()) == 3
+    c.close()
+    assert got == {f"m{i}".encode() for i in range(30)}
+
+
+@pytest.mark.integration
+def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    env = {**os.environ, "FINSENT_MODEL": "test-double", "FINSENT_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "demo", "--no-dashboard", "--minutes", "240", "--db", db],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        docs = 0
+        end = time.monotonic() + 120
+        while time.monotonic() < end and docs < 200:
+            time.sleep(2)
+            r = subprocess.run([sys.executable, "-m", "monitor.cli", "stats", "--json", "--db", db], env=env,
+                               capture_output=True, text=True, timeout=60)
+            if r.returncode == 0:
+                docs = json.loads(r.stdout)["documents"]
+        assert docs >= 200, f"documents did not arrive (saw {docs})"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert "broker" in out and "sample feed" in out, out
+    assert proc.returncode == 0, out
