@@ -58,10 +58,8 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3, ti
         existing = set(admin.list_topics())
         wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another process
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics %s with %d partitions", [t.name for t in wanted], partitions)
     finally:
         admin.close()

@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -79,11 +78,10 @@ def with_settings(**flag_map: str) -> Callable[[F], F]:
 
 
 def _explain(exc: Exception, settings: Settings) -> None:
-    from monitor.redact import redact
-
     from sqlalchemy.exc import OperationalError
 
     from monitor.db import redact_url
+    from monitor.redact import redact
 
     if isinstance(exc, OperationalError):
         raise Failure(f"database {redact_url(settings.database_url)} is not reachable: {redact(str(exc.orig)).splitlines()[0]}") from None

@@ -7,6 +7,7 @@ frozen `Settings`; nothing else in the project reads the environment for configu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from pathlib import Path
@@ -281,8 +282,6 @@ def _register_secrets(settings: Settings) -> None:
     values += [c.secret.get_secret_value() if c.secret else None for c in settings.channels]
     if settings.dashboard_password is not None:
         values.append(settings.dashboard_password.get_secret_value())
-    try:
+    with contextlib.suppress(Exception):  # an unparseable URL was rejected by validation already
         values.append(make_url(settings.database_url).password)  # type: ignore[arg-type]
-    except Exception:
-        pass
     register_secrets(values)

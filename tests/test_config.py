@@ -58,7 +58,9 @@ def test_topics_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_are_frozen() -> None:
     s = load_settings()
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
         s.kafka_group = "x"  # type: ignore[misc]
 
 

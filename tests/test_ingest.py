@@ -221,7 +221,7 @@ def test_sigkill_three_times_loses_and_duplicates_nothing(broker: EmbeddedBroker
     d.start()
     while kills < 3:
         # Wait until this incarnation made progress, then kill it at a random moment.
-        wait_for(lambda: counts(pg_url)[0] > last, 90, "progress before a kill", [d])
+        wait_for(lambda last=last: counts(pg_url)[0] > last, 90, "progress before a kill", [d])
         time.sleep(rng.uniform(0.0, 1.5))
         d.kill()
         kills += 1

@@ -1,14 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 16:15:26.245498
 """
 
-from alembic import op
 import sqlalchemy as sa
-import monitor.db
+from alembic import op
 
+import monitor.db
 
 revision = '0001'
 down_revision = None
