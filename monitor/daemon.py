@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitor import metrics
 from monitor.classify import Classifier
@@ -103,7 +103,7 @@ class Daemon:
             try:
                 upgrade(self.settings.database_url, self.engine)
                 return
-            except (OperationalError, DBAPIError) as exc:
+            except (OperationalError, InterfaceError) as exc:
                 attempt += 1
                 metrics.RETRIES.labels("database").inc()
                 delay = _backoff(attempt)
@@ -207,7 +207,7 @@ class Daemon:
                     result = self.processor.process(records, self.now())
                     metrics.CLASSIFY_SECONDS.observe(self.processor.timings.classify_s - t0)
                     break
-                except (OperationalError, DBAPIError) as exc:
+                except (OperationalError, InterfaceError) as exc:
                     attempt += 1
                     metrics.RETRIES.labels("database").inc()
                     if not paused:

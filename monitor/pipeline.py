@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from monitor.classify import Classifier, Prediction
 from monitor.config import Settings
 from monitor.entities import EntityMatcher, WatchEntity
@@ -124,4 +126,36 @@ class BatchProcessor:
         return self.process_classified(self.enrich(pairs), [*rejected, *poison], now)
 
     def process_classified(self, items: Sequence[Classified], rejected: Sequence[Rejection], now: datetime) -> BatchResult:
-        return self.store.write_batch(items, rejected, now)
+        """Store a batch; a record the database refuses is isolated into the dead letters.
+
+        Connection problems (OperationalError, InterfaceError) propagate: the caller waits
+        and retries the whole batch. Any other database error is about the data, so the
+        batch is bisected (each half in its own transaction; writes are idempotent) until
+        the offending record is found and dead-lettered with the database's reason.
+        """
+        try:
+            return self.store.write_batch(items, rejected, now)
+        except (OperationalError, InterfaceError):
+            raise
+        except DBAPIError as exc:
+            if len(items) <= 1:
+                if not items:
+                    raise
+                d = items[0].doc
+                reason = f"database refused the record: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0][:300]}"
+                log.error("%s[%s]@%s: %s", d.kafka_topic, d.kafka_partition, d.kafka_offset, reason)
+                bad = Rejection(reason, d.text.encode("utf-8", "replace")[:100_000], d.kafka_topic or "",
+                                d.kafka_partition or 0, d.kafka_offset or 0)
+                return self.store.write_batch([], [*rejected, bad], now)
+            log.warning("database refused a batch of %d (%s); bisecting to find the record", len(items), type(exc.orig).__name__)
+        mid = len(items) // 2
+        a = self.process_classified(items[:mid], rejected, now)
+        b = self.process_classified(items[mid:], [], now)
+        return BatchResult(
+            inserted=a.inserted + b.inserted,
+            duplicates=a.duplicates + b.duplicates,
+            near_duplicates=a.near_duplicates + b.near_duplicates,
+            dead_letters=a.dead_letters + b.dead_letters,
+            inserted_ids=a.inserted_ids + b.inserted_ids,
+            rejections=a.rejections + b.rejections,
+        )

@@ -90,7 +90,7 @@ def _opt_str(obj: dict[str, Any], name: str, limit: int = 4096) -> str | None:
         return None
     if not isinstance(v, str):
         raise _Invalid(f"{name} must be a string, got {type(v).__name__}")
-    v = v.strip()
+    v = v.replace("\x00", "").strip()
     if len(v) > limit:
         raise _Invalid(f"{name} is {len(v)} characters; the limit is {limit}")
     return v or None

@@ -104,3 +104,28 @@ def test_poison_record_is_isolated(migrated: str) -> None:
         reason = c.execute(select(dead_letters.c.reason)).scalar_one()
         assert "classifier failed" in reason
     engine.dispose()
+
+
+def test_record_the_database_refuses_is_isolated(migrated: str) -> None:
+    from sqlalchemy.exc import DataError
+
+    engine = make_engine(migrated)
+
+    class RefusingStore(Store):
+        def write_batch(self, items, rejections, now):  # type: ignore[no-untyped-def]
+            if any(it.doc.id == "evil" for it in items):
+                raise DataError("INSERT ...", {}, ValueError("value out of range for the column"))
+            return super().write_batch(items, rejections, now)
+
+    settings = load_settings(database_url=migrated)
+    proc = BatchProcessor(settings, KeywordTestDouble(), RefusingStore(engine))
+    batch = [rec(i, msg(f"headline {i} about bonds", id=f"ok{i}")) for i in range(9)]
+    batch.insert(4, rec(99, msg("the record the database refuses", id="evil")))
+    batch.append(rec(100, b"not json"))
+    r = proc.process(batch, T0)
+    assert r.inserted == 9 and r.dead_letters == 2
+    with engine.connect() as c:
+        reasons = sorted(x[0] for x in c.execute(select(dead_letters.c.reason)))
+        assert any("database refused the record" in x and "out of range" in x for x in reasons)
+        assert table_count(c, documents) == 9
+    engine.dispose()
