@@ -184,7 +184,9 @@ def series(
         ep = _epoch(conn, mc.minute)
         step = literal(int(step_seconds), BigInteger)
         off = literal(int(offset_seconds), BigInteger)
-        bucket = (((ep + off) / step) * step - off).label("bucket")  # integer division on both
+        bucket = (((ep + off) // step) * step - off).label(
+            "bucket"
+        )  # floor division (SQLAlchemy 2 `/` is true division)
         cond = [mc.key_kind == key_kind, mc.minute >= start, mc.minute < end]
         if keys is not None:
             if not keys:

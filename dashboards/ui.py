@@ -187,7 +187,7 @@ def current_user() -> str:
                 return str(email)[:128]
         except Exception:
             pass
-    name = str(st.session_state.get("user_name") or "").strip()
+    name = str(st.session_state.get("_who") or "").strip()
     return safe_text(name)[:128] or "dashboard"
 
 
@@ -228,16 +228,21 @@ def neutralise_frame(df: pd.DataFrame, columns: tuple[str, ...] | None = None) -
             continue
         if c == "url":
             df[c] = df[c].map(safe_url)
-        elif df[c].dtype == object:
+        elif _texty(df[c]):
             df[c] = df[c].map(lambda v: safe_text(v) if isinstance(v, str) else v)
     return df
+
+
+def _texty(col: pd.Series) -> bool:
+    # pandas 3 gives text its own `str` dtype; older versions (and mixed columns) use object.
+    return col.dtype == object or pd.api.types.is_string_dtype(col.dtype)
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """CSV for download; cells a spreadsheet would run as a formula get a leading quote."""
     out = df.copy()
     for c in out.columns:
-        if out[c].dtype == object:
+        if _texty(out[c]):
             out[c] = out[c].map(
                 lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
             )
@@ -333,7 +338,10 @@ def sidebar() -> None:
             key="refresh",
             help="Live pages re-read the database at this interval.",
         )
-        st.text_input("Your name (for acks and silences)", key="user_name", max_chars=64)
+        # Not a keyed widget: a plain session value survives st.rerun() and page switches.
+        st.session_state["_who"] = st.text_input(
+            "Your name (for acks and silences)", value=st.session_state.get("_who", ""), max_chars=64
+        )
 
 
 def refresh_every() -> timedelta | None:

@@ -45,14 +45,15 @@ def _actions(alert: dict, who: str) -> None:
     with c2:
         st.markdown("**Silence this key**")
         with st.form("al_silence", clear_on_submit=False):
-            dur = st.selectbox("For", list(DURATIONS), index=1)
+            dur = st.selectbox("For", list(DURATIONS), index=1, key="al_sil_dur")
             extra = st.text_input(
                 "Extra matchers (optional, comma separated)",
                 placeholder="severity=warning",
+                key="al_sil_extra",
                 help="label op value, labels: rule, key_kind, key_value, topic, severity; ops =, !=, =~, !~",
             )
-            comment = st.text_input("Comment", max_chars=500)
-            go = st.form_submit_button("Silence")
+            comment = st.text_input("Comment", max_chars=500, key="al_sil_comment")
+            go = st.form_submit_button("Silence", key="al_sil_go")
         if go:
             try:
                 ms = [Matcher("key_kind", alert["key_kind"]), Matcher("key_value", alert["key_value"])]

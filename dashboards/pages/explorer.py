@@ -28,7 +28,7 @@ if ui.db_ready():
         sources = c4.multiselect("Source", ui.cached(q.distinct_sources, start, end), key="ex_sources")
         limit = c5.number_input("Max rows", min_value=10, max_value=50_000, value=1000, step=500, key="ex_limit")
         dups = c6.checkbox("Include near-duplicates", value=True, key="ex_dups")
-        st.form_submit_button("Search")
+        st.form_submit_button("Search", key="ex_go")
     entities = tuple(
         sorted({e.strip().upper() for e in (entities_txt or "").replace(";", ",").split(",") if e.strip()})
     )

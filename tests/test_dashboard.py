@@ -1,0 +1,559 @@
+"""The Streamlit dashboard under `streamlit.testing.v1.AppTest`, on SQLite and PostgreSQL.
+
+One replayed feed (a planted NVDA surge that fires an entity alert, plus a few hostile
+documents: HTML, markdown, bidi overrides, SQL, LIKE wildcards) is seeded once per backend
+per session; every page is rendered against it, against empty and missing databases, and
+with filter input meant to break SQL or markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from monitor.classify import KeywordTestDouble
+from monitor.config import Settings, load_settings
+from monitor.db import documents, make_engine
+from tests.conftest import drop_pg_database, make_pg_database
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboards" / "app.py")
+PAGES = ("pages/overview.py", "pages/companies.py", "pages/alerts.py", "pages/explorer.py", "pages/model.py")
+T0 = datetime(2024, 5, 6, tzinfo=UTC)
+TIMEOUT = 120
+
+HOSTILE = [
+    "Zebra Widgets says 100% of its_units were recalled",
+    'O\'Brien said "the quote" about Zebra Widgets; DROP TABLE documents; --',
+    "Back\\slash C:\\temp\\zebra story about Zebra Widgets",
+    "<script>alert('x')</script> **bold** [click](javascript:alert(1)) :red[Zebra Widgets] $x$",
+    "Zebra Widgets \u202eevil\u202c reversed \u2066isolate\u2069 text",
+]
+SEARCHES = [
+    "100%",
+    "%",
+    "_",
+    "its_units",
+    "\\",
+    "C:\\temp",
+    "'",
+    '"',
+    "'; DROP TABLE documents; --",
+    "<script>",
+    "[click]",
+    "\u202e",
+    "zebra widgets",
+    "no such text anywhere",
+]
+
+
+def _feed(path: Path) -> list[dict[str, Any]]:
+    from pipelines.feed import Surge, generate, write
+
+    surge = Surge("NVDA", T0 + timedelta(hours=15), 30, 3.0)
+    msgs = list(generate(14, T0 + timedelta(hours=10), 9 * 60, 6.0, surges=[surge]))
+    for i, text in enumerate(HOSTILE):
+        msgs.append(
+            {
+                "id": f"hostile-{i}",
+                "text": text,
+                "published_at": (T0 + timedelta(hours=12, minutes=i)).isoformat().replace("+00:00", "Z"),
+                "source": "Hostile <b>Source</b>" if i == 3 else "Test Wire",
+                "kind": "news",
+                "url": "javascript:alert(1)" if i == 3 else f"https://news.example.com/h/{i}",
+                "tickers": ["ZBRA"],
+                "planted": None,
+            }
+        )
+    write(path, msgs)
+    return msgs
+
+
+@pytest.fixture(scope="session")
+def feed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    path = tmp_path_factory.mktemp("feed") / "feed.csv"
+    return path, _feed(path)
+
+
+def _seed(url: str, path: Path) -> dict[str, Any]:
+    from pipelines.replay import replay
+
+    s = Settings(database_url=url, model="test-double")  # type: ignore[call-arg]
+    res = replay(path, s, classifier=KeywordTestDouble())
+    assert res.fired and res.fired[0][:2] == ("entity", "NVDA"), res.fired
+    eng = make_engine(url)
+    with eng.connect() as c:
+        texts = [(r[0] or "", r[1] or "") for r in c.execute(select(documents.c.text, documents.c.title))]
+        from monitor.db import alerts
+
+        alert_id = c.execute(select(alerts.c.id).where(alerts.c.key_value == "NVDA")).scalar_one()
+    eng.dispose()
+    return {"url": url, "documents": res.documents, "texts": texts, "alert_id": alert_id}
+
+
+@pytest.fixture(scope="session")
+def seeded_sqlite(tmp_path_factory: pytest.TempPathFactory, feed: Any) -> dict[str, Any]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash-sqlite') / 'finsent.db'}"
+    return _seed(url, feed[0])
+
+
+@pytest.fixture(scope="session")
+def seeded_pg(pg_admin_url: str, feed: Any) -> Iterator[dict[str, Any]]:
+    url, name = make_pg_database(pg_admin_url)
+    try:
+        yield _seed(url, feed[0])
+    finally:
+        _dispose_cached_engines()
+        drop_pg_database(pg_admin_url, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def seeded(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return request.getfixturevalue("seeded_sqlite" if request.param == "sqlite" else "seeded_pg")
+
+
+def _dispose_cached_engines() -> None:
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path) -> Path:
+    """A model folder with what the Model page reads (no weights needed)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "finsent.json").write_text(
+        json.dumps(
+            {
+                "training": {
+                    "model_version": "abc123def456",
+                    "valid_metrics": {"topic": {"accuracy": 0.9, "macro_f1": 0.88}},
+                    "label_distribution": {"sentiment": {"negative": 1442, "neutral": 6178, "positive": 1923}},
+                }
+            }
+        )
+    )
+    (folder / "sentiment_report.json").write_text(
+        json.dumps(
+            {
+                "n": 100,
+                "accuracy": 0.8,
+                "macro_f1": 0.75,
+                "ece": 0.03,
+                "confusion_matrix": [[20, 5, 0], [3, 40, 7], [1, 4, 20]],
+            }
+        )
+    )
+    (folder / "MODEL_CARD.md").write_text("# test card\n<script>x</script>\n")
+    return folder
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, url: str, **env: str) -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    for k in list(os.environ):
+        if k.startswith("FINSENT_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("FINSENT_DATABASE_URL", url)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    _dispose_cached_engines()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    return at
+
+
+def _ok(at: Any) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _all_data(at: Any) -> Any:
+    at.run()
+    at.selectbox(key="range").set_value("All data")
+    return at.run()
+
+
+def _markdown_text(at: Any) -> str:
+    return "\n".join(str(m.value) for m in at.markdown) + "\n".join(str(m.value) for m in at.caption)
+
+
+# --- every page on a seeded database -----------------------------------------------------
+
+
+def test_pages_render_seeded(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch, fake_model: Path) -> None:
+    at = _all_data(_app(monkeypatch, seeded["url"], FINSENT_MODEL=str(fake_model)))
+    _ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Documents"] == f"{seeded['documents']:,}"
+    assert metrics["Firing alerts"] == "1"
+    assert metrics["Dead letters"] == "0"
+    assert any(t.value == "Overview" for t in at.title)
+    movers = at.dataframe[0].value
+    assert {"kind", "key", "window_share", "baseline_share"} <= set(movers.columns)
+
+    at.switch_page("pages/companies.py").run()
+    _ok(at)
+    companies = at.dataframe[0].value
+    assert "NVDA" in set(companies["key"]) and "ZBRA" in set(companies["key"])
+    assert companies["total"].sum() >= seeded["documents"]  # a document may name several companies
+    docs = at.dataframe[1].value
+    assert len(docs) == min(
+        500, int(companies.loc[companies["key"] == at.selectbox(key="co_symbol").value, "total"].iloc[0])
+    )
+
+    at.switch_page("pages/alerts.py").run()
+    _ok(at)
+    table = at.dataframe[0].value
+    assert list(table["key"]) == ["NVDA"] and list(table["state"]) == ["firing"]
+    assert at.selectbox(key="al_pick").value == seeded["alert_id"]
+
+    at.switch_page("pages/explorer.py").run()
+    _ok(at)
+    assert len(at.dataframe[0].value) == min(1000, seeded["documents"])
+    assert any(b.label == "Download CSV" for b in at.get("download_button"))
+
+    at.switch_page("pages/model.py").run()
+    _ok(at)
+    assert {m.label: m.value for m in at.metric}["Model version"] == "abc123def456"
+    evaluation = at.dataframe[0].value
+    assert set(evaluation["task"]) == {"topic", "sentiment"}
+    assert any("training set's label distribution" in c.value for c in at.caption)
+    assert "<script>" not in _markdown_text(at)
+
+
+def test_alert_deep_link_shows_numbers_and_evidence(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, seeded["url"])
+    at.run()
+    at.query_params["alert"] = seeded["alert_id"]
+    at.switch_page("pages/alerts.py").run()
+    _ok(at)
+    assert at.selectbox(key="al_pick").value == seeded["alert_id"]
+    frames = [d.value for d in at.dataframe]
+    evidence = next(f for f in frames if "kafka_offset" in f.columns)
+    assert len(evidence) >= 5
+    assert set(evidence["kafka_topic"]) == {"replay"}
+    assert evidence["kafka_offset"].notna().all() and evidence["source"].notna().all()
+    numbers = next(f for f in frames if list(f.columns) == ["number", "value"])
+    assert {"negative", "total"} <= set(numbers["number"]) or len(numbers) > 0
+    # An unknown id is a warning, not a crash; a hostile id is shown as inert text.
+    at.query_params["alert"] = "'; DROP TABLE alerts; -- <script>"
+    at.run()
+    _ok(at)
+    assert any("no alert with id" in w.value for w in at.warning)
+
+
+def test_acknowledge_silence_and_expire(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor import outbox
+
+    at = _app(monkeypatch, seeded["url"])
+    at.run()
+    next(t for t in at.text_input if t.label.startswith("Your name")).set_value("tester")
+    at.query_params["alert"] = seeded["alert_id"]
+    at.switch_page("pages/alerts.py").run()
+    _ok(at)
+    eng = make_engine(seeded["url"])
+    try:
+        if not outbox.get_alert(eng, seeded["alert_id"])["acknowledged_by"]:
+            at.button(key="al_ack").click().run()
+            _ok(at)
+            assert any("Acknowledged by tester" in s.value for s in at.success)
+        assert outbox.get_alert(eng, seeded["alert_id"])["acknowledged_by"] == "tester"
+
+        # A malformed extra matcher is refused with its reason.
+        at.text_input(key="al_sil_extra").set_value("colour=red")
+        at.button(key="al_sil_go").click().run()
+        assert not at.exception
+        assert any("unknown label" in e.value for e in at.error)
+
+        before = {s.id for s in outbox.list_silences(eng, datetime.now(UTC))}
+        at.text_input(key="al_sil_extra").set_value("")
+        at.text_input(key="al_sil_comment").set_value("looking into it <b>now</b>")
+        at.button(key="al_sil_go").click().run()
+        _ok(at)
+        new = [s for s in outbox.list_silences(eng, datetime.now(UTC)) if s.id not in before]
+        assert len(new) == 1 and new[0].created_by == "tester"
+        assert {str(m) for m in new[0].matchers} == {"key_kind=entity", "key_value=NVDA"}
+
+        at.selectbox(key="al_sil_pick").set_value(new[0].id)
+        at.button(key="al_sil_expire").click().run()
+        _ok(at)
+        assert new[0].id not in {s.id for s in outbox.list_silences(eng, datetime.now(UTC))}
+    finally:
+        eng.dispose()
+
+
+# --- hostile input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("needle", SEARCHES)
+def test_explorer_text_search_is_literal(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch, needle: str) -> None:
+    at = _all_data(_app(monkeypatch, seeded["url"]))
+    at.switch_page("pages/explorer.py").run()
+    at.number_input(key="ex_limit").set_value(50_000)
+    at.text_input(key="ex_text").set_value(needle)
+    at.button(key="ex_go").click().run()
+    _ok(at)
+    n = needle.lower()
+    expected = sum(1 for text, title in seeded["texts"] if n in text.lower() or n in title.lower())
+    got = len(at.dataframe[0].value) if at.dataframe else 0
+    assert got == expected, (needle, got, expected)
+    if expected == 0:
+        assert any("No documents match" in i.value for i in at.info)
+    eng = make_engine(seeded["url"])
+    try:
+        assert "documents" in inspect(eng).get_table_names()
+        with eng.connect() as c:
+            assert c.execute(select(func.count()).select_from(documents)).scalar_one() == seeded["documents"]
+    finally:
+        eng.dispose()
+
+
+def test_hostile_text_is_inert(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _all_data(_app(monkeypatch, seeded["url"]))
+    at.switch_page("pages/explorer.py").run()
+    at.text_input(key="ex_text").set_value("zebra")
+    at.button(key="ex_go").click().run()
+    _ok(at)
+    df = at.dataframe[0].value
+    assert len(df) == len(HOSTILE)
+    joined = " ".join(df["text"])
+    assert "\u202e" not in joined and "<U+202E>" in joined and "<U+2066>" in joined
+    assert df.loc[df["id"] == "hostile-3", "url"].isna().all()  # javascript: links are dropped
+    assert "<script>" not in _markdown_text(at) and "<b>" not in _markdown_text(at)
+    # Same documents through the company drill-down.
+    at.switch_page("pages/companies.py").run()
+    at.selectbox(key="co_symbol").set_value("ZBRA")
+    at.run()
+    _ok(at)
+    assert len(at.dataframe[1].value) == len(HOSTILE)
+
+
+@pytest.mark.parametrize("key_text", ["%", "_", "\\", "'; DROP TABLE alerts; --", "nvd", "NVDA"])
+def test_alert_filters(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch, key_text: str) -> None:
+    at = _all_data(_app(monkeypatch, seeded["url"]))
+    at.switch_page("pages/alerts.py").run()
+    at.text_input(key="al_key").set_value(key_text)
+    at.multiselect(key="al_state").set_value(["firing", "resolved"])
+    at.multiselect(key="al_kind").set_value(["entity"])
+    at.run()
+    _ok(at)
+    if "nvda" in key_text.lower() or key_text.lower() == "nvd":
+        assert list(at.dataframe[0].value["key"]) == ["NVDA"]
+    else:
+        assert any("No alerts match" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/New_York"])
+@pytest.mark.parametrize("resolution", ["minute", "5 min", "hour", "day"])
+def test_overview_resolutions_and_zones(
+    seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch, zone: str, resolution: str
+) -> None:
+    at = _all_data(_app(monkeypatch, seeded_sqlite["url"]))
+    at.selectbox(key="tz").set_value(zone)
+    at.selectbox(key="ov_resolution").set_value(resolution)
+    at.run()
+    _ok(at)
+    assert {m.label: m.value for m in at.metric}["Documents"] == f"{seeded_sqlite['documents']:,}"
+    at.switch_page("pages/explorer.py").run()
+    _ok(at)
+    assert str(at.dataframe[0].value["published_at"].dt.tz) == zone
+
+
+@pytest.mark.parametrize("choice", ["Last hour", "Last 6 hours", "Last 7 days", "Custom"])
+def test_time_ranges(seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch, choice: str) -> None:
+    at = _app(monkeypatch, seeded_sqlite["url"])
+    at.run()
+    at.selectbox(key="range").set_value(choice)
+    at.run()
+    for page in PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+
+
+def test_wall_clock_anchor_shows_empty_state(seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, seeded_sqlite["url"])
+    at.run()
+    at.checkbox(key="anchor_now").check()
+    at.run()
+    _ok(at)
+    assert {m.label: m.value for m in at.metric}["Documents"] == "0"
+    assert any("No documents in this time range" in i.value for i in at.info)
+
+
+# --- empty and missing databases -------------------------------------------------------------
+
+
+@pytest.fixture(
+    params=["sqlite-missing", "sqlite-migrated", "sqlite-unmigrated", "postgresql-migrated", "postgresql-unmigrated"]
+)
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    from monitor.migrate import upgrade
+
+    kind = request.param
+    if kind.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        if kind == "sqlite-migrated":
+            upgrade(url)
+        elif kind == "sqlite-unmigrated":
+            make_engine(url).connect().close()
+        yield url
+        return
+    admin = request.getfixturevalue("pg_admin_url")
+    url, name = make_pg_database(admin)
+    if kind == "postgresql-migrated":
+        upgrade(url)
+    try:
+        yield url
+    finally:
+        _dispose_cached_engines()
+        drop_pg_database(admin, name)
+
+
+def test_empty_database_renders_every_page(empty_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = _app(monkeypatch, empty_db, FINSENT_MODEL=str(tmp_path / "no-model-here"))
+    at.run()
+    _ok(at)
+    for page in PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+        assert at.info, f"{page}: an empty database needs an explanation"
+    if "missing" in empty_db or empty_db.startswith("sqlite") and not Path(empty_db[10:]).exists():
+        assert not Path(empty_db.removeprefix("sqlite:///")).exists()  # read-only: nothing created
+
+
+def test_model_page_without_training_distribution(
+    seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "finsent.json").write_text(json.dumps({"training": {"model_version": "v0"}}))
+    at = _all_data(_app(monkeypatch, seeded_sqlite["url"], FINSENT_MODEL=str(folder)))
+    at.switch_page("pages/model.py").run()
+    _ok(at)
+    assert any("No evaluation metrics yet" in i.value for i in at.info)
+    assert any("first week of stored data" in c.value for c in at.caption)
+
+
+def test_test_double_model_is_named(seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, seeded_sqlite["url"], FINSENT_MODEL="test-double")
+    at.run()
+    at.switch_page("pages/model.py").run()
+    assert not at.exception
+    assert any("keyword test double" in w.value for w in at.warning)
+
+
+# --- access and configuration --------------------------------------------------------------
+
+
+def test_password_gate(seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, seeded_sqlite["url"], FINSENT_DASHBOARD_PASSWORD="s3cret-pw")
+    at.run()
+    assert not at.exception
+    assert not at.metric and [t.value for t in at.title] == ["finsent"]
+    at.text_input[0].input("wrong")
+    at.button[0].click().run()
+    assert any("Wrong password" in e.value for e in at.error) and not at.metric
+    at.text_input[0].input("s3cret-pw")
+    at.button[0].click().run()
+    _ok(at)
+    assert any(t.value == "Overview" for t in at.title)
+
+
+def test_bad_configuration_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, "mysql://nope/x")
+    at.run()
+    assert not at.exception
+    assert any("cannot read its configuration" in e.value and "sqlite or postgresql" in e.value for e in at.error)
+
+
+def test_serve_passes_effective_settings(tmp_path: Path) -> None:
+    from monitor import dashboard_cmd
+
+    toml = tmp_path / "f.toml"
+    toml.write_text(
+        'database_url = "sqlite:///from-file.db"\n[detect]\nwindow_minutes = 30\n'
+        '[[entities]]\nsymbol = "aapl"\naliases = ["Apple"]\n'
+        '[[channels]]\nname = "desk"\ntype = "webhook"\nurl = "https://example.com/h"\n'
+    )
+    s = load_settings(toml, database_url="sqlite:///flag.db", dashboard_password="pw")
+    env = dashboard_cmd.settings_env(s, {"PATH": "/bin", "FINSENT_DATABASE_URL": "sqlite:///stale.db"})
+    assert env["FINSENT_CONFIG"] == str(toml.resolve()) and env["PATH"] == "/bin"
+    assert env["FINSENT_DATABASE_URL"] == "sqlite:///flag.db"
+    again = _load_with_env(env)
+    assert again.model_dump() == s.model_dump()
+    cmd = dashboard_cmd.command("127.0.0.1", 8765)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboards/app.py")
+    for flag, value in [
+        ("--server.address", "127.0.0.1"),
+        ("--server.port", "8765"),
+        ("--server.headless", "true"),
+        ("--browser.gatherUsageStats", "false"),
+    ]:
+        assert cmd[cmd.index(flag) + 1] == value
+
+
+def _load_with_env(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+# --- queries (no Streamlit) ----------------------------------------------------------------
+
+
+def test_sql_buckets_match_pandas(seeded: dict[str, Any]) -> None:
+    import pandas as pd
+
+    from dashboards import queries as q
+    from monitor.db import minute_counts
+
+    eng = make_engine(seeded["url"])
+    try:
+        lo, hi = q.data_bounds(eng)
+        assert lo is not None and hi is not None
+        end = hi + timedelta(minutes=1)
+        with eng.connect() as c:
+            raw = pd.DataFrame(
+                c.execute(
+                    select(minute_counts.c.minute, minute_counts.c.total).where(
+                        minute_counts.c.key_kind == "all", minute_counts.c.minute >= lo
+                    )
+                ).all(),
+                columns=["minute", "total"],
+            )
+        raw["minute"] = pd.to_datetime(raw["minute"], utc=True)
+        for step, offset in [(300, 0), (3600, 0), (3600, 19800), (86400, -14400)]:
+            got = q.series(eng, "all", lo, end, step, offset_seconds=offset)
+            shifted = raw["minute"] + pd.Timedelta(seconds=offset)
+            ref = raw.groupby(shifted.dt.floor(f"{step}s") - pd.Timedelta(seconds=offset))["total"].sum()
+            assert got.set_index("bucket")["total"].to_dict() == ref.to_dict(), (step, offset)
+            assert got["total"].sum() == q.kpis(eng, lo, end)["documents"] == seeded["documents"]
+    finally:
+        eng.dispose()
+
+
+def test_csv_export_neutralises_formulas() -> None:
+    import pandas as pd
+
+    from dashboards.ui import csv_bytes, safe_md, safe_text
+
+    out = csv_bytes(pd.DataFrame({"text": ["=HYPERLINK(1)", "+1", "plain", "@x"], "n": [1, 2, 3, 4]})).decode()
+    assert "'=HYPERLINK(1)" in out and "'+1" in out and "'@x" in out and "\nplain," in out
+    assert safe_text("a\u202eb\x00c") == "a<U+202E>bc"
+    assert "\\*\\*" in safe_md("**x**") and "\\:red\\[" in safe_md(":red[x]")
