@@ -70,7 +70,7 @@ import numpy as np
 from scipy import stats
 
 from monitor.signals import Key, Signal
-from monitor.windows import RowKey, from_minute, rolling_sums
+from monitor.windows import RowKey, from_minute
 
 EXCLUDE_ALPHA = 1e-3  # per hour block: how surprising an hour must be to be left out of the baseline
 DEFAULT_PARENT_SHARE = 0.25  # only used before the feed has any history at all
@@ -344,6 +344,19 @@ def baseline_stats(
     return BaselineStats(parent, neg, tot, excluded)
 
 
+def _cumsum(a: np.ndarray) -> np.ndarray:
+    cs = np.zeros((a.shape[0], a.shape[1] + 1), dtype=np.int64)
+    np.cumsum(a, axis=1, out=cs[:, 1:])
+    return cs
+
+
+def _windows_from_cumsum(cs: np.ndarray, width: int, positions: int) -> np.ndarray:
+    """`rolling_sums` on a precomputed cumulative sum (one cumsum serves every window length)."""
+    t = cs.shape[1] - 1
+    ends = np.arange(t - positions + 1, t + 1)
+    return cs[:, ends] - cs[:, ends - width]
+
+
 def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
     """Score every key, then decide. `n_tests` overrides the Bonferroni count (simulations)."""
     kk = len(ev.keys)
@@ -362,9 +375,12 @@ def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
     K = np.zeros((kk, nw), dtype=np.int64)
     N = np.zeros((kk, nw), dtype=np.int64)
     below = np.ones(kk, dtype=bool)
+    span = max(p.windows) + p.positions - 1
+    cs_tot = _cumsum(ev.recent_tot[:, -span:])
+    cs_neg = _cumsum(ev.recent_neg[:, -span:])
     for j, w in enumerate(p.windows):
-        tot = rolling_sums(ev.recent_tot, w, p.positions)
-        neg = rolling_sums(ev.recent_neg, w, p.positions)
+        tot = _windows_from_cumsum(cs_tot, w, p.positions)
+        neg = _windows_from_cumsum(cs_neg, w, p.positions)
         K[:, j], N[:, j] = neg[:, -1], tot[:, -1]
         with np.errstate(invalid="ignore", divide="ignore"):
             sh = neg / np.maximum(tot, 1)
@@ -455,54 +471,91 @@ def _f(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(f"{float(x):.6g}")
 
 
+def _floats(a: np.ndarray, digits: int | None = 6) -> list[float | None]:
+    """Array to JSON-ready floats: NaN/inf become None; shares rounded to `digits` places."""
+    a = np.asarray(a, dtype=float)
+    r = np.round(a, digits) if digits is not None else a
+    out = r.astype(object)
+    out[~np.isfinite(a)] = None
+    return out.tolist()
+
+
+def _sig(a: np.ndarray) -> list[float | None]:
+    """p-values: 6 significant digits (tiny values must not round to 0)."""
+    a = np.asarray(a, dtype=float)
+    fin = np.isfinite(a) & (a > 0)
+    mag = np.zeros_like(a)
+    mag[fin] = np.floor(np.log10(a[fin]))
+    r = np.where(fin, np.round(a * 10.0 ** (5 - mag)) / 10.0 ** (5 - mag), a)
+    out = r.astype(object)
+    out[~np.isfinite(a)] = None
+    return out.tolist()
+
+
 def to_signals(v: Verdicts, at: datetime) -> list[Signal]:
     """One Signal per topic/entity key; `numbers` holds every figure the decision used."""
+    ints = {
+        name: np.asarray(getattr(v, name)).astype(np.int64).tolist()
+        for name in ("window", "k", "n", "base_neg", "base_tot", "history", "excluded_hours")
+    }
+    flags = {name: np.asarray(getattr(v, name)).astype(bool).tolist() for name in ("spiking", "calm", "warm")}
+    delta = np.where(np.asarray(v.n) > 0, np.asarray(v.share, dtype=float) - v.shrunk, np.nan)
+    fl = {
+        "share": _floats(v.share),
+        "baseline_share": _floats(v.base_share),
+        "shrunk_baseline": _floats(v.shrunk),
+        "lift": _floats(v.lift, 4),
+        "share_delta": _floats(delta),
+        "fire_share": _floats(v.fire_share),
+        "resolve_share": _floats(v.resolve_share),
+    }
+    pvals = _sig(v.pvalue)
+    lift_raw = np.nan_to_num(np.asarray(v.lift, dtype=float), nan=0.0).tolist()
+    common = {
+        "parent_share": _f(v.parent_share),
+        "alpha": v.alpha,
+        "corrected_alpha": _f(v.corrected_alpha),
+        "tests": v.tests,
+        "keys_tested": v.keys_tested,
+    }
     out: list[Signal] = []
-    cols = {
-        name: getattr(v, name).tolist()
-        for name in (
-            "spiking", "calm", "window", "k", "n", "share", "base_neg", "base_tot", "base_share", "shrunk",
-            "lift", "pvalue", "fire_share", "resolve_share", "history", "warm", "excluded_hours",
-        )
-    }  # fmt: skip
     for i, (kind, value) in enumerate(v.keys):
         if kind not in ("topic", "entity"):
             continue
-        w = int(cols["window"][i])
-        spiking = bool(cols["spiking"][i])
-        lift = cols["lift"][i]
+        w = ints["window"][i]
+        spiking = flags["spiking"][i]
         numbers = {
             "window_minutes": w,
-            "window_negative": int(cols["k"][i]),
-            "window_total": int(cols["n"][i]),
-            "share": _f(cols["share"][i]),
-            "baseline_negative": int(cols["base_neg"][i]),
-            "baseline_total": int(cols["base_tot"][i]),
-            "baseline_share": _f(cols["base_share"][i]),
-            "parent_share": _f(v.parent_share),
-            "shrunk_baseline": _f(cols["shrunk"][i]),
-            "lift": _f(lift),
-            "share_delta": _f(cols["share"][i] - cols["shrunk"][i]) if cols["n"][i] else None,
-            "p_value": _f(cols["pvalue"][i]),
-            "alpha": v.alpha,
-            "corrected_alpha": _f(v.corrected_alpha),
-            "tests": v.tests,
-            "keys_tested": v.keys_tested,
-            "fire_share": _f(cols["fire_share"][i]),
-            "resolve_share": _f(cols["resolve_share"][i]),
-            "history_minutes": int(cols["history"][i]),
-            "warm": bool(cols["warm"][i]),
-            "excluded_baseline_hours": int(cols["excluded_hours"][i]),
+            "window_negative": ints["k"][i],
+            "window_total": ints["n"][i],
+            "share": fl["share"][i],
+            "baseline_negative": ints["base_neg"][i],
+            "baseline_total": ints["base_tot"][i],
+            "baseline_share": fl["baseline_share"][i],
+            "parent_share": common["parent_share"],
+            "shrunk_baseline": fl["shrunk_baseline"][i],
+            "lift": fl["lift"][i],
+            "share_delta": fl["share_delta"][i],
+            "p_value": pvals[i],
+            "alpha": common["alpha"],
+            "corrected_alpha": common["corrected_alpha"],
+            "tests": common["tests"],
+            "keys_tested": common["keys_tested"],
+            "fire_share": fl["fire_share"][i],
+            "resolve_share": fl["resolve_share"][i],
+            "history_minutes": ints["history"][i],
+            "warm": flags["warm"][i],
+            "excluded_baseline_hours": ints["excluded_hours"][i],
             "reason": v.reason[i],
         }
-        severity = "critical" if spiking and lift is not None and lift >= CRITICAL_LIFT else "warning"
+        severity = "critical" if spiking and lift_raw[i] >= CRITICAL_LIFT else "warning"
         out.append(
             Signal(
                 key=Key(kind, value),  # type: ignore[arg-type]
                 at=at,
                 window_start=from_minute(v.end - w),
                 spiking=spiking,
-                calm=bool(cols["calm"][i]),
+                calm=flags["calm"][i],
                 numbers=numbers,
                 severity=severity,
             )
