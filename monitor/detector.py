@@ -144,7 +144,9 @@ class Detector:
             self._minutes.clear()
             self._last_refresh = end
         self._load(source, [h for h in range(h0, h1) if h not in self._blocks], 60, self._blocks, end)
-        for m in [m for m in self._minutes if m < m0 or m >= end or m >= self._minutes[m].fetched_at - self.recheck_minutes]:
+        for m in [
+            m for m in self._minutes if m < m0 or m >= end or m >= self._minutes[m].fetched_at - self.recheck_minutes
+        ]:
             del self._minutes[m]
         self._load(source, [m for m in range(m0, end) if m not in self._minutes], 1, self._minutes, end)
 

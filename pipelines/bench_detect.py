@@ -19,8 +19,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sqlite3
+import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta

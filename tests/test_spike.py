@@ -10,7 +10,17 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from monitor.spike import Evidence, Params, baseline, beta_binomial_sf, evaluate, shrink, span_bounds, surge_mask, to_signals
+from monitor.spike import (
+    Evidence,
+    Params,
+    baseline,
+    beta_binomial_sf,
+    evaluate,
+    shrink,
+    span_bounds,
+    surge_mask,
+    to_signals,
+)
 from monitor.windows import from_minute
 
 P = Params()
@@ -55,7 +65,9 @@ def test_shrink_is_posterior_mean() -> None:
     np.testing.assert_allclose(got, [0.2, (10 + 5) / 60, (10 + 500) / 1050])
 
 
-@pytest.mark.parametrize(("k", "n", "m", "c"), [(8, 20, 0.2, 50), (1, 1, 0.3, 10), (30, 100, 0.1, 400), (0, 5, 0.2, 50)])
+@pytest.mark.parametrize(
+    ("k", "n", "m", "c"), [(8, 20, 0.2, 50), (1, 1, 0.3, 10), (30, 100, 0.1, 400), (0, 5, 0.2, 50)]
+)
 def test_beta_binomial_sf_matches_scipy(k, n, m, c) -> None:
     want = stats.betabinom.sf(k - 1, n, c * m, c * (1 - m)) if k > 0 else 1.0
     np.testing.assert_allclose(beta_binomial_sf(np.array([k]), np.array([n]), m, c), [want], rtol=1e-9)
@@ -184,7 +196,9 @@ def _diurnal(minutes: np.ndarray) -> np.ndarray:
     return np.where(((minutes // 1440) + 3) % 7 >= 5, day * 0.35, day)
 
 
-def simulate_false_alerts(rate: float, share: float, days: int, seed: int, tick_every: int = 2, n_tests: int = 60) -> int:
+def simulate_false_alerts(
+    rate: float, share: float, days: int, seed: int, tick_every: int = 2, n_tests: int = 60
+) -> int:
     """Fire events of one quiet key over `days` (after a 7-day baseline), ticks every `tick_every` minutes.
 
     Volume follows the day; the true negative share drifts hour to hour (Beta with

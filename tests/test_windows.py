@@ -49,7 +49,14 @@ def test_minute_counts_fetch_matches_reference() -> None:
     rng = np.random.default_rng(3)
     mc = MinuteCounts()
     for _ in range(2000):
-        mc.add(str(rng.choice(["topic", "entity"])), f"k{rng.integers(6)}", int(rng.integers(0, 400)), 2, 2, int(rng.integers(0, 3)))
+        mc.add(
+            str(rng.choice(["topic", "entity"])),
+            f"k{rng.integers(6)}",
+            int(rng.integers(0, 400)),
+            2,
+            2,
+            int(rng.integers(0, 3)),
+        )
     mc.add("entity", "ZERO", 5, 0, 0, 0)  # zero-volume rows are not "live"
     for start, end, per in [(0, 400, 1), (60, 300, 60), (0, 400, 60), (500, 600, 1)]:
         ref: dict = {}
@@ -60,7 +67,10 @@ def test_minute_counts_fetch_matches_reference() -> None:
                 a[1] += nn
                 a[2] += 1
         r = mc.fetch(start, end, per)
-        got = {(r.keys[r.key_idx[i]], int(r.bucket[i])): [int(r.novel_total[i]), int(r.novel_negative[i]), int(r.live[i])] for i in range(len(r.bucket))}
+        got = {
+            (r.keys[r.key_idx[i]], int(r.bucket[i])): [int(r.novel_total[i]), int(r.novel_negative[i]), int(r.live[i])]
+            for i in range(len(r.bucket))
+        }
         assert got == ref
 
 
