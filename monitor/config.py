@@ -50,6 +50,19 @@ class DetectSettings(_Frozen):
     novelty_horizon_minutes: int = Field(360, ge=0, description="near-duplicates within this horizon count once")
     novelty_threshold: float = Field(0.7, gt=0, le=1, description="Jaccard similarity that makes two texts duplicates")
     pending_minutes: int = Field(0, ge=0, description="a spike must hold this long before it fires")
+    extra_windows_minutes: tuple[int, ...] = Field(
+        (60, 240), description="longer windows also tested (sparse keys whose bad news unfolds over hours)"
+    )
+    max_concentration: float = Field(
+        400.0, ge=2, description="cap on baseline certainty in pseudo-documents (real shares drift between windows)"
+    )
+
+    @field_validator("extra_windows_minutes")
+    @classmethod
+    def _windows(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w < 1 or w > 24 * 60 for w in v):
+            raise ValueError("extra window lengths must be between 1 and 1440 minutes")
+        return tuple(sorted(set(v)))
 
 
 class AlertSettings(_Frozen):
