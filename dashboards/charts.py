@@ -9,13 +9,25 @@ import pandas as pd
 
 from dashboards import ui
 
+TIME_FORMAT = "%m-%d %H:%M"
+
+
+def with_alerts(chart: alt.Chart, marks: alt.Chart) -> alt.LayerChart:
+    """A series chart with the alert rules on top; separate colour scales, so the rules'
+    state colours do not take over the series' legend."""
+    return alt.layer(chart, marks).resolve_scale(color="independent")
+
+
+def _x(title: str = "time") -> alt.X:
+    return alt.X("bucket:T", title=f"{title} ({ui.tz().key})", axis=alt.Axis(format=TIME_FORMAT, labelAngle=0))
+
 
 def volume(df: pd.DataFrame, series: str, title: str) -> alt.Chart:
     return (
         alt.Chart(df)
         .mark_line(point=len(df) < 200)
         .encode(
-            x=alt.X("bucket:T", title=f"time ({ui.tz().key})"),
+            x=_x(),
             y=alt.Y("total:Q", title="documents"),
             color=alt.Color(f"{series}:N", title=title),
             tooltip=[
@@ -34,7 +46,7 @@ def share(df: pd.DataFrame, series: str, title: str) -> alt.Chart:
         alt.Chart(df)
         .mark_line(point=len(df) < 200)
         .encode(
-            x=alt.X("bucket:T", title=f"time ({ui.tz().key})"),
+            x=_x(),
             y=alt.Y("negative_share:Q", title="negative share", axis=alt.Axis(format="%")),
             color=alt.Color(f"{series}:N", title=title),
             tooltip=[
@@ -100,7 +112,7 @@ def timeline(al: pd.DataFrame, end: datetime) -> alt.Chart:
         alt.Chart(df[["label", "from", "to", "state", "id"]])
         .mark_bar(height=10)
         .encode(
-            x=alt.X("from:T", title=f"time ({ui.tz().key})"),
+            x=alt.X("from:T", title=f"time ({ui.tz().key})", axis=alt.Axis(format=TIME_FORMAT, labelAngle=0)),
             x2="to:T",
             y=alt.Y("label:N", title=None, sort="-x"),
             color=alt.Color(

@@ -557,3 +557,47 @@ def test_csv_export_neutralises_formulas() -> None:
     assert "'=HYPERLINK(1)" in out and "'+1" in out and "'@x" in out and "\nplain," in out
     assert safe_text("a\u202eb\x00c") == "a<U+202E>bc"
     assert "\\*\\*" in safe_md("**x**") and "\\:red\\[" in safe_md(":red[x]")
+
+
+def test_cli_dashboard_serves_and_stops(seeded_sqlite: dict[str, Any], tmp_path: Path) -> None:
+    """`finsent dashboard --host --port --db` answers health checks and stops on SIGTERM."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    log = (tmp_path / "dash.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port),
+         "--db", seeded_sqlite["url"]],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (log.seek(0), log.read())
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "no health answer within 90 s"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/Alerts?alert=x", timeout=5) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        log.close()
+    assert rc in (0, -signal.SIGTERM), rc

@@ -71,6 +71,7 @@ def _actions(alert: dict, who: str) -> None:
 
 def _detail(alert: dict) -> None:
     st.subheader("Alert")
+    st.caption(f"id {alert['id']} · link: {ui.settings().dashboard_url.rstrip('/')}/Alerts?alert={alert['id']}")
     numbers = alert.get("numbers") or {}
     view = {
         "id": alert["id"],
@@ -168,7 +169,7 @@ if ui.db_ready():
             st.info("No alerts match these filters in this time range.")
             return
         n_firing = int((al["state"] == "firing").sum())
-        st.caption(f"{len(al)} alerts, {n_firing} firing.")
+        st.caption(f"{len(al)} alert{'s' if len(al) != 1 else ''}, {n_firing} firing.")
         st.altair_chart(charts.timeline(al, end), width="stretch")
         show = al[
             [

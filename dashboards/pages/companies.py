@@ -49,9 +49,10 @@ if ui.db_ready():
             },
         )
         symbols = table["key"].tolist()
-        picked = st.selectbox("Company", symbols, index=0, key="co_symbol", format_func=ui.safe_text)
+        c1, c2 = st.columns([3, 1])
+        picked = c1.selectbox("Company", symbols, index=0, key="co_symbol", format_func=ui.safe_text)
+        resolution = c2.selectbox("Resolution", list(q.RESOLUTIONS), index=2, key="co_resolution")
         if picked:
-            resolution = st.selectbox("Resolution", list(q.RESOLUTIONS), index=2, key="co_resolution")
             step = q.effective_step(start, end, q.RESOLUTIONS[resolution])
             df = ui.cached(q.series, "entity", start, end, step, (picked,), ui.offset_seconds(end))
             al = ui.cached(q.alert_list, start, end, kinds=("entity",))
@@ -62,8 +63,8 @@ if ui.db_ready():
                 df = ui.local(ui.neutralise_frame(df, ("key",)), "bucket")
                 marks = charts.alert_rules(al, start, end)
                 left, right = st.columns(2)
-                left.altair_chart(charts.volume(df, "key", "Company") + marks, width="stretch")
-                right.altair_chart(charts.share(df, "key", "Company") + marks, width="stretch")
+                left.altair_chart(charts.with_alerts(charts.volume(df, "key", "Company"), marks), width="stretch")
+                right.altair_chart(charts.with_alerts(charts.share(df, "key", "Company"), marks), width="stretch")
             if not al.empty:
                 st.caption(f"{len(al)} alert(s) for this company in the range; open them on the Alerts page.")
             st.subheader("Documents")
