@@ -443,3 +443,37 @@ def test_deploy_docs_exist_and_are_linked() -> None:
         "compose.gpu.yaml",
     ):
         assert topic in doc, f"docs/deploy.md does not mention {topic}"
+
+
+def test_kafka_init_creates_topics_and_dead_letter_topics_and_grows_partitions(tmp_path: Path) -> None:
+    """The kafka-init script, run by bash against a stand-in kafka-topics.sh that records its
+    calls and reports existing topics with 3 partitions."""
+    init = load()["services"]["kafka-init"]
+    script = init["command"][0]
+    stub = tmp_path / "kafka-topics.sh"
+    calls = tmp_path / "calls"
+    stub.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$*" in *--describe*) printf "Topic: x\\tTopicId: y\\tPartitionCount: 3\\tReplicationFactor: 1\\n";; esac\n'
+    )
+    stub.chmod(0o755)
+    assert "/opt/kafka/bin/kafka-topics.sh" in script
+    env = {"PATH": "/usr/bin:/bin", **service_env(init)}
+    r = subprocess.run(
+        [*init["entrypoint"], script.replace("/opt/kafka/bin/kafka-topics.sh", str(stub))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = calls.read_text().splitlines()
+    topics = ["news", "news.dlq", "comments", "comments.dlq"]
+    for t in topics:
+        assert (
+            f"--bootstrap-server kafka:9092 --create --if-not-exists --topic {t} --partitions 6 --replication-factor 1"
+            in lines
+        )
+        assert f"--bootstrap-server kafka:9092 --alter --topic {t} --partitions 6" in lines
+    assert r.stdout.count("partitions (had 3)") == 4
