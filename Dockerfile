@@ -46,7 +46,9 @@ RUN --mount=type=bind,source=.,target=/src,rw \
       'exec "$@"' > /usr/local/bin/finsent-entrypoint \
  && chmod 755 /usr/local/bin/finsent-entrypoint \
  && finsent --version \
- && python -c "from models.multitask import SHIPPED_MODEL_DIR as d; assert (d / 'finsent.json').is_file(), d"
+ && python -c "import pathlib; from models.multitask import SHIPPED_MODEL_DIR as d; src = pathlib.Path('/src/models/finsent-minilm'); \
+missing = [str(p.relative_to(src)) for p in src.rglob('*') if p.is_file() and not (d / p.relative_to(src)).is_file()]; \
+assert not missing, f'model files not installed as package data: {missing}'"
 
 USER finsent
 WORKDIR /home/finsent

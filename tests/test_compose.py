@@ -477,3 +477,19 @@ def test_kafka_init_creates_topics_and_dead_letter_topics_and_grows_partitions(t
         )
         assert f"--bootstrap-server kafka:9092 --alter --topic {t} --partitions 6" in lines
     assert r.stdout.count("partitions (had 3)") == 4
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_image_entrypoint_keeps_an_explicit_config_and_runs_the_command(name: str, tmp_path: Path) -> None:
+    """The entrypoint the Dockerfile writes, run by sh (the mounted-TOML branch needs /etc/finsent)."""
+    text = (ROOT / name).read_text().replace("\\\n", "")
+    line = next(ln for ln in text.splitlines() if "> /usr/local/bin/finsent-entrypoint" in ln)
+    printf = line[line.index("printf") : line.index("> /usr/local/bin/finsent-entrypoint")]
+    entry = tmp_path / "entrypoint"
+    entry.write_text(subprocess.run(["sh", "-c", printf], capture_output=True, text=True, check=True).stdout)
+    show = ["sh", "-c", 'echo "config=[$FINSENT_CONFIG] args=$#"', "sh", "a b", "c"]
+    for given in ("", "/elsewhere/finsent.toml"):
+        env = {"PATH": "/usr/bin:/bin", "FINSENT_CONFIG": given}
+        out = subprocess.run(["sh", str(entry), *show], capture_output=True, text=True, env=env, check=True).stdout
+        expected = given or ("/etc/finsent/finsent.toml" if Path("/etc/finsent/finsent.toml").is_file() else "")
+        assert out.strip() == f"config=[{expected}] args=2"
