@@ -31,7 +31,8 @@ Test
     ``max_concentration``. p = P(X >= k). A key fires only if all hold:
 
     * it is warm: ``warmup_minutes`` minutes of feed history since the key was first seen
-      (minutes in which the feed had any volume, so an outage does not count as history);
+      (counted in clock hours in which the feed had any volume, so an outage does not
+      count as history but a sparse feed's quiet minutes do);
     * window negatives >= ``min_negative``;
     * p <= alpha / m, m = the number of (key, window) tests made this tick (Bonferroni:
       the chance that *any* quiet key fires on a tick is at most alpha);
@@ -278,13 +279,22 @@ def beta_binomial_sf(k: np.ndarray, n: np.ndarray, mean: np.ndarray, concentrati
 
 
 def history_minutes(ev: Evidence, p: Params) -> np.ndarray:
-    """Feed-live minutes between each key's first appearance and the main window's start."""
+    """Feed-live minutes between each key's first appearance and the main window's start.
+
+    Liveness is judged per clock hour: an hour in which the feed had any document counts
+    in full, an hour without any (an outage, or a dead night of a sparse feed) does not.
+    So a sparse feed still warms up in hours, while a gap never counts as history. The
+    recent columns start on an hour boundary (see `span_bounds`).
+    """
     k = len(ev.keys)
     b = ev.block_tot.shape[1]
     s = ev.recent_tot.shape[1]
     win_col = s - p.main_window  # first column of the main window
-    live_b = np.asarray(ev.parent_block_live, dtype=np.int64)
-    live_m = np.asarray(ev.parent_recent_live, dtype=np.int64)[: max(win_col, 0)]
+    live_b = 60 * (np.asarray(ev.parent_block_live, dtype=np.int64) > 0)
+    rl = np.asarray(ev.parent_recent_live, dtype=np.int64) > 0
+    hours = -(-len(rl) // 60)
+    per_hour = np.pad(rl, (0, hours * 60 - len(rl))).reshape(hours, 60).any(axis=1) if len(rl) else np.zeros(0, bool)
+    live_m = np.repeat(per_hour, 60)[: len(rl)].astype(np.int64)[: max(win_col, 0)]
     # Live minutes from block j to the window start, and from recent column i.
     after_block = np.concatenate([np.cumsum(live_b[::-1])[::-1], [0]]) + live_m.sum()
     after_min = np.concatenate([np.cumsum(live_m[::-1])[::-1], [0]])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -135,6 +136,8 @@ def drive(
 
 
 def _event_time(msg: dict[str, Any]) -> datetime | None:
+    """The row's event time: RFC 3339 / ISO 8601, epoch seconds or milliseconds (also as
+    text), or another common format (e.g. "Mon Jan 06 14:05:00 +0000 2020"); None if absent."""
     from monitor.schemas import _Invalid, parse_time
 
     v = msg.get("published_at")
@@ -143,7 +146,34 @@ def _event_time(msg: dict[str, Any]) -> datetime | None:
     try:
         return parse_time(v)
     except _Invalid:
-        return None
+        pass
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return parse_time(float(s))
+        except (ValueError, _Invalid):
+            pass
+        try:
+            import pandas as pd
+
+            ts = pd.to_datetime(s, utc=True)
+            if ts is not pd.NaT:
+                return ts.to_pydatetime()
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return None
+
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=:]{0,19}$")
+
+
+def _symbol(value: str) -> str | None:
+    """An entity cell value as a symbol the message schema accepts ("Apple Inc" -> "APPLE-INC")."""
+    v = value.strip().lstrip("$").upper()
+    if _SYMBOL.match(v):
+        return v
+    v = re.sub(r"[^A-Z0-9.\-^=:]+", "-", v).strip("-.^=:")[:20]
+    return v if v and _SYMBOL.match(v) else None
 
 
 def replay(
@@ -166,6 +196,7 @@ def replay(
 
     t0 = time.perf_counter()
     cols = columns or Columns()
+    _check_columns(path, cols)
     if engine is None:
         from monitor.migrate import upgrade
 
@@ -188,7 +219,11 @@ def replay(
             bad.append(Rejection(err or "unreadable row", b"", "replay", 0, n))
             continue
         msg = to_message(row, cols)
+        if isinstance(msg.get("tickers"), list):
+            msg["tickers"] = [y for y in (_symbol(str(x)) for x in msg["tickers"]) if y]
         ts = _event_time(msg)
+        if ts is not None:
+            msg["published_at"] = ts.isoformat()
         if ts is None or not isinstance(msg.get("text"), str):
             why = f"row {n}: no valid {cols.time!r} time" if ts is None else f"row {n}: no {cols.text!r} text"
             bad.append(Rejection(why, repr(row)[:2000].encode(), "replay", 0, n))
@@ -252,6 +287,20 @@ def replay(
     )
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def _check_columns(path: str | Path, cols: Any) -> None:
+    """Fail early, naming the option, when the text or time column is not in the file."""
+    from monitor.inputs import InputError, read_records
+
+    for _n, row, _err in read_records(path):
+        if row is None:
+            continue
+        for col, opt in ((cols.text, "--text-column"), (cols.time, "--time-column")):
+            if col not in row:
+                raise InputError(f"column {col!r} not in {str(path)!r}; columns are {sorted(row)} (use {opt})")
+        return
+    raise InputError(f"{str(path)!r} has no readable rows")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

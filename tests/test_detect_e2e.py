@@ -305,3 +305,78 @@ def test_replay_raises_planted_alert_at_any_batch_size(tmp_path) -> None:
     assert [(k, v) for k, v, _ in fired if k == "entity"] == [("entity", "NVDA")]
     started = datetime.fromisoformat([s for k, v, s in fired if v == "NVDA"][0])
     assert surge.start < started <= surge.start + timedelta(minutes=15)
+
+
+def test_replay_cli_reads_other_column_names_and_time_formats(tmp_path) -> None:
+    import csv
+    import subprocess
+    import sys
+
+    path = tmp_path / "posts.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "source", "entity", "text", "item_id"])
+        w.writerow(["1714953600", "social", "Apple Inc", "Apple shares plunge after probe", "a1"])
+        w.writerow(["Mon May 06 00:05:00 +0000 2024", "social", "AAPL;MSFT", "Microsoft names new finance chief", "a2"])
+        w.writerow(["2024-05-06 00:07:00", "social", "", "Markets quiet today", "a3"])
+        w.writerow(["not a time", "social", "AAPL", "this row has no usable time", "a4"])
+    db = f"sqlite:///{tmp_path}/cli.db"
+    args = [
+        sys.executable,
+        "-m",
+        "pipelines.replay",
+        str(path),
+        "--time-column",
+        "timestamp",
+        "--id-column",
+        "item_id",
+        "--db",
+        db,
+        "--model",
+        "test-double",
+        "--json",
+    ]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    out = json.loads(r.stdout)
+    assert out["rows"] == 4 and out["rejected"] == 1 and out["first_event"].startswith("2024-05-06T00:00")
+    bad = subprocess.run(
+        [*args[:4], "--time-column", "nope", "--db", db, "--model", "test-double"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and "--time-column" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    h = subprocess.run([sys.executable, "-m", "pipelines.replay", "--help"], capture_output=True, text=True, timeout=60)
+    assert "--entity-column" in h.stdout and "--notify" in h.stdout
+
+
+def test_schedule_registers_an_interval_job(tmp_path) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from monitor.clock import WatermarkClock
+    from monitor.detector import schedule
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    from monitor.db import make_engine
+    from monitor.migrate import upgrade
+
+    upgrade(url)
+    engine = make_engine(url)
+    s = Settings(database_url=url, detect=DetectSettings(interval_seconds=0.2))  # type: ignore[call-arg]
+    got: list[list[Signal]] = []
+    clock = WatermarkClock(timedelta(0))
+    sched = BackgroundScheduler(timezone="UTC")
+    job = schedule(sched, engine, s, clock, got.append)
+    assert job.id == "detect" and job.trigger.interval == timedelta(seconds=0.2)
+    sched.start()
+    try:
+        import time
+
+        time.sleep(0.7)  # no event yet: the clock has no time, nothing is ticked
+        assert got == []
+    finally:
+        sched.shutdown(wait=True)
+        engine.dispose()
