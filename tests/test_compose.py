@@ -493,3 +493,15 @@ def test_image_entrypoint_keeps_an_explicit_config_and_runs_the_command(name: st
         out = subprocess.run(["sh", str(entry), *show], capture_output=True, text=True, env=env, check=True).stdout
         expected = given or ("/etc/finsent/finsent.toml" if Path("/etc/finsent/finsent.toml").is_file() else "")
         assert out.strip() == f"config=[{expected}] args=2"
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_dockerfile_parses_with_the_buildkit_parser(name: str) -> None:
+    """The official Dockerfile parser (PyPI `dockerfile`, Go bindings) reads both files, the
+    RUN --mount flag included; skipped where that package is not installed."""
+    dockerfile = pytest.importorskip("dockerfile")
+    cmds = dockerfile.parse_file(str(ROOT / name))
+    assert [c.cmd for c in cmds][-2:] == ["ENTRYPOINT", "CMD"] and cmds[-1].value == ("finsent", "run")
+    mounted = [c for c in cmds if c.cmd == "RUN" and c.flags]
+    assert mounted and mounted[0].flags[0].startswith("--mount=type=bind,source=.,target=/src")
+    assert next(c for c in cmds if c.cmd == "USER").value == ("finsent",)
