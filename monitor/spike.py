@@ -324,6 +324,7 @@ class Verdicts:
     spiking: np.ndarray
     calm: np.ndarray
     window: np.ndarray  # chosen window length per key
+    max_negative: np.ndarray  # the largest negative count over all window lengths
     k: np.ndarray
     n: np.ndarray
     share: np.ndarray
@@ -454,6 +455,7 @@ def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
         spiking=spiking,
         calm=calm,
         window=np.asarray(p.windows)[choice],
+        max_negative=K.max(axis=1) if nw else np.zeros(kk, dtype=np.int64),
         k=k_c,
         n=n_c,
         share=s_c,
@@ -506,7 +508,7 @@ def to_signals(v: Verdicts, at: datetime) -> list[Signal]:
     """One Signal per topic/entity key; `numbers` holds every figure the decision used."""
     ints = {
         name: np.asarray(getattr(v, name)).astype(np.int64).tolist()
-        for name in ("window", "k", "n", "base_neg", "base_tot", "history", "excluded_hours")
+        for name in ("window", "k", "n", "base_neg", "base_tot", "history", "excluded_hours", "max_negative")
     }
     flags = {name: np.asarray(getattr(v, name)).astype(bool).tolist() for name in ("spiking", "calm", "warm")}
     delta = np.where(np.asarray(v.n) > 0, np.asarray(v.share, dtype=float) - v.shrunk, np.nan)
@@ -538,6 +540,7 @@ def to_signals(v: Verdicts, at: datetime) -> list[Signal]:
             "window_minutes": w,
             "window_negative": ints["k"][i],
             "window_total": ints["n"][i],
+            "max_window_negative": ints["max_negative"][i],
             "share": fl["share"][i],
             "baseline_negative": ints["base_neg"][i],
             "baseline_total": ints["base_tot"][i],

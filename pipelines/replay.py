@@ -19,6 +19,7 @@ they are recorded as suppressed, so a backtest pages nobody.
 from __future__ import annotations
 
 import argparse
+import bisect
 import logging
 import re
 import sys
@@ -75,6 +76,7 @@ def drive(
     lateness: timedelta,
     interval_seconds: float,
     span_minutes: int,
+    min_negative: int | None = None,
     process: Callable[[list[Any]], None],
     detect: Callable[[datetime], list[Signal]],
     on_tick: Callable[[datetime, list[Signal] | None], None],
@@ -86,16 +88,27 @@ def drive(
     the watermark moves and every aligned tick instant up to it is run: `detect` once
     per new minute (None is passed to `on_tick` for the other instants of a minute).
     At the end of the stream the watermark jumps to the last event time.
+
+    A minute is skipped (no detector run, `on_tick(t, None)`) when nothing can change:
+    the last run had every key calm, none spiking and no window with `min_negative`
+    negatives, and no document has arrived for a minute since. Windows then only lose
+    documents, so no key can reach `min_negative` and fire, and with every key calm
+    no alert is open to resolve: the alerts are exactly those of a run at every minute.
     """
     clock = WatermarkClock(lateness)
     last_tick: datetime | None = None  # ticks are the aligned instants after the first event
     last_minute: int | None = None
-    last_event_minute: int | None = None
-    quiet = False  # last detector run was all calm, nothing spiking
+    last_run_end: int | None = None  # the minute the last detector run ended at
+    still = False  # the last run could not change anything while no data arrives
+    event_minutes: list[int] = []  # distinct event minutes, sorted
     ticks = runs = 0
 
+    def new_data(lo: int, hi: int) -> bool:
+        i = bisect.bisect_left(event_minutes, lo)
+        return i < len(event_minutes) and event_minutes[i] < hi
+
     def step() -> None:
-        nonlocal last_tick, last_minute, quiet, ticks, runs
+        nonlocal last_tick, last_minute, last_run_end, still, ticks, runs
         now = clock.now()
         if now is None or last_tick is None:
             return
@@ -106,13 +119,16 @@ def drive(
                 on_tick(t, None)
             else:
                 last_minute = m
-                idle = last_event_minute is None or m - last_event_minute > span_minutes + 60
-                if quiet and idle:
+                if still and last_run_end is not None and not new_data(last_run_end, m):
                     on_tick(t, None)
                 else:
                     sigs = detect(t)
                     runs += 1
-                    quiet = all(s.calm and not s.spiking for s in sigs)
+                    last_run_end = m
+                    still = min_negative is not None and all(
+                        s.calm and not s.spiking and s.numbers.get("max_window_negative", min_negative) < min_negative
+                        for s in sigs
+                    )
                     on_tick(t, sigs)
             last_tick = t
 
@@ -123,7 +139,12 @@ def drive(
             last_tick = ts - timedelta(microseconds=1)
         clock.observe(ts)
         em = to_minute(ts)
-        last_event_minute = em if last_event_minute is None else max(last_event_minute, em)
+        if not event_minutes or em > event_minutes[-1]:
+            event_minutes.append(em)
+        else:
+            i = bisect.bisect_left(event_minutes, em)
+            if i == len(event_minutes) or event_minutes[i] != em:
+                event_minutes.insert(i, em)
         if len(batch) >= batch_size:
             process(batch)
             batch = []
@@ -281,6 +302,7 @@ def replay(
         lateness=timedelta(minutes=det.allowed_lateness_minutes),
         interval_seconds=det.interval_seconds,
         span_minutes=params.span_minutes,
+        min_negative=params.min_negative,
         process=process,
         detect=lambda t: detector_tick(engine, settings, t, lock=False, recheck_minutes=0),
         on_tick=on_tick,

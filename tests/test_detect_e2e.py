@@ -182,6 +182,7 @@ def run_stream(
         lateness=timedelta(minutes=lateness_min),
         interval_seconds=30,
         span_minutes=p.span_minutes,
+        min_negative=p.min_negative,
         process=process,
         detect=lambda t: det.tick(mc, t),
         on_tick=on_tick,
