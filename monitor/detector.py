@@ -299,14 +299,16 @@ def schedule(
     engine: Engine,
     settings: Settings,
     clock: Clock,
-    on_signals: Callable[[list[Signal]], None],
+    on_signals: Callable[[list[Signal], datetime], None],
     *,
     job_id: str = "detect",
 ) -> Any:
     """Register the detector on an apscheduler (3.x) BackgroundScheduler; returns the Job.
 
-    Every `detect.interval_seconds` it ticks at `clock.now()` and hands the signals to
-    `on_signals` (the alert lifecycle). Runs one at a time and coalesces missed runs.
+    Every `detect.interval_seconds` it ticks at `clock.now()` and calls
+    ``on_signals(signals, now)`` (the alert lifecycle, e.g. `monitor.outbox.apply_signals`),
+    every tick, also with ``[]`` when another daemon holds the lease, so group waits and
+    repeats still flush on the clock. Runs one at a time and coalesces missed runs.
     """
 
     def _job() -> None:
@@ -318,8 +320,7 @@ def schedule(
         except Exception:
             log.exception("detector tick at %s failed; the next tick retries", now.isoformat())
             return
-        if signals:
-            on_signals(signals)
+        on_signals(signals, now)
 
     return scheduler.add_job(
         _job,

@@ -370,7 +370,7 @@ def test_schedule_registers_an_interval_job(tmp_path) -> None:
     got: list[list[Signal]] = []
     clock = WatermarkClock(timedelta(0))
     sched = BackgroundScheduler(timezone="UTC")
-    job = schedule(sched, engine, s, clock, got.append)
+    job = schedule(sched, engine, s, clock, lambda sigs, now: got.append(sigs))
     assert job.id == "detect" and job.trigger.interval == timedelta(seconds=0.2)
     sched.start()
     try:
