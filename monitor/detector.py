@@ -234,6 +234,14 @@ def detector_for(engine: Engine, settings: Settings) -> Detector:
         return det
 
 
+def forget(engine: Engine) -> None:
+    """Drop the cached detectors of this database (a replay starting over, a wiped database)."""
+    url = str(engine.url)
+    with _detectors_lock:
+        for key in [k for k in _detectors if k[0] == url]:
+            del _detectors[key]
+
+
 def _acquire_lease(conn: Connection, owner: str, wall: datetime, seconds: float) -> bool:
     """Take or renew the detector lease; False if another live process holds it."""
     me = {"owner": owner}

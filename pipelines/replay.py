@@ -209,6 +209,7 @@ def replay(
 ) -> ReplayResult:
     """Replay a CSV/JSONL file into `settings.database_url` (or `engine`); returns what happened."""
     from monitor.db import make_engine
+    from monitor.detector import forget
     from monitor.detector import tick as detector_tick
     from monitor.inputs import Columns, read_records, to_message
     from monitor.pipeline import BatchProcessor
@@ -223,6 +224,7 @@ def replay(
 
         upgrade(settings.database_url)
         engine = make_engine(settings.database_url)
+    forget(engine)  # the baseline cache must come from this replay's own history
     if classifier is None:
         from monitor.cli import build_classifier
 
