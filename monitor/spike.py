@@ -37,7 +37,9 @@ Test
     * p <= alpha / m, m = the number of (key, window) tests made this tick (Bonferroni:
       the chance that *any* quiet key fires on a tick is at most alpha);
     * lift = share / shrunk >= ``min_lift`` and share - shrunk >= ``min_share_delta``:
-      significance alone is not enough on a busy key, the effect must matter.
+      significance alone is not enough on a busy key, the effect must matter. (For a
+      key whose baseline is above ~45% negative the lift asked for is capped at halfway
+      between the baseline and 100%, or it could never fire.)
 
     Several window lengths are tested (``window_minutes`` and ``extra_windows_minutes``):
     the short one catches a burst in minutes, the longer ones a sparse company whose bad
@@ -189,6 +191,14 @@ def shrink(neg: np.ndarray, tot: np.ndarray, parent_share: float, prior_strength
     return np.where(denom > 0, out, parent_share)
 
 
+def lift_share(base: np.ndarray, min_lift: float) -> np.ndarray:
+    """The share the lift gate asks for: ``min_lift * base``, but never more than halfway
+    from the baseline to 100% negative (a key that is normally 60% negative could never
+    reach a lift of 1.8)."""
+    base = np.asarray(base, dtype=float)
+    return np.minimum(min_lift * base, (1.0 + base) / 2.0)
+
+
 def surge_mask(
     neg: np.ndarray, tot: np.ndarray, ref: np.ndarray, p: Params, alpha: float = EXCLUDE_ALPHA
 ) -> np.ndarray:
@@ -202,7 +212,7 @@ def surge_mask(
     idx = np.nonzero(mask)
     n, k, r = tot[idx], neg[idx], np.clip(ref_b[idx], 1e-9, 1 - 1e-9)
     share = k / n
-    big = (share >= p.min_lift * r) & (share - r >= p.min_share_delta)
+    big = (share >= lift_share(r, p.min_lift)) & (share - r >= p.min_share_delta)
     pv = np.ones_like(share)
     if big.any():
         pv[big] = stats.binom.sf(k[big] - 1, n[big], r[big])
@@ -377,7 +387,8 @@ def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
     with np.errstate(invalid="ignore", divide="ignore"):
         base_share = np.where(base_tot > 0, base_neg / np.maximum(base_tot, 1), np.nan)
     conc = np.maximum(np.minimum(p.prior_strength + base_tot, p.max_concentration), 2.0)
-    fire_share = np.maximum(p.min_lift * shrunk, shrunk + p.min_share_delta)
+    need_lift = lift_share(shrunk, p.min_lift)
+    fire_share = np.maximum(need_lift, shrunk + p.min_share_delta)
     resolve_share = shrunk + 0.5 * (fire_share - shrunk)
     hist = history_minutes(ev, p)
     warm = hist >= p.warmup_minutes
@@ -412,7 +423,7 @@ def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
     corrected = p.alpha / max(m, 1)
     big_k = p.min_negative <= K
     sig = corrected >= P
-    lift_ok = p.min_lift * shrunk[:, None] <= S
+    lift_ok = need_lift[:, None] <= S
     delta_ok = (S - shrunk[:, None]) >= p.min_share_delta
     fire = tested & big_k & sig & lift_ok & delta_ok
     spiking = fire.any(axis=1)

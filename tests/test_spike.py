@@ -253,3 +253,12 @@ def test_quiet_traffic_false_alerts_many_key_days() -> None:
     per_key_30d = sum(fires) / len(fires)
     assert per_key_30d <= 1.0, fires
     assert math.isfinite(per_key_30d)
+
+
+def test_key_with_high_baseline_can_still_fire() -> None:
+    # Normally 60% negative: a lift of 1.8 is impossible, so the bar is halfway to 100%.
+    bt, bn = quiet_blocks(40, 0.6)
+    rt, rn = recent_with(58, 60)
+    v, sig = _one(make_ev(bt, bn, rt, rn, parent_share=0.6))
+    assert sig.spiking, sig.numbers
+    assert sig.numbers["fire_share"] == pytest.approx((1 + sig.numbers["shrunk_baseline"]) / 2, abs=1e-5)
