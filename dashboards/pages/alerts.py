@@ -24,6 +24,14 @@ def _label(row: dict) -> str:
     return f"{row['state']} · {row['kind']} {ui.safe_text(row['key'])} · {ui.fmt_time(t)}"
 
 
+def _num(numbers: dict, *names: str) -> float | None:
+    for n in names:
+        v = numbers.get(n)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
 def _actions(alert: dict, who: str) -> None:
     eng = ui.engine()
     now = datetime.now(UTC)
@@ -85,23 +93,35 @@ def _detail(alert: dict) -> None:
         "window start": ui.fmt_time(alert.get("window_start")),
         "acknowledged by": alert.get("acknowledged_by"),
     }
+    share, base = _num(numbers, "share", "window_share"), _num(numbers, "baseline_share", "baseline")
+    m = st.columns(5)
+    neg, tot = _num(numbers, "negative", "window_negative"), _num(numbers, "total", "window_total")
+    m[0].metric("Negative / documents", "-" if neg is None or tot is None else f"{int(neg)} / {int(tot)}")
+    m[1].metric(
+        "Negative share",
+        "-" if share is None else f"{share:.1%}",
+        None if share is None or base is None else f"{share - base:+.1%} vs baseline",
+        delta_color="inverse",
+    )
+    m[2].metric("Baseline share", "-" if base is None else f"{base:.1%}")
+    lift, p = _num(numbers, "lift"), _num(numbers, "p_value", "pvalue", "p")
+    m[3].metric("Lift", "-" if lift is None else f"{lift:.2f}x")
+    m[4].metric("p-value", "-" if p is None else f"{p:.1e}")
     st.dataframe(
-        ui.neutralise_frame(
-            pd.DataFrame({"field": list(view), "value": [str(v) if v is not None else "-" for v in view.values()]})
-        ),
+        ui.neutralise_frame(pd.DataFrame([{k: (str(v) if v is not None else "-") for k, v in view.items()}])),
         hide_index=True,
         width="stretch",
     )
     if alert.get("summary"):
         st.text(ui.safe_text(alert["summary"]))
-    st.markdown("**Numbers of the decision**")
-    if numbers:
-        rows = [{"number": k, "value": v if isinstance(v, int | float) else str(v)} for k, v in numbers.items()]
-        df = pd.DataFrame(rows)
-        df["value"] = df["value"].map(lambda v: f"{v:.6g}" if isinstance(v, float) else str(v))
-        st.dataframe(ui.neutralise_frame(df), hide_index=True, width="stretch")
-    else:
-        st.text("The detector recorded no numbers for this alert.")
+    with st.expander("All numbers of the decision"):
+        if numbers:
+            rows = [{"number": k, "value": v if isinstance(v, int | float) else str(v)} for k, v in numbers.items()]
+            df = pd.DataFrame(rows)
+            df["value"] = df["value"].map(lambda v: f"{v:.6g}" if isinstance(v, float) else str(v))
+            st.dataframe(ui.neutralise_frame(df), hide_index=True, width="stretch")
+        else:
+            st.text("The detector recorded no numbers for this alert.")
     st.markdown("**Evidence: negative documents in the alert window**")
     ev = ui.cached(q.alert_evidence, alert)
     if ev.empty:
@@ -136,6 +156,14 @@ def _detail(alert: dict) -> None:
         st.text("No notifications recorded for this alert.")
     else:
         st.dataframe(ui.neutralise_frame(hist), hide_index=True, width="stretch")
+
+
+def _link_pick() -> None:
+    """The URL follows the alert the user opens, so it can be shared."""
+    picked = st.session_state.get("al_pick")
+    if picked:
+        st.query_params["alert"] = picked
+        st.session_state["_al_linked"] = picked
 
 
 if ui.db_ready():
@@ -198,30 +226,37 @@ if ui.db_ready():
             },
         )
 
-    overview_part()
+    def open_section() -> None:
+        """One alert: a deep link's, or the one picked below the list."""
+        wanted = st.query_params.get("alert")
+        options = al["id"].tolist()
+        labels = {r["id"]: _label(r) for r in al.to_dict("records")}
+        if wanted and wanted not in labels:
+            row = ui.cached(q.alert_row, wanted)
+            if row is None:
+                st.warning(f"There is no alert with id {ui.safe_text(wanted)[:80]!r} in this database.")
+            else:
+                options.insert(0, wanted)
+                labels[wanted] = _label({**row, "kind": row["key_kind"], "key": row["key_value"]})
+        if wanted in labels and st.session_state.get("_al_linked") != wanted:
+            st.session_state["al_pick"] = wanted  # honour a deep link once, then let the user choose
+            st.session_state["_al_linked"] = wanted
+        if options:
+            picked = st.selectbox(
+                "Open alert", options, key="al_pick", format_func=lambda i: labels.get(i, i), on_change=_link_pick
+            )
+            alert = ui.cached(q.alert_row, picked) if picked else None
+            if alert is not None:
+                _detail(alert)
+                _actions(alert, ui.current_user())
 
-    wanted = st.query_params.get("alert")
-    options = al["id"].tolist()
-    labels = {r["id"]: _label(r) for r in al.to_dict("records")}
-    if wanted and wanted not in labels:
-        row = ui.cached(q.alert_row, wanted)
-        if row is None:
-            st.warning(f"There is no alert with id {ui.safe_text(wanted)[:80]!r} in this database.")
-        else:
-            options.insert(0, wanted)
-            labels[wanted] = _label({**row, "kind": row["key_kind"], "key": row["key_value"]})
-    if wanted in labels and st.session_state.get("_al_linked") != wanted:
-        st.session_state["al_pick"] = wanted  # honour a deep link once, then let the user choose
-        st.session_state["_al_linked"] = wanted
-    if options:
-        picked = st.selectbox("Open alert", options, key="al_pick", format_func=lambda i: labels.get(i, i))
-        if picked and picked != wanted:
-            st.query_params["alert"] = picked
-            st.session_state["_al_linked"] = picked
-        alert = ui.cached(q.alert_row, picked) if picked else None
-        if alert is not None:
-            _detail(alert)
-            _actions(alert, ui.current_user())
+    # A deep link (?alert=<id>) opens the alert above the list; otherwise the list comes first.
+    if st.query_params.get("alert"):
+        open_section()
+        overview_part()
+    else:
+        overview_part()
+        open_section()
 
     st.subheader("Silences")
     now = datetime.now(UTC)
