@@ -102,6 +102,11 @@ class Detector:
         self.recheck_minutes = RECHECK_MINUTES
         self._version = 0  # bumps whenever the cached hour blocks change
         self._bcache: tuple[tuple[int, int, int, int], tuple[np.ndarray, ...], BaselineStats | None] | None = None
+        # Recent minutes as key x minute matrices for the current hour's m0, filled column
+        # by column: a column is rewritten only when its minute bucket was (re)loaded.
+        self._rkey: tuple[int, int] | None = None
+        self._rarr: np.ndarray | None = None  # (3, keys, columns): total, negative, live
+        self._rsrc: dict[int, _Block] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -133,7 +138,30 @@ class Detector:
             sel = order[a:z]
             into[b] = _Block(g[sel], rows.novel_total[sel], rows.novel_negative[sel], rows.live[sel], end)
 
-    def evidence(self, source: Source, end: int) -> Evidence:
+    def _recent(self, m0: int, end: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        width = end - m0
+        if self._rkey != (m0, g) or self._rarr is None or self._rarr.shape[2] < width:
+            self._rkey = (m0, g)
+            self._rarr = np.zeros((3, g, width + 60), dtype=np.int64)
+            self._rsrc = {}
+        arr = self._rarr
+        for m in range(m0, end):
+            blk = self._minutes[m]
+            if self._rsrc.get(m) is blk:
+                continue
+            col = m - m0
+            arr[:, :, col] = 0
+            if len(blk.gidx):
+                arr[0, blk.gidx, col] = blk.tot
+                arr[1, blk.gidx, col] = blk.neg
+                arr[2, blk.gidx, col] = blk.live
+            self._rsrc[m] = blk
+        for m in [m for m in self._rsrc if m >= end]:  # the clock went back: forget later columns
+            arr[:, :, m - m0] = 0
+            del self._rsrc[m]
+        return arr[0, :, :width], arr[1, :, :width], arr[2, :, :width]
+
+    def evidence(self, source: Source, end: int, final_until: int | None = None) -> Evidence:
         p = self.params
         h0, h1, m0 = span_bounds(end, p)
         for h in [h for h in self._blocks if h < h0 or h >= h1]:
@@ -144,11 +172,17 @@ class Detector:
             self._minutes.clear()
             self._last_refresh = end
         self._load(source, [h for h in range(h0, h1) if h not in self._blocks], 60, self._blocks, end)
-        for m in [
-            m for m in self._minutes if m < m0 or m >= end or m >= self._minutes[m].fetched_at - self.recheck_minutes
-        ]:
+        # A minute bucket is final once it is `recheck_minutes` older than the tick that
+        # read it; younger ones are read again (late documents).
+        for m in [m for m in self._minutes if m < m0 or m >= self._minutes[m].fetched_at - self.recheck_minutes]:
             del self._minutes[m]
-        self._load(source, [m for m in range(m0, end) if m not in self._minutes], 1, self._minutes, end)
+        missing = [m for m in range(m0, end) if m not in self._minutes]
+        if missing and final_until is not None and self.recheck_minutes == 0 and final_until > end:
+            # Everything before `final_until` is complete (a replay's watermark): read ahead.
+            hi = min(final_until, end + 24 * 60)
+            self._load(source, [*missing, hi - 1], 1, self._minutes, hi)
+        else:
+            self._load(source, missing, 1, self._minutes, end)
 
         g = len(self._keys)
         nb = h1 - h0
@@ -158,7 +192,7 @@ class Detector:
         else:
             block_tot, block_neg, block_live = _dense(self._blocks, h0, h1, g)
             self._bcache = (bkey, (block_tot, block_neg, block_live), None)
-        rec_tot, rec_neg, rec_live = _dense(self._minutes, m0, end, g)
+        rec_tot, rec_neg, rec_live = self._recent(m0, end, g)
 
         all_g = self._index.get(ALL)
         if all_g is not None:
@@ -194,11 +228,15 @@ class Detector:
             parent_recent_live=p_rlive.astype(np.int64),
         )
 
-    def tick(self, source: Source, now: datetime) -> list[Signal]:
-        """Signals for every topic and entity key with data in the baseline or recent span."""
+    def tick(self, source: Source, now: datetime, final_until: datetime | None = None) -> list[Signal]:
+        """Signals for every topic and entity key with data in the baseline or recent span.
+
+        `final_until` (a replay's watermark) says minutes before it are complete, so they
+        can be read ahead in one query instead of one per tick.
+        """
         end = to_minute(now)
         with self._lock:
-            ev = self.evidence(source, end)
+            ev = self.evidence(source, end, to_minute(final_until) if final_until is not None else None)
         if not ev.keys:
             return []
         return to_signals(evaluate(ev, self.params), now)
@@ -274,6 +312,7 @@ def tick(
     owner: str | None = None,
     wall: datetime | None = None,
     recheck_minutes: int | None = None,
+    final_until: datetime | None = None,
 ) -> list[Signal]:
     """One detector tick at clock time `now` (wall time live, the watermark in a replay).
 
@@ -299,7 +338,7 @@ def tick(
             if not _acquire_lease(conn, owner or _OWNER, wall or datetime.now(UTC), lease_s):
                 log.debug("detector tick skipped: another daemon holds the lease")
                 return []
-        return det.tick(SqlSource(conn), now)
+        return det.tick(SqlSource(conn), now, final_until)
 
 
 def schedule(

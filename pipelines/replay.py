@@ -80,6 +80,7 @@ def drive(
     process: Callable[[list[Any]], None],
     detect: Callable[[datetime], list[Signal]],
     on_tick: Callable[[datetime, list[Signal] | None], None],
+    clock: WatermarkClock | None = None,
 ) -> tuple[int, int]:
     """The clock-stepping core, independent of storage: returns (ticks, detector runs).
 
@@ -95,7 +96,7 @@ def drive(
     documents, so no key can reach `min_negative` and fire, and with every key calm
     no alert is open to resolve: the alerts are exactly those of a run at every minute.
     """
-    clock = WatermarkClock(lateness)
+    clock = clock or WatermarkClock(lateness)
     last_tick: datetime | None = None  # ticks are the aligned instants after the first event
     last_minute: int | None = None
     last_run_end: int | None = None  # the minute the last detector run ended at
@@ -298,6 +299,7 @@ def replay(
                 result.resolved.append(key)
 
     params = Params.from_settings(det)
+    clock = WatermarkClock(timedelta(minutes=det.allowed_lateness_minutes))
     result.ticks, result.detector_runs = drive(
         ((ts, (line, msg, ts)) for ts, line, msg in events),
         batch_size=batch_size or settings.batch_max_records or DEFAULT_BATCH,
@@ -306,8 +308,9 @@ def replay(
         span_minutes=params.span_minutes,
         min_negative=params.min_negative,
         process=process,
-        detect=lambda t: detector_tick(engine, settings, t, lock=False, recheck_minutes=0),
+        detect=lambda t: detector_tick(engine, settings, t, lock=False, recheck_minutes=0, final_until=clock.now()),
         on_tick=on_tick,
+        clock=clock,
     )
     result.wall_s = time.perf_counter() - t0
     return result
