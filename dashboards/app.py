@@ -1,7 +1,8 @@
 """finsent dashboard: `finsent dashboard` (or `streamlit run dashboards/app.py`).
 
 Entry script of a multipage app (`st.navigation`): Overview, Companies, Alerts, Explorer,
-Model. The page paths are part of the outside of the product: alert messages link to
+Model, from `dashboards/views/`. Every page runs through this script, so the access gate
+and the shared sidebar cannot be skipped. The page paths are part of the outside of the product: alert messages link to
 `<dashboard_url>/Alerts?alert=<id>`.
 """
 
@@ -18,7 +19,7 @@ import streamlit as st  # noqa: E402
 
 from dashboards import ui  # noqa: E402
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent / "views"  # not "pages/": see views/__init__.py
 
 st.set_page_config(page_title="finsent", page_icon=":material/monitoring:", layout="wide")
 

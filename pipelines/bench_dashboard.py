@@ -314,7 +314,7 @@ def apptest_pages(url: str) -> dict[str, float]:
     times["overview"] = round(time.perf_counter() - t, 3)
     for name in ("companies", "alerts", "explorer", "model"):
         t = time.perf_counter()
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"views/{name}.py").run()
         times[name] = round(time.perf_counter() - t, 3)
         if at.exception:
             times[name + "_exception"] = str(at.exception[0].value)[:200]  # type: ignore[assignment]

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboards" / "app.py")
-PAGES = ("pages/overview.py", "pages/companies.py", "pages/alerts.py", "pages/explorer.py", "pages/model.py")
+PAGES = ("views/overview.py", "views/companies.py", "views/alerts.py", "views/explorer.py", "views/model.py")
 T0 = datetime(2024, 5, 6, tzinfo=UTC)
 TIMEOUT = 120
 
@@ -202,7 +202,7 @@ def test_pages_render_seeded(seeded: dict[str, Any], monkeypatch: pytest.MonkeyP
     movers = at.dataframe[0].value
     assert {"kind", "key", "window_share", "baseline_share"} <= set(movers.columns)
 
-    at.switch_page("pages/companies.py").run()
+    at.switch_page("views/companies.py").run()
     _ok(at)
     companies = at.dataframe[0].value
     assert "NVDA" in set(companies["key"]) and "ZBRA" in set(companies["key"])
@@ -212,18 +212,18 @@ def test_pages_render_seeded(seeded: dict[str, Any], monkeypatch: pytest.MonkeyP
         500, int(companies.loc[companies["key"] == at.selectbox(key="co_symbol").value, "total"].iloc[0])
     )
 
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("views/alerts.py").run()
     _ok(at)
     table = at.dataframe[0].value
     assert list(table["key"]) == ["NVDA"] and list(table["state"]) == ["firing"]
     assert at.selectbox(key="al_pick").value == seeded["alert_id"]
 
-    at.switch_page("pages/explorer.py").run()
+    at.switch_page("views/explorer.py").run()
     _ok(at)
     assert len(at.dataframe[0].value) == min(1000, seeded["documents"])
     assert any(b.label == "Download CSV" for b in at.get("download_button"))
 
-    at.switch_page("pages/model.py").run()
+    at.switch_page("views/model.py").run()
     _ok(at)
     assert {m.label: m.value for m in at.metric}["Model version"] == "abc123def456"
     evaluation = at.dataframe[0].value
@@ -236,7 +236,7 @@ def test_alert_deep_link_shows_numbers_and_evidence(seeded: dict[str, Any], monk
     at = _app(monkeypatch, seeded["url"])
     at.run()
     at.query_params["alert"] = seeded["alert_id"]
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("views/alerts.py").run()
     _ok(at)
     assert at.selectbox(key="al_pick").value == seeded["alert_id"]
     frames = [d.value for d in at.dataframe]
@@ -260,7 +260,7 @@ def test_acknowledge_silence_and_expire(seeded: dict[str, Any], monkeypatch: pyt
     at.run()
     next(t for t in at.text_input if t.label.startswith("Your name")).set_value("tester")
     at.query_params["alert"] = seeded["alert_id"]
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("views/alerts.py").run()
     _ok(at)
     eng = make_engine(seeded["url"])
     try:
@@ -299,7 +299,7 @@ def test_acknowledge_silence_and_expire(seeded: dict[str, Any], monkeypatch: pyt
 @pytest.mark.parametrize("needle", SEARCHES)
 def test_explorer_text_search_is_literal(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch, needle: str) -> None:
     at = _all_data(_app(monkeypatch, seeded["url"]))
-    at.switch_page("pages/explorer.py").run()
+    at.switch_page("views/explorer.py").run()
     at.number_input(key="ex_limit").set_value(50_000)
     at.text_input(key="ex_text").set_value(needle)
     at.button(key="ex_go").click().run()
@@ -321,7 +321,7 @@ def test_explorer_text_search_is_literal(seeded: dict[str, Any], monkeypatch: py
 
 def test_hostile_text_is_inert(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     at = _all_data(_app(monkeypatch, seeded["url"]))
-    at.switch_page("pages/explorer.py").run()
+    at.switch_page("views/explorer.py").run()
     at.text_input(key="ex_text").set_value("zebra")
     at.button(key="ex_go").click().run()
     _ok(at)
@@ -332,7 +332,7 @@ def test_hostile_text_is_inert(seeded: dict[str, Any], monkeypatch: pytest.Monke
     assert df.loc[df["id"] == "hostile-3", "url"].isna().all()  # javascript: links are dropped
     assert "<script>" not in _markdown_text(at) and "<b>" not in _markdown_text(at)
     # Same documents through the company drill-down.
-    at.switch_page("pages/companies.py").run()
+    at.switch_page("views/companies.py").run()
     at.selectbox(key="co_symbol").set_value("ZBRA")
     at.run()
     _ok(at)
@@ -342,7 +342,7 @@ def test_hostile_text_is_inert(seeded: dict[str, Any], monkeypatch: pytest.Monke
 @pytest.mark.parametrize("key_text", ["%", "_", "\\", "'; DROP TABLE alerts; --", "nvd", "NVDA"])
 def test_alert_filters(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch, key_text: str) -> None:
     at = _all_data(_app(monkeypatch, seeded["url"]))
-    at.switch_page("pages/alerts.py").run()
+    at.switch_page("views/alerts.py").run()
     at.text_input(key="al_key").set_value(key_text)
     at.multiselect(key="al_state").set_value(["firing", "resolved"])
     at.multiselect(key="al_kind").set_value(["entity"])
@@ -365,7 +365,7 @@ def test_overview_resolutions_and_zones(
     at.run()
     _ok(at)
     assert {m.label: m.value for m in at.metric}["Documents"] == f"{seeded_sqlite['documents']:,}"
-    at.switch_page("pages/explorer.py").run()
+    at.switch_page("views/explorer.py").run()
     _ok(at)
     assert str(at.dataframe[0].value["published_at"].dt.tz) == zone
 
@@ -439,7 +439,7 @@ def test_model_page_without_training_distribution(
     folder.mkdir()
     (folder / "finsent.json").write_text(json.dumps({"training": {"model_version": "v0"}}))
     at = _all_data(_app(monkeypatch, seeded_sqlite["url"], FINSENT_MODEL=str(folder)))
-    at.switch_page("pages/model.py").run()
+    at.switch_page("views/model.py").run()
     _ok(at)
     assert any("No evaluation metrics yet" in i.value for i in at.info)
     assert any("first week of stored data" in c.value for c in at.caption)
@@ -448,7 +448,7 @@ def test_model_page_without_training_distribution(
 def test_test_double_model_is_named(seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     at = _app(monkeypatch, seeded_sqlite["url"], FINSENT_MODEL="test-double")
     at.run()
-    at.switch_page("pages/model.py").run()
+    at.switch_page("views/model.py").run()
     assert not at.exception
     assert any("keyword test double" in w.value for w in at.warning)
 
@@ -601,3 +601,16 @@ def test_cli_dashboard_serves_and_stops(seeded_sqlite: dict[str, Any], tmp_path:
             raise
         log.close()
     assert rc in (0, -signal.SIGTERM), rc
+
+
+def test_oidc_guard_when_auth_is_configured(seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, seeded_sqlite["url"])
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "x"}
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert not at.exception
+    assert not at.metric and any(b.label == "Sign in" for b in at.button)
+    at.user = {"is_logged_in": True, "email": "analyst@example.com"}
+    at.run()
+    _ok(at)
+    assert any(t.value == "Overview" for t in at.title)

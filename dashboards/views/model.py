@@ -4,6 +4,7 @@ label distribution against training: a drift hint."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,18 @@ def model_dir(setting: str) -> Path:
     if setting and setting != "test-double":
         return Path(setting).expanduser()
     return SHIPPED
+
+
+def _weights_version(path: Path) -> str | None:
+    """The engine's model version: the first 12 hex of the weights' sha256 (as
+    `models.multitask.weights_version`, without importing torch)."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -56,10 +69,11 @@ def load_artifact(folder: str) -> dict[str, Any]:
         except OSError:
             card = None
     tr = meta.get("training") or {}
+    version = tr.get("model_version") or meta.get("model_version") or _weights_version(p / "model.safetensors")
     dist = meta.get("label_distribution") or tr.get("label_distribution") or tr.get("train_label_distribution")
     return {
         "exists": p.is_dir(),
-        "version": tr.get("model_version") or meta.get("model_version"),
+        "version": version,
         "meta": meta,
         "reports": reports,
         "card": card,
@@ -226,3 +240,8 @@ if ui.db_ready():
         if not vers.empty:
             st.markdown("**Model versions that labelled these documents**")
             st.dataframe(ui.neutralise_frame(vers), hide_index=True, width="stretch")
+            if art.get("version") and art["version"] not in set(vers["model_version"].astype(str)):
+                st.caption(
+                    f"None of these documents was labelled by the artifact above ({art['version']}); the live "
+                    "shares describe the versions listed here."
+                )
