@@ -185,10 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"detector tick over {res['keys']:,} keys ({res['keys_evaluated']:,} evaluated), {res['days']} days, {res['minute_count_rows']:,} minute_counts rows"
         )
-        print(f"  cold tick (fresh detector, whole baseline read): {res['cold_tick_s']:.3f} s")
         print(
-            f"  warm tick (live, per interval): median {res['warm_tick_median_s']:.3f} s, max {res['warm_tick_max_s']:.3f} s (target < 1 s)"
+            f"  cold tick (fresh detector, whole baseline read): {res['cold_tick_s']:.3f} s ({res['cold_tick_cpu_s']:.3f} s CPU)"
         )
+        print(
+            f"  warm tick (live, per interval): median {res['warm_tick_median_s']:.3f} s "
+            f"({res['warm_tick_cpu_median_s']:.3f} s CPU), max {res['warm_tick_max_s']:.3f} s (target < 1 s)"
+        )
+        print(f"  load average while measuring: {res['load_average']}")
         print(f"  evaluation alone: {res['evaluate_only_s']:.3f} s")
         print(
             f"  hardware: {hw['cpu']}, {hw['cores']} cores, Python {hw['python']}, numpy {hw['numpy']}, SQLite {hw['sqlite']}"
