@@ -81,7 +81,10 @@ def parse_time(value: Any, field_name: str = "published_at") -> datetime:
         raise _Invalid(f"{field_name} {value[:64]!r} is not an RFC 3339 time (e.g. 2024-05-01T13:45:00Z)") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise _Invalid(f"{field_name} {value[:64]!r} is out of range") from None
 
 
 def _opt_str(obj: dict[str, Any], name: str, limit: int = 4096) -> str | None:
@@ -133,6 +136,26 @@ def _depth(v: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _sanitize(v: Any) -> Any:
+    """Strings every database and UTF-8 encoder accepts.
+
+    JSON may escape a lone UTF-16 surrogate (a truncated emoji, "\\ud83d") or a NUL;
+    neither can be stored or encoded as UTF-8. Lone surrogates become U+FFFD and NULs are
+    dropped, so the post is kept and counted (the original bytes stay in Kafka).
+    Recursion is bounded: callers check the nesting depth first.
+    """
+    if isinstance(v, str):
+        return _UNSTORABLE.sub(lambda m: "" if m.group(0) == "\x00" else "\ufffd", v) if _UNSTORABLE.search(v) else v
+    if isinstance(v, dict):
+        return {_sanitize(k): _sanitize(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_sanitize(x) for x in v]
+    return v
+
+
 def _reject_constant(name: str) -> Any:
     raise _Invalid(f"JSON contains {name}, which is not valid JSON")
 
@@ -146,6 +169,9 @@ def _clean_text(text: str) -> str:
 def to_document(obj: dict[str, Any], *, record_time: datetime, max_future_skew: timedelta,
                 topic: str | None = None, partition: int | None = None, offset: int | None = None) -> Document:
     """Validate a decoded object; raises `_Invalid` with the reason."""
+    if _depth(obj) > MAX_DEPTH:
+        raise _Invalid(f"JSON is nested deeper than {MAX_DEPTH} levels")
+    obj = _sanitize(obj)
     if "text" not in obj:
         raise _Invalid("missing required field 'text'")
     text = obj["text"]
@@ -229,6 +255,8 @@ def decode(
         return reject(f"JSON is nested deeper than {MAX_DEPTH} levels")
     except json.JSONDecodeError as exc:
         return reject(f"value is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        return reject(f"value is not usable JSON: {str(exc)[:200]}")
     if not isinstance(obj, dict):
         return reject(f"value must be a JSON object, got {type(obj).__name__ if obj is not None else 'null'}")
     if _depth(obj) > MAX_DEPTH:

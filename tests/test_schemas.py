@@ -118,3 +118,25 @@ def test_random_bytes_never_raise(raw: bytes) -> None:
 def test_random_objects_never_raise(obj: dict) -> None:  # type: ignore[type-arg]
     out = dec(js(obj))
     assert isinstance(out, Document | Rejection)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expect"),
+    [
+        (b'{"text": "lone \\ud800 surrogate", "title": "\\udc00", "m": {"k\\u0000": "\\ud800"}}', "document"),
+        (b'{"text": "x", "n": ' + b"9" * 5000 + b"}", "usable JSON"),
+        (b'{"text": "x", "published_at": "9999-12-31T23:59:59-23:59"}', "out of range"),
+        (b'{"text": "x", "published_at": "0001-01-01T00:00:00+14:00"}', "out of range"),
+    ],
+)
+def test_edge_values_never_raise(raw: bytes, expect: str) -> None:
+    out = dec(raw)
+    if expect == "document":
+        assert isinstance(out, Document)
+        # Every string is now encodable and storable: lone surrogates became U+FFFD, NULs went.
+        for s in (out.text, out.title or "", json.dumps(out.meta, ensure_ascii=False)):
+            s.encode("utf-8")
+            assert "\x00" not in s
+        assert "\ufffd" in out.text
+    else:
+        assert isinstance(out, Rejection) and expect in out.reason
