@@ -79,6 +79,9 @@ def command(host: str, port: int) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # Analysts get the app, not Streamlit's developer menu and "Deploy" button.
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 
