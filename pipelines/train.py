@@ -4,7 +4,7 @@ Call: ``train(TrainConfig(...)) -> dict`` (the summary that also lands in the ar
 ``finsent.json``), or ``main(argv)`` / ``python -m pipelines.train --help``. TrainConfig
 fields: data_dir, out_dir, base_dir, epochs, batch_size, lr, llrd, head_lr_mult,
 weight_decay, warmup, label_smoothing, class_weight_power, max_length, patience, seed,
-device, threads, limit, max_minutes, eval_batch_size, eval_from, bf16, fit_temperature.
+device, threads, limit, max_minutes, eval_batch_size, eval_from, bf16, init_from, fit_temperature.
 
 Recipe (why it beats the plain one): both tasks train one encoder with single-task batches
 interleaved at random; every batch is padded only to its own longest text, and batches are
@@ -79,6 +79,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     eval_from: int = 2
     bf16: str = "auto"
+    init_from: str | None = None
     fit_temperature: bool = True
 
 
@@ -333,8 +334,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         valid_data[task] = encode(tokenizer, va_texts, va_labels, cfg.max_length)
         log.info("%s: %d train, %d valid", task, len(tr_texts), len(va_texts))
 
-    spec = HeadSpec(max_length=cfg.max_length)
-    model = build_from_base(base, spec).to(device)
+    if cfg.init_from:
+        # Continue from a fine-tuned artifact (e.g. one more short schedule at a lower LR).
+        model, _, _ = load_artifact(cfg.init_from, dtype=torch.float32)
+        model.spec.extra = {}
+        model.set_temperatures(1.0, 1.0)
+        model.to(device)
+    else:
+        model = build_from_base(base, HeadSpec(max_length=cfg.max_length)).to(device)
     losses = {
         task: nn.CrossEntropyLoss(
             weight=class_weights(train_data[task].labels, len(TASK_LABELS[task]), cfg.class_weight_power).to(device),
@@ -480,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
     p.add_argument("--eval-from", type=int, default=d.eval_from, help="first epoch to validate")
     p.add_argument("--bf16", default=d.bf16, choices=["auto", "on", "off"], help="bf16 autocast")
+    p.add_argument("--init-from", default=None, help="start from this fine-tuned artifact instead of the base")
     p.add_argument("--no-temperature", action="store_true", help="skip temperature calibration")
     return p
 
@@ -510,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_minutes=args.max_minutes,
         eval_from=args.eval_from,
         bf16=args.bf16,
+        init_from=args.init_from,
         fit_temperature=not args.no_temperature,
     )
     summary = train(cfg)

@@ -53,8 +53,10 @@ def test_batch_gives_same_labels_as_one_by_one(engine) -> None:
     single = [engine.classify([t])[0] for t in TEXTS]
     assert [p.topic for p in batch] == [p.topic for p in single]
     assert [p.sentiment for p in batch] == [p.sentiment for p in single]
+    # bf16 (the CPU default with AMX) rounds differently with different padding: ~3 digits.
+    tol = 2e-2 if engine.precision in {"bf16", "fp16"} else 1e-4
     for a, b in zip(batch, single, strict=True):
-        assert a.topic_score == pytest.approx(b.topic_score, abs=1e-3)
+        assert a.topic_score == pytest.approx(b.topic_score, abs=tol)
 
 
 def test_bucketing_keeps_input_order(engine) -> None:
