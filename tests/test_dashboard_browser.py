@@ -2,7 +2,7 @@
 free port against a replayed SQLite database, every page loaded in headless Chromium.
 
 Needs the Debian packages `chromium` and `chromium-driver` (skipped with that reason when
-/usr/bin/chromium is missing). Screenshots go to docs/screenshots/<page>.png
+/usr/bin/chromium is missing). Screenshots go to artifacts/screenshots/<page>.png (or $FINSENT_SCREENSHOT_DIR)
 (FINSENT_SCREENSHOTS=0 to leave them alone).
 """
 
@@ -24,7 +24,9 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
+# Test artefacts go to artifacts/screenshots (git-ignored); refresh the README's pictures with
+# FINSENT_SCREENSHOT_DIR=docs/screenshots pytest tests/test_dashboard_browser.py
+SHOTS = Path(os.environ.get("FINSENT_SCREENSHOT_DIR", ROOT / "artifacts" / "screenshots"))
 
 pytestmark = [
     pytest.mark.browser,
