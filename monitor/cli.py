@@ -19,6 +19,10 @@ import click
 
 from monitor.config import ConfigError, Settings, load_settings
 
+# Before torch is imported anywhere: spinning OpenMP threads cost 2-5x on busy small machines.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 log = logging.getLogger("finsent")
 F = TypeVar("F", bound=Callable[..., Any])
 

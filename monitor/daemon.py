@@ -59,6 +59,7 @@ class Daemon:
         # Called after each batch's offsets are committed, with its records and the wall
         # time (epoch seconds): benchmarks measure produce-to-stored latency with it.
         self.observer: Callable[[list[RawRecord], float], None] | None = None
+        self._waiting_for_db = False
 
     # -- lifecycle -----------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -198,38 +199,66 @@ class Daemon:
             self.observer(records, time.time())
 
     def _process_with_retry(self, records: list[RawRecord]) -> BatchResult | None:
-        attempt = 0
-        paused = False
+        """Work the batch in a helper thread while this thread keeps the consumer in its group.
+
+        Partitions are paused for the duration (back-pressure) and `poll` keeps being called,
+        so a slow batch (a loaded CPU, 10 MB records, a database outage) never exceeds
+        `max_poll_interval_ms` and never triggers a rebalance that would replay it forever.
+        """
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self._store_until_done(records)
+            except BaseException as exc:  # re-raised below, in the loop's thread
+                box["error"] = exc
+
+        self.consumer.pause(*self.consumer.assignment())
+        worker = threading.Thread(target=work, name="finsent-batch", daemon=True)
+        started = time.monotonic()
+        worker.start()
         try:
-            while True:
-                try:
-                    t0 = self.processor.timings.classify_s
-                    result = self.processor.process(records, self.now())
-                    metrics.CLASSIFY_SECONDS.observe(self.processor.timings.classify_s - t0)
-                    break
-                except (OperationalError, InterfaceError) as exc:
-                    attempt += 1
-                    metrics.RETRIES.labels("database").inc()
-                    if not paused:
-                        # Back-pressure: stop fetching but keep polling so the group keeps us.
-                        self.consumer.pause(*self.consumer.assignment())
-                        paused = True
-                    delay = _backoff(attempt)
-                    log.warning("database unavailable (%s); holding %d records uncommitted, retry in %.1fs",
-                                _short(exc), len(records), delay)
-                    self.health.beat(state="waiting for database")
-                    end = time.monotonic() + delay
-                    while time.monotonic() < end and not self.stop_event.is_set():
-                        self.consumer.poll(timeout_ms=200)
-                        self.health.beat()
-                    if self.stop_event.is_set():
-                        return None
+            while worker.is_alive():
+                self.consumer.poll(timeout_ms=200)  # paused: returns nothing, keeps membership
+                # Healthy while the batch makes progress or waits for the database; a batch
+                # stuck for longer than stuck_after_seconds turns /healthz red.
+                if self._waiting_for_db or time.monotonic() - started < self.settings.stuck_after_seconds:
+                    self.health.beat()
+                worker.join(0.05)
         finally:
+            paused = self.consumer.paused()
             if paused:
-                self.consumer.resume(*self.consumer.paused())
-                self.health.beat(state="consuming")
+                self.consumer.resume(*paused)
+        if "error" in box:
+            raise box["error"]
+        result: BatchResult | None = box.get("result")
+        if result is not None:
+            self._count(result)
+        return result
+
+    def _store_until_done(self, records: list[RawRecord]) -> BatchResult | None:
+        """Process and store; wait out database outages (None if asked to stop meanwhile)."""
+        attempt = 0
+        while True:
+            try:
+                t0 = self.processor.timings.classify_s
+                result = self.processor.process(records, self.now())
+                metrics.CLASSIFY_SECONDS.observe(self.processor.timings.classify_s - t0)
+                break
+            except (OperationalError, InterfaceError) as exc:
+                attempt += 1
+                metrics.RETRIES.labels("database").inc()
+                delay = _backoff(attempt)
+                log.warning("database unavailable (%s); holding %d records uncommitted, retry in %.1fs",
+                            _short(exc), len(records), delay)
+                self._waiting_for_db = True
+                self.health.status["state"] = "waiting for database"
+                if self.stop_event.wait(delay):
+                    return None
+        if self._waiting_for_db:
+            self._waiting_for_db = False
+            self.health.status["state"] = "consuming"
         self._send_dead_letters(result, records)
-        self._count(result)
         return result
 
     def _send_dead_letters(self, result: BatchResult, records: list[RawRecord]) -> None:
