@@ -30,6 +30,7 @@ from typing import Any
 
 from monitor.classify import Classifier, Prediction
 from monitor.config import Settings
+from pipelines.hardware import cpu_model
 
 
 class OnePerCall:
@@ -47,14 +48,7 @@ class OnePerCall:
 
 
 def hardware() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
     try:
         import torch

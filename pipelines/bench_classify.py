@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import statistics
 import time
@@ -33,18 +32,11 @@ from typing import Any
 import torch
 
 from pipelines.data import default_data_dir, read_labelled_csv, split_path
+from pipelines.hardware import cpu_model
 
 
 def hardware() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     info: dict[str, Any] = {
         "cpu": cpu,
         "cpu_cores": os.cpu_count(),

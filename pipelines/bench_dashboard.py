@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from models.labels import SENTIMENTS, TOPICS
+from pipelines.hardware import cpu_model
 
 COMPANIES = ("AAPL", "TSLA", "NVDA", "MSFT", "AMZN", "META", "GOOGL", "JPM", "BAC", "XOM", "BA", "DIS", "INTC", "PFE")
 WEIGHTS = (10, 9, 8, 6, 6, 4, 4, 3, 2, 2, 2, 1.5, 1.5, 1)
@@ -52,14 +53,7 @@ TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def hardware() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     mem_gb = None
     try:
         import psutil

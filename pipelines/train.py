@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -49,6 +48,7 @@ from models.multitask import (
     save_artifact,
 )
 from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
+from pipelines.hardware import cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +120,7 @@ def seed_everything(seed: int) -> None:
 
 
 def hardware_summary(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     info: dict[str, Any] = {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
