@@ -219,7 +219,7 @@ class Daemon:
         worker.start()
         try:
             while worker.is_alive():
-                self.consumer.poll(timeout_ms=200)  # paused: returns nothing, keeps membership
+                self._poll_paused()
                 # Healthy while the batch makes progress or waits for the database; a batch
                 # stuck for longer than stuck_after_seconds turns /healthz red.
                 if self._waiting_for_db or time.monotonic() - started < self.settings.stuck_after_seconds:
@@ -235,6 +235,17 @@ class Daemon:
         if result is not None:
             self._count(result)
         return result
+
+    def _poll_paused(self) -> None:
+        """Poll only to stay in the group. Paused partitions return nothing, but partitions
+        newly assigned by a rebalance are not paused and can return records: rewind to the
+        first of them and pause, so they are fetched again with the next batch, not skipped.
+        """
+        got = self.consumer.poll(timeout_ms=100)
+        for tp, recs in got.items():
+            if recs:
+                self.consumer.seek(tp, recs[0].offset)
+                self.consumer.pause(tp)
 
     def _store_until_done(self, records: list[RawRecord]) -> BatchResult | None:
         """Process and store; wait out database outages (None if asked to stop meanwhile)."""
