@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -204,43 +203,28 @@ def make_settings(base: str, *, routes: tuple[Any, ...] = (), channels: tuple[st
     )
 
 
-def _pg_available() -> bool:
-    try:
-        import psycopg2
-
-        psycopg2.connect(PG_ADMIN_URL, connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
-    """A fresh, migrated database: SQLite file or a new PostgreSQL database (dropped after)."""
+    """A fresh, migrated database: SQLite file or a new PostgreSQL database (dropped after).
+
+    PostgreSQL comes from the shared `pg_admin_url` fixture: the local server when one
+    answers, else a throwaway embedded one, so these tests never silently skip.
+    """
     from monitor.migrate import upgrade
+    from tests.conftest import drop_pg_database, make_pg_database
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'alerts.db'}"
         upgrade(url)
         yield url
         return
-    if not _pg_available():
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
-    import psycopg2
-
-    name = f"finsent_alerts_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(PG_ADMIN_URL)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    admin = request.getfixturevalue("pg_admin_url")
+    url, name = make_pg_database(admin)
     try:
         upgrade(url)
         yield url
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        drop_pg_database(admin, name)
 
 
 @pytest.fixture
