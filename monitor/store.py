@@ -255,6 +255,8 @@ def _near_duplicates(
         for m in matches:
             if m > me:
                 demote[m[1]] = it.doc.id
+        if it.doc.id in dup_of:
+            continue  # a cluster is represented by its original: copies add no bands (keeps lookups small)
         for b in it.bands:
             existing[b].append(me)
             band_rows.append({"band": b, "document_id": it.doc.id, "published_at": it.doc.published_at})
@@ -284,7 +286,16 @@ def _demote_originals(conn: Connection, demote: dict[str, str], counts: CountAcc
     # A conditional UPDATE ... RETURNING claims each demotion: when two workers race to
     # demote the same document, the row lock makes the second one match nothing, so its
     # novel counts are moved exactly once.
-    for doc_id in sorted(demote):
+    originals = {
+        r[0]
+        for i in range(0, len(demote), _CHUNK)
+        for r in conn.execute(
+            select(documents.c.id).where(
+                and_(documents.c.id.in_(sorted(demote)[i : i + _CHUNK]), documents.c.duplicate_of.is_(None))
+            )
+        )
+    }
+    for doc_id in sorted(originals):
         row = conn.execute(
             update(documents)
             .where(and_(documents.c.id == doc_id, documents.c.duplicate_of.is_(None)))
