@@ -47,6 +47,7 @@ from models.multitask import (
     load_tokenizer,
     save_artifact,
 )
+from monitor.engine import cpu_has_bf16
 from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
 from pipelines.hardware import cpu_model
 
@@ -91,16 +92,6 @@ def pick_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """True where oneDNN runs bf16 matmuls natively (AMX or AVX512-BF16)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def bf16_available(device: torch.device) -> bool:
