@@ -210,7 +210,7 @@ def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict
         "## Training",
         f"`python -m pipelines.train` (or `finsent train`): {tr.get('epochs_run', '?')} epochs run, best epoch "
         f"{tr.get('best_epoch', '?')} kept, {tr.get('train_minutes', '?')} minutes of training on {hw.get('cpu', '?')} "
-        f"({hw.get('torch_threads', '?')} torch threads, device {hw.get('device', '?')}, shared with other jobs), "
+        f"({hw.get('torch_threads', '?')} torch threads, device {hw.get('device', '?')}), "
         f"torch {hw.get('torch', '?')}.",
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if k not in {"limit", "threads"}) + ".",
@@ -221,6 +221,7 @@ def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict
         "and decay (re-aimed if the time budget shortens the run); label smoothing and softened "
         "inverse-frequency class weights; gradient clipping 1.0.",
         "",
+        *_distillation_lines(tr),
         "Validation was used twice: to pick the best epoch and to fit the two temperatures. The validation "
         "metrics below are therefore slightly optimistic; there is no separate test split.",
         "",
@@ -260,6 +261,30 @@ def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _distillation_lines(tr: dict[str, Any]) -> list[str]:
+    """The card's paragraph on the teachers, when the artifact was distilled."""
+    teachers = tr.get("teachers") or {}
+    if not teachers:
+        return []
+    cfg = tr.get("config", {})
+    labelled = tr.get("train_labelled", {})
+    total = tr.get("train_examples", {})
+    extra = {t: total[t] - labelled.get(t, total[t]) for t in total}
+    named = ", ".join(f"`{Path(p).name}` (version {v})" for p, v in teachers.items())
+    return [
+        f"Distilled from {len(teachers)} teacher(s): {named}. The student learns "
+        f"{1 - cfg.get('distill_weight', 0.5):.2f} x the hard-label loss + {cfg.get('distill_weight', 0.5):.2f} x "
+        "KL to the teachers' mean calibrated probabilities on labelled texts"
+        + (
+            f", and KL alone on the other task's training texts (teacher-only texts per head: {extra})"
+            if any(extra.values())
+            else ""
+        )
+        + ". No validation text is used as training input.",
+        "",
+    ]
 
 
 def _summary(reports: dict[str, Any]) -> dict[str, Any]:

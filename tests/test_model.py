@@ -101,3 +101,53 @@ def test_temperature_fit_softens_overconfident_logits() -> None:
     logits = torch.randn(400, 3)
     logits[torch.arange(400), labels] += 1.0
     assert fit_temperature(logits * 5, labels.tolist()) > 2.0
+
+
+def test_distillation_loss_blends_hard_and_soft_targets() -> None:
+    from torch import nn
+
+    from pipelines.train import NO_LABEL, task_loss
+
+    torch.manual_seed(1)
+    logits = torch.randn(6, 3)
+    labels = torch.tensor([0, 1, 2, 0, NO_LABEL, NO_LABEL])
+    ce = nn.CrossEntropyLoss()
+    # Without a teacher it is the plain hard loss over the labelled texts.
+    assert torch.isclose(task_loss(logits[:4], labels[:4], None, ce, 0.5), ce(logits[:4], labels[:4]))
+    # A teacher that agrees exactly with the student adds nothing: only (1 - w) of the hard loss is left,
+    # and teacher-only texts cost zero.
+    soft = torch.softmax(logits, -1)
+    got = task_loss(logits, labels, soft, ce, 0.3)
+    assert torch.isclose(got, 0.7 * ce(logits[:4], labels[:4]) * 4 / 6, atol=1e-6)
+    # A teacher that disagrees pulls on every text, labelled or not.
+    other = torch.softmax(-logits, -1)
+    only_teacher = task_loss(logits[4:], labels[4:], other[4:], ce, 0.3)
+    assert only_teacher > 0.1
+
+
+def test_distilled_training_run_writes_a_loadable_artifact(tmp_path) -> None:
+    """A tiny end-to-end run: the shipped model teaches, the other task's texts join each head."""
+    from models.multitask import default_model_dir, load_artifact, weights_version
+    from pipelines.data import default_data_dir
+    from pipelines.train import TrainConfig, train
+
+    if not default_data_dir().is_dir():
+        pytest.skip(f"labelled data not found at {default_data_dir()}")
+    out = tmp_path / "student"
+    summary = train(
+        TrainConfig(
+            out_dir=str(out),
+            epochs=1,
+            eval_from=1,
+            limit=48,
+            batch_size=16,
+            threads=2,
+            distill_from=(str(default_model_dir()),),
+        )
+    )
+    assert summary["train_examples"] == {"topic": 96, "sentiment": 96}
+    assert summary["train_labelled"] == {"topic": 48, "sentiment": 48}
+    assert summary["teachers"] == {str(default_model_dir()): weights_version(default_model_dir() / "model.safetensors")}
+    model, _, version = load_artifact(out)
+    assert version == summary["model_version"]
+    assert model.spec.extra["teachers"] == summary["teachers"]
