@@ -5,7 +5,7 @@ label_column="label", device="auto", batch_size=256, quantize=None, engine=None,
 precision="auto") -> dict`` for one file
 and task (``"topic"`` or ``"sentiment"``), or ``evaluate_validation(data_dir=None,
 model_dir=None, out_dir=None, device="auto", batch_size=256, quantize=None, precision="auto")
--> dict`` for both validation splits; ``write_model_card(model_dir, reports, bench=None)``. Or ``main(argv)`` /
+-> dict`` for both validation splits; ``write_model_card(model_dir, reports, bench=None, notes=None)``. Or ``main(argv)`` /
 ``python -m pipelines.evaluate --help``.
 
 Each report holds accuracy, macro-F1, the per-class report, the expected calibration error
@@ -165,7 +165,9 @@ def evaluate_validation(
     return {task: evaluate(split_path(data, task, "valid"), task, out_dir=out_dir, engine=eng) for task in TASKS}
 
 
-def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict[str, Any] | None = None) -> Path:
+def write_model_card(
+    model_dir: str | Path, reports: dict[str, Any], bench: dict[str, Any] | None = None, notes: str | None = None
+) -> Path:
     """MODEL_CARD.md from the artifact's training summary, validation reports and a bench run."""
     from models.multitask import FINSENT_CONFIG_FILE, WEIGHTS_FILE, weights_version
 
@@ -203,7 +205,8 @@ def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict
         "## Data",
         "Twitter Financial News (`zeroshot/twitter-financial-news-topic` and `-sentiment`, MIT license), the "
         "authors' train/validation splits, read by path from `../shared/data/twitter-financial-news` (not in this "
-        f"repository). Train: {tr.get('train_examples', {})}; validation: {tr.get('valid_examples', {})}. "
+        f"repository). Labelled training texts: {tr.get('train_labelled', tr.get('train_examples', {}))}; "
+        f"validation: {tr.get('valid_examples', {})}. "
         "Sentiment ids map Bearish -> negative, Bullish -> positive, Neutral -> neutral. English finance tweets "
         "only: expect lower quality on long articles, other languages and other domains.",
         "",
@@ -217,7 +220,8 @@ def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict
         "",
         "Recipe: both tasks train the shared encoder with single-task batches interleaved at random; batches "
         "are built from length-sorted chunks and padded to their own longest text (rounded up to 8), with bf16 "
-        "autocast on CPUs with AMX; AdamW with layer-wise LR decay and a higher LR for the heads, linear warm-up "
+        "autocast on CPUs with AMX or AVX512-BF16; AdamW with layer-wise LR decay and a higher LR for the heads, "
+        "linear warm-up "
         "and decay (re-aimed if the time budget shortens the run); label smoothing and softened "
         "inverse-frequency class weights; gradient clipping 1.0.",
         "",
@@ -258,6 +262,8 @@ def write_model_card(model_dir: str | Path, reports: dict[str, Any], bench: dict
                     f"- {other} engine: {q['texts_per_s']} texts/s, label agreement with the default engine: "
                     f"topic {q['topic_label_agreement']}, sentiment {q['sentiment_label_agreement']}."
                 )
+    if notes:
+        lines += ["", notes.strip()]
     path = folder / "MODEL_CARD.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -315,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     p.add_argument("--bench-json", default=None, help="with --write-card: a `bench_classify --json` output")
     p.add_argument("--write-card", action="store_true", help="write MODEL_CARD.md into the model folder")
+    p.add_argument("--card-notes", default=None, help="with --write-card: a Markdown file appended to the card")
     return p
 
 
@@ -347,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from models.multitask import default_model_dir
 
         bench = json.loads(Path(args.bench_json).read_text()) if args.bench_json else None
-        print(write_model_card(args.model_dir or default_model_dir(), reports, bench))
+        notes = Path(args.card_notes).read_text() if args.card_notes else None
+        print(write_model_card(args.model_dir or default_model_dir(), reports, bench, notes))
     return 0
 
 
