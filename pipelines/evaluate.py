@@ -221,8 +221,7 @@ def write_model_card(
         "Recipe: both tasks train the shared encoder with single-task batches interleaved at random; batches "
         "are built from length-sorted chunks and padded to their own longest text (rounded up to 8), with bf16 "
         "autocast on CPUs with AMX or AVX512-BF16; AdamW with layer-wise LR decay and a higher LR for the heads, "
-        "linear warm-up "
-        "and decay (re-aimed if the time budget shortens the run); label smoothing and softened "
+        "linear warm-up and decay (re-aimed if the time budget shortens the run); label smoothing and softened "
         "inverse-frequency class weights; gradient clipping 1.0.",
         "",
         *_distillation_lines(tr),

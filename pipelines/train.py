@@ -238,6 +238,34 @@ def class_weights(labels: Sequence[int], n: int, power: float) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def predict_both(
+    model: MultiTaskModel,
+    enc_ids: Sequence[Sequence[int]],
+    device: torch.device,
+    batch_size: int = 256,
+    autocast: bool = False,
+    calibrated: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(topic, sentiment) raw logits, or calibrated probabilities, in input order.
+
+    Texts are run sorted by length, so each batch is padded little.
+    """
+    model.eval()
+    order = sorted(range(len(enc_ids)), key=lambda i: len(enc_ids[i]))
+    topic_out = torch.empty((len(enc_ids), len(TOPICS)), dtype=torch.float32)
+    sent_out = torch.empty((len(enc_ids), len(SENTIMENTS)), dtype=torch.float32)
+    run = model.probabilities if calibrated else model
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        input_ids, mask = collate([enc_ids[i] for i in idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            topic, sent = run(input_ids.to(device), mask.to(device))
+        rows = torch.tensor(idx)
+        topic_out[rows] = topic.float().cpu()
+        sent_out[rows] = sent.float().cpu()
+    return topic_out, sent_out
+
+
 def predict_logits(
     model: MultiTaskModel,
     enc_ids: Sequence[Sequence[int]],
@@ -246,22 +274,11 @@ def predict_logits(
     batch_size: int = 256,
     autocast: bool = False,
 ) -> torch.Tensor:
-    """Raw logits for one task in input order (sorted by length internally)."""
-    model.eval()
-    order = sorted(range(len(enc_ids)), key=lambda i: len(enc_ids[i]))
-    width = len(TASK_LABELS[task])
-    out = torch.empty((len(enc_ids), width), dtype=torch.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        input_ids, mask = collate([enc_ids[i] for i in idx])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            topic, sent = model(input_ids.to(device), mask.to(device))
-        logits = topic if task == "topic" else sent
-        out[torch.tensor(idx)] = logits.float().cpu()
-    return out
+    """Raw logits for one task in input order."""
+    topic, sent = predict_both(model, enc_ids, device, batch_size, autocast)
+    return topic if task == "topic" else sent
 
 
-@torch.inference_mode()
 def teacher_probabilities(
     teachers: Sequence[str],
     enc_ids: Sequence[Sequence[int]],
@@ -271,19 +288,13 @@ def teacher_probabilities(
 ) -> dict[str, torch.Tensor]:
     """Mean calibrated probabilities of the teacher artifacts, per task, in input order."""
     sums = {task: torch.zeros((len(enc_ids), len(TASK_LABELS[task]))) for task in TASKS}
-    order = sorted(range(len(enc_ids)), key=lambda i: len(enc_ids[i]))
     for path in teachers:
         teacher, _, version = load_artifact(path, dtype=torch.float32)
         teacher.to(device)
         log.info("teacher %s (version %s): labelling %d texts", path, version, len(enc_ids))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            input_ids, mask = collate([enc_ids[i] for i in idx])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                topic, sent = teacher.probabilities(input_ids.to(device), mask.to(device))
-            rows = torch.tensor(idx)
-            sums["topic"][rows] += topic.float().cpu()
-            sums["sentiment"][rows] += sent.float().cpu()
+        topic, sent = predict_both(teacher, enc_ids, device, batch_size, autocast, calibrated=True)
+        sums["topic"] += topic
+        sums["sentiment"] += sent
         del teacher
     return {task: total / len(teachers) for task, total in sums.items()}
 
@@ -412,6 +423,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         train_data[task] = encode(tokenizer, tr_texts, tr_labels, cfg.max_length)
         valid_data[task] = encode(tokenizer, va_texts, va_labels, cfg.max_length)
         log.info("%s: %d train, %d valid", task, len(tr_texts), len(va_texts))
+    # Class weights count the labelled texts only (distillation adds unlabelled ones below).
     class_w = {
         task: class_weights(train_data[task].labels, len(TASK_LABELS[task]), cfg.class_weight_power) for task in TASKS
     }
