@@ -232,8 +232,6 @@ class Daemon:
         if "error" in box:
             raise box["error"]
         result: BatchResult | None = box.get("result")
-        if result is not None:
-            self._count(result)
         return result
 
     def _poll_paused(self) -> None:
@@ -266,6 +264,9 @@ class Daemon:
                 self.health.status["state"] = "waiting for database"
                 if self.stop_event.wait(delay):
                     return None
+        # Counted as soon as the batch is committed to the store, before the dead letters
+        # go out, so the metric trails the database by as little as possible.
+        self._count(result)
         if self._waiting_for_db:
             self._waiting_for_db = False
             self.health.status["state"] = "consuming"

@@ -161,9 +161,15 @@ def test_compose_services_run_as_configured(
     _wait(lambda: _count(pg_url) == written, 60, f"{written} documents in the database", logs)
     status, body = _http(healthz)
     assert status == 200 and json.loads(body)["healthy"] is True and json.loads(body)["state"] == "consuming"
-    status, body = _http(f"http://127.0.0.1:{metrics_port}/metrics")
-    stored = re.search(rb"^finsent_documents_stored_total (\S+)$", body, re.M)
-    assert status == 200 and stored and float(stored.group(1)) == written
+
+    def stored_metric() -> float | None:
+        status, body = _http(f"http://127.0.0.1:{metrics_port}/metrics")
+        found = re.search(rb"^finsent_documents_stored_total (\S+)$", body, re.M)
+        return float(found.group(1)) if status == 200 and found else None
+
+    # The counter moves just after the database commit, so it may trail the rows briefly.
+    _wait(lambda: stored_metric() == written, 15, f"finsent_documents_stored_total {written}", logs)
+    assert stored_metric() == written
 
     # dashboard: Streamlit's health endpoint and the app page, then its compose health check.
     _wait(lambda: _http(f"http://127.0.0.1:{dash_port}/_stcore/health")[0] == 200, 60, "dashboard health", logs)
