@@ -58,7 +58,7 @@ from models.multitask import (
     save_artifact,
     weights_version,
 )
-from monitor.engine import cpu_has_bf16
+from monitor.engine import cpu_has_bf16, pick_device
 from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
 from pipelines.hardware import cpu_model
 
@@ -96,16 +96,6 @@ class TrainConfig:
     distill_from: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_cross: bool = True
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def bf16_available(device: torch.device) -> bool:
