@@ -41,7 +41,15 @@ from monitor.config import Settings
 from monitor.db import alerts, document_entities, documents, minute_counts, notifications, silences, state
 from monitor.notify import render_body
 from monitor.redact import REDACTING_FILTER
-from monitor.routing import Matcher, Silence, matchers_from_json, mute_reasons, parse_matcher, route_channels
+from monitor.routing import (
+    Matcher,
+    Silence,
+    matchers_from_json,
+    mute_reasons,
+    parse_matcher,
+    route_channels,
+    topics_explained_by_entities,
+)
 from monitor.signals import Key, Signal
 
 log = logging.getLogger(__name__)
@@ -572,7 +580,14 @@ def _flush(
     if notified:
         q = select(alerts).where(or_(alerts.c.state == "firing", alerts.c.id.in_(sorted(notified))))
     candidates = [_row_to_alert(r) for r in conn.execute(q).mappings()]
-    firing_topics = {a.key.value for a in candidates if a.state == "firing" and a.key.kind == "topic"}
+    firing = [a for a in candidates if a.state == "firing"]
+    explained = (
+        topics_explained_by_entities(((a.labels(), a.numbers) for a in firing), settings.alerting.inhibit_topic_share)
+        if settings.alerting.inhibit_topic_by_entity
+        else {}
+    )
+    # A topic alert muted as the echo of its companies' alerts does not in turn mute them.
+    firing_topics = {a.key.value for a in firing if a.key.kind == "topic"} - explained.keys()
     active = _active_silences(conn, now)
 
     members: list[tuple[str, Alert]] = []
@@ -584,6 +599,7 @@ def _flush(
             now,
             firing_topics=firing_topics,
             inhibit_entity_by_topic=settings.alerting.inhibit_entity_by_topic,
+            explained_topics=explained,
         ):
             continue
         members.extend((ch, a) for ch in route_channels(labels, settings.routes, names))
@@ -599,6 +615,7 @@ def _flush(
             now,
             firing_topics=firing_topics,
             inhibit_entity_by_topic=settings.alerting.inhibit_entity_by_topic,
+            explained_topics=explained,
         )
         if not reasons:
             continue

@@ -128,6 +128,46 @@ def route_matches(route: Route, labels: Mapping[str, str | None]) -> bool:
     return not (route.severity and labels.get("severity") not in route.severity)
 
 
+def excess_negatives(numbers: Mapping[str, Any]) -> float:
+    """Negative documents in an alert's window beyond what its (shrunk) baseline share expects."""
+    try:
+        k = float(numbers["window_negative"])
+        n = float(numbers["window_total"])
+        base = numbers.get("shrunk_baseline")
+        share = float(base if base is not None else numbers["baseline_share"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, k - n * share)
+
+
+def topics_explained_by_entities(
+    firing: Iterable[tuple[Mapping[str, str | None], Mapping[str, Any]]], share: float = 0.5
+) -> dict[str, list[str]]:
+    """Firing topic alerts that are echoes of firing company alerts, and those companies.
+
+    `firing` holds (labels, numbers) of the firing alerts. A topic alert is explained when
+    the company alerts filed under that topic (label `topic`) together account for at least
+    `share` of the topic's excess negatives: one company's bad day then does not also page
+    as a topic-wide surge. Windows are each alert's own, so the comparison is approximate.
+    """
+    items = list(firing)
+    by_topic: dict[str, list[tuple[str, float]]] = {}
+    for labels, numbers in items:
+        topic, value = labels.get("topic"), labels.get("key_value")
+        if labels.get("key_kind") == "entity" and topic and value:
+            by_topic.setdefault(topic, []).append((value, excess_negatives(numbers)))
+    out: dict[str, list[str]] = {}
+    for labels, numbers in items:
+        name = labels.get("key_value")
+        if labels.get("key_kind") != "topic" or not name or name not in by_topic:
+            continue
+        topic_excess = excess_negatives(numbers)
+        companies = sorted((e for e in by_topic[name] if e[1] > 0), key=lambda e: (-e[1], e[0]))
+        if topic_excess > 0 and sum(x for _, x in companies) >= share * topic_excess:
+            out[name] = [c for c, _ in companies]
+    return out
+
+
 def mute_reasons(
     labels: Mapping[str, str | None],
     silences: Iterable[Silence],
@@ -135,13 +175,19 @@ def mute_reasons(
     *,
     firing_topics: Iterable[str] = (),
     inhibit_entity_by_topic: bool = False,
+    explained_topics: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
     """Why an alert must not be notified now: `silence:<id>` per active matching silence,
-    `inhibited:topic=<name>` when its topic's own alert is firing and inhibition is on.
-    Empty list: not muted."""
+    `inhibited:topic=<name>` for a company alert when its topic's own alert is firing and
+    `inhibit_entity_by_topic` is on, `inhibited:entity=<A,B>` for a topic alert found in
+    `explained_topics` (see `topics_explained_by_entities`). Empty list: not muted."""
     reasons = [f"silence:{s.id}" for s in silences if s.active(now) and s.matches(labels)]
     if inhibit_entity_by_topic and labels.get("key_kind") == "entity":
         topic = labels.get("topic")
         if topic and topic in set(firing_topics):
             reasons.append(f"inhibited:topic={topic}")
+    if explained_topics and labels.get("key_kind") == "topic":
+        companies = explained_topics.get(labels.get("key_value") or "")
+        if companies:
+            reasons.append("inhibited:entity=" + ",".join(companies))
     return reasons

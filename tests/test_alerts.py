@@ -21,7 +21,16 @@ from monitor.alerts import (
 )
 from monitor.config import Route
 from monitor.redact import mask_url, redact, register_secrets
-from monitor.routing import Matcher, MatcherError, Silence, mute_reasons, parse_matcher, route_channels
+from monitor.routing import (
+    Matcher,
+    MatcherError,
+    Silence,
+    excess_negatives,
+    mute_reasons,
+    parse_matcher,
+    route_channels,
+    topics_explained_by_entities,
+)
 from monitor.signals import Key, Signal
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -261,6 +270,42 @@ def test_silence_window_and_inhibition():
     ]
     topic_labels = {**LABELS, "key_kind": "topic", "key_value": "Earnings"}
     assert mute_reasons(topic_labels, [], T0, firing_topics={"Earnings"}, inhibit_entity_by_topic=True) == []
+
+
+def _window(neg: int, total: int, base: float) -> dict[str, float]:
+    return {"window_negative": neg, "window_total": total, "shrunk_baseline": base, "baseline_share": 0.9}
+
+
+def test_excess_negatives_uses_the_shrunk_baseline_and_tolerates_missing_numbers():
+    assert excess_negatives(_window(30, 100, 0.1)) == pytest.approx(20.0)
+    assert excess_negatives({"window_negative": 30, "window_total": 100, "baseline_share": 0.1}) == pytest.approx(20.0)
+    assert excess_negatives(_window(5, 100, 0.1)) == 0.0  # below the baseline: no excess
+    assert excess_negatives({"window_negative": 1, "window_total": 20}) == 0.0  # a calm signal's numbers
+    assert excess_negatives({"window_negative": "x", "window_total": 1, "baseline_share": 0.1}) == 0.0
+
+
+def test_topic_alert_explained_by_its_companies_alerts():
+    topic = {"key_kind": "topic", "key_value": "Earnings", "topic": "Earnings"}
+    aapl = {"key_kind": "entity", "key_value": "AAPL", "topic": "Earnings"}
+    msft = {"key_kind": "entity", "key_value": "MSFT", "topic": "Earnings"}
+    xom = {"key_kind": "entity", "key_value": "XOM", "topic": "Energy | Oil"}
+    # topic excess 40 - 200*0.1 = 20; AAPL's excess 12 - 20*0.1 = 10 is exactly half.
+    firing = [(topic, _window(40, 200, 0.1)), (aapl, _window(12, 20, 0.1)), (xom, _window(30, 30, 0.1))]
+    assert topics_explained_by_entities(firing) == {"Earnings": ["AAPL"]}
+    assert topics_explained_by_entities(firing, share=0.6) == {}  # half is not 60 %
+    # two companies together explain it; listed by their excess, largest first
+    both = [(topic, _window(40, 200, 0.1)), (aapl, _window(6, 20, 0.1)), (msft, _window(8, 20, 0.1))]
+    assert topics_explained_by_entities(both) == {"Earnings": ["MSFT", "AAPL"]}
+    # a company filed under another topic explains nothing; a topic with no excess is never explained
+    assert topics_explained_by_entities([(topic, _window(40, 200, 0.1)), (xom, _window(30, 30, 0.1))]) == {}
+    assert topics_explained_by_entities([(topic, _window(10, 200, 0.1)), (aapl, _window(12, 20, 0.1))]) == {}
+    assert topics_explained_by_entities([(aapl, _window(12, 20, 0.1))]) == {}  # no topic alert firing
+
+    assert mute_reasons(topic, [], T0, explained_topics={"Earnings": ["MSFT", "AAPL"]}) == [
+        "inhibited:entity=MSFT,AAPL"
+    ]
+    assert mute_reasons(topic, [], T0, explained_topics={"Macro": ["XOM"]}) == []
+    assert mute_reasons(aapl, [], T0, explained_topics={"Earnings": ["AAPL"]}) == []  # only topic alerts
 
 
 # --- redaction, back-off ------------------------------------------------------------------

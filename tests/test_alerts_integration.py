@@ -568,6 +568,39 @@ def test_inhibit_entity_by_topic_and_routes(engine, receiver):
     assert len(slack) == 1 and "Earnings" in text_of(slack[0])
 
 
+def test_topic_alert_echoing_a_company_alert_is_inhibited_until_the_company_resolves(engine, receiver):
+    from monitor.config import Route
+
+    routes = (Route(channels=("hook",), key_kind="entity"), Route(channels=("slack",), key_kind="topic"))
+    # Both inhibitions on: the echoed topic must not in turn mute the company that explains it.
+    s = make_settings(
+        receiver.base, channels=("hook", "slack"), routes=routes,
+        inhibit_topic_by_entity=True, inhibit_entity_by_topic=True,
+    )
+    earn = Key("topic", "Earnings")
+
+    def sig(key: Key, at: datetime, neg: int, total: int, topic: str | None = None) -> Signal:
+        numbers = {"window_negative": neg, "window_total": total, "share": neg / total, "shrunk_baseline": 0.1,
+                   "baseline_share": 0.1, "lift": 3.0, "p_value": 1e-7}
+        return Signal(key, at, at - timedelta(minutes=15), True, False, numbers, topic=topic)
+
+    # Earnings: 40 negatives of 200 where 20 are expected; AAPL alone brings 12 - 2 = 10 extra.
+    apply_signals(engine, s, [sig(earn, T0, 40, 200), sig(AAPL, T0, 12, 20, topic="Earnings")], T0)
+    send_due(engine, s, T0)
+    assert [q.json()["alerts"][0]["key"]["value"] for q in receiver.on("/webhook")] == ["AAPL"]
+    assert receiver.on("/slack") == []
+    muted = [r for r in rows(engine) if r["status"] == "silenced"]
+    assert [r["payload"]["message"]["reasons"] for r in muted] == [["inhibited:entity=AAPL"]]
+
+    # AAPL resolves while Earnings keeps surging: the topic alert is now its own news.
+    t1 = T0 + timedelta(minutes=20)
+    apply_signals(engine, s, [sig(earn, t1, 40, 200), calm(AAPL, t1)], t1)
+    assert {a["key"]["value"]: a["state"] for a in list_alerts(engine)} == {"Earnings": "firing", "AAPL": "resolved"}
+    send_due(engine, s, t1)
+    slack = receiver.on("/slack")
+    assert len(slack) == 1 and "Earnings" in text_of(slack[0])
+
+
 def test_entity_alert_topic_comes_from_its_documents_when_the_detector_gives_none(engine, receiver):
     from monitor.config import Route
 
