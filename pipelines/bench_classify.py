@@ -14,6 +14,11 @@ Texts: the validation CSVs (tweets) when they are there, else generated tweet-li
 The engine's default precision on CPU is bf16 where the CPU has AMX/AVX512-BF16, else fp32.
 With ``int8="compare"`` the fp32 and dynamic-int8 engines are measured too, each with its
 label agreement against the default one, so the JSON shows which is faster.
+
+``compute_bound`` puts the engine's rate next to what the hardware allows: the encoder's FLOPs
+per text (at the texts' own token lengths) against this device's measured matrix-multiply
+rate on the feed-forward shape, in the engine's precision. An engine near that ceiling is
+limited by the chip, not by tokenisation, padding or Python.
 """
 
 from __future__ import annotations
@@ -123,6 +128,63 @@ def _time_naive(model_dir: str | Path | None, texts: list[str], device: torch.de
     return time.perf_counter() - started
 
 
+def encoder_flops_per_text(config: Any, token_lengths: Sequence[int]) -> float:
+    """Mean forward FLOPs of a BERT-style encoder per text, each text at its own length.
+
+    Per layer and token: the Q, K, V and output projections (4·h² multiply-adds) and the
+    feed-forward pair (2·h·i); per layer and text: scores and weighted values (2·T²·h).
+    A multiply-add is two FLOPs. Embedding look-ups, norms and the small heads are left out.
+    """
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    if not token_lengths:
+        return 0.0
+    total = sum(layers * (2 * t * (4 * h * h + 2 * h * i) + 4 * t * t * h) for t in token_lengths)
+    return total / len(token_lengths)
+
+
+def matmul_gflops(
+    device: torch.device, dtype: torch.dtype, rows: int, hidden: int, inner: int, seconds: float = 0.5
+) -> float:
+    """Sustained GFLOP/s of this device on the encoder's feed-forward GEMM shape."""
+    a = torch.randn(rows, hidden, device=device).to(dtype)
+    b = torch.randn(hidden, inner, device=device).to(dtype)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        for _ in range(3):
+            a @ b
+        sync()
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            a @ b
+            runs += 1
+        sync()
+        elapsed = time.perf_counter() - started
+    return 2.0 * rows * hidden * inner * runs / elapsed / 1e9
+
+
+def compute_ceiling(engine: Any, token_lengths: Sequence[int]) -> dict[str, Any] | None:
+    """How many texts/s the hardware could do if the encoder ran its GEMMs at full speed:
+    the FLOPs per text against the measured matrix-multiply rate in the engine's precision.
+    None for int8 (its kernels are not plain GEMMs)."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(engine.precision)
+    if dtype is None:
+        return None
+    config = engine.model.encoder.config
+    flops = encoder_flops_per_text(config, token_lengths)
+    rows = max(1, min(engine.max_tokens, 8192))
+    gflops = matmul_gflops(engine.device, dtype, rows, config.hidden_size, config.intermediate_size)
+    return {
+        "gflop_per_text": round(flops / 1e9, 4),
+        "matmul_gflops": round(gflops, 1),
+        "matmul_shape": [rows, config.hidden_size, config.intermediate_size],
+        "ceiling_texts_per_s": round(gflops * 1e9 / flops, 1) if flops else None,
+    }
+
+
 def bench_classify(
     texts: Sequence[str] | None = None,
     n: int = 2048,
@@ -161,6 +223,10 @@ def bench_classify(
         "engine_precision": fp32.precision,
         "engine_quantized": fp32.quantized,
     }
+    ceiling = compute_ceiling(fp32, token_lengths)
+    if ceiling and ceiling["ceiling_texts_per_s"]:
+        ceiling["engine_share"] = round(result["engine_texts_per_s"] / ceiling["ceiling_texts_per_s"], 3)
+    result["compute_bound"] = ceiling
     if int8 == "compare" and fp32.device.type == "cpu":
         # The other CPU precisions on the same texts, with label agreement against the default.
         for other in ("fp32", "int8"):
@@ -241,6 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"topic {q['topic_label_agreement']}, sentiment {q['sentiment_label_agreement']}"
             )
     print(f"naive per-text: {r['naive_texts_per_s']} texts/s; ratio x{r['ratio']}")
+    c = r.get("compute_bound")
+    if c and c.get("ceiling_texts_per_s"):
+        print(
+            f"compute bound: {c['gflop_per_text']} GFLOP per text; matrix multiply {c['matmul_gflops']} GFLOP/s "
+            f"({r['engine_precision']}, {'x'.join(map(str, c['matmul_shape']))}) -> at most "
+            f"{c['ceiling_texts_per_s']} texts/s; the engine runs at {c['engine_share']:.0%} of that"
+        )
     return 0
 
 

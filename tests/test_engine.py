@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -119,3 +120,38 @@ def test_classify_file_writes_one_line_per_row(tmp_path) -> None:
     assert set(rows[0]) == {"topic", "topic_score", "sentiment", "sentiment_score", "probs", "model_version"}
     with pytest.raises(ValueError, match="no column 'body'"):
         classify_file(src, text_column="body", output=out)
+
+
+# --- the classifier benchmark -------------------------------------------------------------
+
+
+def test_encoder_flops_follow_the_modules_of_a_real_encoder():
+    """The FLOP count's per-layer weights are exactly the encoder's Linear layers."""
+    from torch import nn
+    from transformers import BertConfig, BertModel
+
+    from pipelines.bench_classify import encoder_flops_per_text
+
+    config = BertConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4)
+    layers = BertModel(config).encoder
+    weights = sum(m.weight.numel() for m in layers.modules() if isinstance(m, nn.Linear))
+    lengths = [10, 30]
+    attention = [4 * t * t * 64 * 3 for t in lengths]  # scores and weighted values, per layer
+    expected = sum(2 * t * weights + a for t, a in zip(lengths, attention, strict=True)) / 2
+    assert encoder_flops_per_text(config, lengths) == pytest.approx(expected)
+    assert encoder_flops_per_text(config, []) == 0.0
+
+
+def test_bench_classify_reports_engine_naive_and_the_compute_ceiling(capsys):
+    from pipelines.bench_classify import main
+
+    assert main(["-n", "48", "--naive-texts", "4", "--int8", "off", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["texts"] == 48 and r["naive_texts"] == 4
+    assert r["engine_texts_per_s"] > 0 and r["naive_texts_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["engine_texts_per_s"] / r["naive_texts_per_s"], rel=0.01)
+    c = r["compute_bound"]
+    assert c["matmul_gflops"] > 0 and 0.1 < c["gflop_per_text"] < 10  # MiniLM-L6 on tweets: ~1 GFLOP
+    assert c["ceiling_texts_per_s"] == pytest.approx(c["matmul_gflops"] / c["gflop_per_text"], rel=0.01)
+    assert c["engine_share"] == pytest.approx(r["engine_texts_per_s"] / c["ceiling_texts_per_s"], rel=0.01)
+    assert r["hardware"]["cpu_cores"] >= 1
