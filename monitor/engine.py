@@ -53,6 +53,10 @@ class _Prepared:
     truncated: int
 
 
+# Floating-point engine precisions and their torch dtypes (int8 is dynamic quantisation).
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -125,7 +129,7 @@ class Engine:
                 raise ValueError("int8 (dynamic quantisation) runs on the CPU only")
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         else:
-            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+            dtype = PRECISION_DTYPES[precision]
             model = model.to(self.device, dtype)
         # Temperatures stay float32 whatever the weights are (bf16 would round 1.397 to 1.398).
         model.temperature = torch.tensor(

@@ -170,7 +170,9 @@ def compute_ceiling(engine: Any, token_lengths: Sequence[int]) -> dict[str, Any]
     """How many texts/s the hardware could do if the encoder ran its GEMMs at full speed:
     the FLOPs per text against the measured matrix-multiply rate in the engine's precision.
     None for int8 (its kernels are not plain GEMMs)."""
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(engine.precision)
+    from monitor.engine import PRECISION_DTYPES
+
+    dtype = PRECISION_DTYPES.get(engine.precision)
     if dtype is None:
         return None
     config = engine.model.encoder.config
