@@ -50,6 +50,8 @@ _NEG = re.compile(
     r"warn(s|ing)?|loss(es)?|fall(s)?|drop(s|ped)?|crash|scandal|recall|layoff[s]?|bankrupt\w*)\b",
     re.I,
 )
+# Results wording (per-share figures, net income) is "Financials" in the training data.
+_FINANCIALS = re.compile(r"\b(EPS|net income|a share)\b", re.I)
 _POS = re.compile(r"\b(beat[s]?|soar[s]?|surge[s]?|upgrade[sd]?|record|rall(y|ies)|raise[sd]?|gain[s]?)\b", re.I)
 
 
@@ -73,8 +75,16 @@ class KeywordTestDouble:
                 raise RuntimeError("test double asked to fail on this batch")
             neg, pos = len(_NEG.findall(text)), len(_POS.findall(text))
             sentiment = "negative" if neg > pos else "positive" if pos > neg else "neutral"
-            topic = TOPICS[len(text) % len(TOPICS)] if "earnings" not in text.lower() else "Earnings"
+            topic = (
+                "Financials"
+                if _FINANCIALS.search(text)
+                else "Earnings"
+                if "earnings" in text.lower()
+                else TOPICS[len(text) % len(TOPICS)]
+            )
             s_probs = {s: (0.8 if s == sentiment else 0.1) for s in SENTIMENTS}
             t_probs = {t: (0.81 if t == topic else 0.01) for t in TOPICS}
-            out.append(Prediction(topic, 0.81, sentiment, 0.8, {"topic": t_probs, "sentiment": s_probs}, self.model_version))
+            out.append(
+                Prediction(topic, 0.81, sentiment, 0.8, {"topic": t_probs, "sentiment": s_probs}, self.model_version)
+            )
         return out

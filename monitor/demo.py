@@ -31,7 +31,7 @@ def write_sample_feed(path: Path, minutes: int, now: datetime, seed: int = 7) ->
 
     start = (now - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
     surge_start = start + timedelta(minutes=minutes - 25)
-    surges = [Surge("TSLA", surge_start, 25, 4.0), Surge("Earnings", surge_start + timedelta(minutes=5), 20, 3.0)]
+    surges = [Surge("TSLA", surge_start, 25, 4.0), Surge("Financials", surge_start + timedelta(minutes=5), 20, 3.0)]
     decoys = [Decoy("AAPL", start + timedelta(minutes=minutes - 90), 20, 8.0)]
     n = write(path, generate(seed, start, minutes, 8.0, surges=surges, decoys=decoys))
     return {"messages": n, "surges": [(s.key, s.start.isoformat()) for s in surges], "decoys": [d.key for d in decoys]}

@@ -5,8 +5,8 @@ and comments about a watchlist of companies and the contract's topics, with a di
 volume pattern (US market hours busy, after-hours lull, quiet weekends), busy and sparse
 companies, and on request:
 
-* `Surge`: extra *negative* documents about one company (or the Earnings topic) for a
-  while: what the detector must catch;
+* `Surge`: extra *negative* documents about one company (or one topic, e.g. Financials:
+  results misses spread over many companies) for a while: what the detector must catch;
 * `Decoy`: a burst of near-identical reposts of one headline (neutral by default): a
   volume spike that is not news and must not alert;
 * `Outage`: a gap with no documents at all (a collector down): must not alert either.
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from models.labels import TOPICS
 
 # (symbol, name, relative volume): a few busy names, a middle, and a sparse tail.
 COMPANIES: tuple[tuple[str, str, float], ...] = (
@@ -112,10 +114,21 @@ _NEU_COMMENT = (
     "what do you think about {name} and {venue}?",
     "${ticker} volume is normal today",
 )
-_EARNINGS_NEG = (
-    "{name} earnings miss as {neg_reason}, shares drop {pct}%",
-    "{name} earnings warning: {neg_reason}",
-)
+# Negative texts for a *topic* surge, keyed by the contract's topic label. They are worded the
+# way the training data files them, so the shipped model puts them under that topic: there,
+# per-share results, revenue and profit misses are "Financials", while "Earnings" holds
+# earnings-call announcements and transcripts. Each carries a cue the keyword test double
+# (monitor/classify.py) also reads as Financials: "EPS", "net income" or "a share".
+TOPIC_SURGE_TEXTS: dict[str, tuple[str, ...]] = {
+    "Financials": (
+        "{name} {quarter} EPS ${eps} misses the ${eps_est} consensus as {neg_reason}",
+        "{name} posts {quarter} loss of ${eps} a share as {neg_reason}",
+        "{name} {quarter} revenue falls {pct}% to ${rev}B, EPS misses estimates",
+        "{name} cuts full-year EPS outlook to ${eps} as {neg_reason}",
+        "{name} {quarter} net income drops {pct}% as {neg_reason}",
+        "${ticker} {quarter} EPS ${eps} vs ${eps_est} est., revenue ${rev}B misses",
+    ),
+}
 
 _SLOTS: dict[str, tuple[str, ...]] = {
     "neg_event": (
@@ -215,12 +228,19 @@ _OPENERS = (
 
 @dataclass(frozen=True, slots=True)
 class Surge:
-    """`extra_per_minute` additional negative documents about `key` (a symbol, or "Earnings")."""
+    """`extra_per_minute` additional negative documents about `key`: a company symbol, or a
+    topic label from `TOPIC_SURGE_TEXTS` (e.g. "Financials": results misses across companies)."""
 
     key: str
     start: datetime
     minutes: int
     extra_per_minute: float
+
+    def __post_init__(self) -> None:
+        if self.key in TOPICS and self.key not in TOPIC_SURGE_TEXTS:
+            raise ValueError(
+                f"no surge texts for topic {self.key!r}; topics that can surge: {', '.join(TOPIC_SURGE_TEXTS)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +279,10 @@ def _fill(template: str, rng: random.Random, name: str, ticker: str) -> str:
         n=f"{rng.randint(12, 9000)}",
         vol=f"{rng.uniform(1.0, 90.0):.1f}",
         price=f"{rng.uniform(8.0, 900.0):.2f}",
+        rev=f"{rng.uniform(0.4, 60.0):.1f}",
     )
+    eps = rng.uniform(0.05, 4.0)  # a per-share result and a consensus above it (for misses)
+    values.update(eps=f"{eps:.2f}", eps_est=f"{eps * rng.uniform(1.08, 1.4):.2f}")
     return template.format(**values)
 
 
@@ -339,9 +362,9 @@ def generate(
         for i, s in enumerate(surges):
             if s.start <= t0 < s.start + timedelta(minutes=s.minutes):
                 for _ in range(_poisson(rng, s.extra_per_minute)):
-                    if s.key == "Earnings":
+                    if s.key in TOPIC_SURGE_TEXTS:
                         sym = rng.choices(syms, weights)[0]
-                        text = _fill(rng.choice(_EARNINGS_NEG), rng, names[sym], sym)
+                        text = _fill(rng.choice(TOPIC_SURGE_TEXTS[s.key]), rng, names[sym], sym)
                         text += ", " + _fill(rng.choice(_NEWS_TAILS), rng, names[sym], sym)
                         msg = _message(rng, "negative", "news", sym, names[sym], f"surge:{i}", text=text)
                     else:
@@ -418,7 +441,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--start", default="2024-05-06T00:00:00Z", help="first minute (RFC 3339)")
     ap.add_argument("--minutes", type=int, default=24 * 60)
     ap.add_argument("--rate", type=float, default=6.0, help="peak-hour documents per minute")
-    ap.add_argument("--surge", action="append", default=[], metavar="KEY,START,MINUTES,EXTRA_PER_MIN")
+    ap.add_argument(
+        "--surge",
+        action="append",
+        default=[],
+        metavar="KEY,START,MINUTES,EXTRA_PER_MIN",
+        help="extra negative documents per minute about KEY: a company symbol, or one of the topics "
+        + ", ".join(TOPIC_SURGE_TEXTS),
+    )
     ap.add_argument("--decoy", action="append", default=[], metavar="KEY,START,MINUTES,PER_MIN")
     ap.add_argument("--outage", action="append", default=[], metavar="START,MINUTES")
     a = ap.parse_args(argv)

@@ -26,7 +26,7 @@ from monitor.schemas import parse_time
 from monitor.signals import Signal
 from monitor.spike import Params
 from monitor.windows import MinuteCounts, from_minute, to_minute
-from pipelines.feed import Decoy, Outage, Surge, generate
+from pipelines.feed import TOPIC_SURGE_TEXTS, Decoy, Outage, Surge, generate
 from pipelines.replay import drive
 
 T0 = datetime(2024, 5, 6, tzinfo=UTC)  # a Monday
@@ -57,12 +57,12 @@ def count(msgs: Sequence[dict[str, Any]], mc: MinuteCounts | None = None) -> Min
 
 
 def key_of(name: str) -> tuple[str, str]:
-    return ("topic", name) if name == "Earnings" else ("entity", name)
+    return ("topic", name) if name in TOPIC_SURGE_TEXTS else ("entity", name)
 
 
 # --- planted surges are found ---------------------------------------------------------------
 
-SURGE_KEYS = ["AAPL", "TSLA", "JPM", "XOM", "KO", "CAT", "Earnings", "DIS", "PFE"]
+SURGE_KEYS = ["AAPL", "TSLA", "JPM", "XOM", "KO", "CAT", "Financials", "DIS", "PFE"]
 VOLUMES = [1.5, 3.0, 6.0]
 
 

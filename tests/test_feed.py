@@ -8,6 +8,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from monitor.classify import KeywordTestDouble
 from monitor.inputs import Columns, read_records, to_message
 from monitor.novelty import first_duplicates
@@ -46,6 +48,23 @@ def test_sentiment_cues_match_the_test_double() -> None:
     organic = sum(v for k, v in by.items() if k.startswith("organic"))
     assert 0.12 < by["organic/negative"] / organic < 0.3
     assert 0.2 < by["organic/positive"] / organic < 0.4
+
+
+def test_topic_surge_spreads_over_companies_and_the_double_files_it_under_its_topic() -> None:
+    st = T0 + timedelta(hours=14)
+    msgs = list(generate(4, T0, 1440, 6.0, surges=[Surge("Financials", st, 60, 3.0)]))
+    surge = [m for m in msgs if m["planted"] == "surge:0"]
+    assert len(surge) > 100
+    assert len({m["tickers"][0] for m in surge}) >= 5  # results misses across the watchlist, not one name
+    preds = KeywordTestDouble().classify([m["text"] for m in surge])
+    assert {(p.topic, p.sentiment) for p in preds} == {("Financials", "negative")}
+    organic = KeywordTestDouble().classify([m["text"] for m in msgs if m["planted"] is None])
+    assert sum(p.topic == "Financials" for p in organic) / len(organic) < 0.15  # a baseline to rise above
+
+
+def test_a_topic_without_surge_texts_is_refused() -> None:
+    with pytest.raises(ValueError, match="no surge texts for topic 'Macro'.*Financials"):
+        Surge("Macro", T0, 10, 2.0)
 
 
 def test_diurnal_weekend_busy_and_sparse_companies() -> None:
