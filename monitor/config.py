@@ -74,8 +74,8 @@ class AlertSettings(_Frozen):
     repeat_interval_seconds: float = Field(4 * 3600.0, ge=0)
     send_resolved: bool = True
     inhibit_entity_by_topic: bool = False
-    # Mute a topic alert while firing company alerts filed under that topic account for at
-    # least `inhibit_topic_share` of its excess negatives (the topic surge is their echo).
+    # Mute a topic alert while the window's documents naming firing companies carry at least
+    # `inhibit_topic_share` of its excess negatives (the topic surge is their echo).
     inhibit_topic_by_entity: bool = False
     inhibit_topic_share: float = Field(0.5, gt=0, le=1)
     sender_interval_seconds: float = Field(5.0, gt=0)

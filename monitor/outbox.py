@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.alerts import (
@@ -172,6 +172,39 @@ def _dominant_topic(conn: Connection, a: Alert) -> str | None:
     )
     row = conn.execute(q).first()
     return row[0] if row else None
+
+
+def _company_documents(conn: Connection, firing: Sequence[Alert]) -> dict[str, tuple[int, int, list[str]]]:
+    """Per firing topic alert: its window's novel documents that mention a firing company
+    (count, negatives; a document naming two of them counts once) and the companies with
+    negatives among them, most first. The input of `topics_explained_by_entities`."""
+    companies = sorted({a.key.value for a in firing if a.key.kind == "entity"})
+    if not companies:
+        return {}
+    d, de = documents.c, document_entities.c
+    negative = func.coalesce(func.sum(case((d.sentiment == "negative", 1), else_=0)), 0)
+    out: dict[str, tuple[int, int, list[str]]] = {}
+    for a in firing:
+        if a.key.kind != "topic":
+            continue
+        end = a.updated_at
+        start = a.window_start or (end - timedelta(minutes=15))
+        in_window = and_(
+            d.topic == a.key.value, d.duplicate_of.is_(None), d.published_at >= start, d.published_at <= end
+        )
+        mentions = select(de.document_id).where(
+            de.entity.in_(companies), de.published_at >= start, de.published_at <= end
+        )
+        docs, negatives = conn.execute(select(func.count(), negative).where(in_window, d.id.in_(mentions))).one()
+        per_company = conn.execute(
+            select(de.entity, negative)
+            .select_from(documents.join(document_entities, de.document_id == d.id))
+            .where(in_window, de.entity.in_(companies))
+            .group_by(de.entity)
+        ).all()
+        names = [c for c, k in sorted(per_company, key=lambda r: (-int(r[1]), r[0])) if int(k) > 0]
+        out[a.key.value] = (int(docs), int(negatives), names)
+    return out
 
 
 def _with_entity_topics(conn: Connection, changes: list[Change]) -> list[Change]:
@@ -582,7 +615,11 @@ def _flush(
     candidates = [_row_to_alert(r) for r in conn.execute(q).mappings()]
     firing = [a for a in candidates if a.state == "firing"]
     explained = (
-        topics_explained_by_entities(((a.labels(), a.numbers) for a in firing), settings.alerting.inhibit_topic_share)
+        topics_explained_by_entities(
+            [(a.labels(), a.numbers) for a in firing],
+            _company_documents(conn, firing),
+            settings.alerting.inhibit_topic_share,
+        )
         if settings.alerting.inhibit_topic_by_entity
         else {}
     )

@@ -141,30 +141,41 @@ def excess_negatives(numbers: Mapping[str, Any]) -> float:
 
 
 def topics_explained_by_entities(
-    firing: Iterable[tuple[Mapping[str, str | None], Mapping[str, Any]]], share: float = 0.5
+    firing: Iterable[tuple[Mapping[str, str | None], Mapping[str, Any]]],
+    company_documents: Mapping[str, tuple[int, int, Sequence[str]]],
+    share: float = 0.5,
 ) -> dict[str, list[str]]:
     """Firing topic alerts that are echoes of firing company alerts, and those companies.
 
-    `firing` holds (labels, numbers) of the firing alerts. A topic alert is explained when
-    the company alerts filed under that topic (label `topic`) together account for at least
-    `share` of the topic's excess negatives: one company's bad day then does not also page
-    as a topic-wide surge. Windows are each alert's own, so the comparison is approximate.
+    `firing` holds (labels, numbers) of the firing alerts. `company_documents[topic]` is
+    (documents, negatives, companies): the novel documents in that topic alert's window that
+    mention any firing company, each counted once, and the companies that have negatives among
+    them, most first. The question is counterfactual: take those documents out of the
+    topic's window; if that removes at least `share` of its excess negatives (window
+    negatives beyond what the shrunk baseline expects), the topic surge is the companies'
+    news told again, and one company's bad day does not also page as a topic-wide surge.
+    A company counts in every topic its documents fall under, not only the one its alert
+    is filed under.
     """
-    items = list(firing)
-    by_topic: dict[str, list[tuple[str, float]]] = {}
-    for labels, numbers in items:
-        topic, value = labels.get("topic"), labels.get("key_value")
-        if labels.get("key_kind") == "entity" and topic and value:
-            by_topic.setdefault(topic, []).append((value, excess_negatives(numbers)))
     out: dict[str, list[str]] = {}
-    for labels, numbers in items:
+    for labels, numbers in firing:
         name = labels.get("key_value")
-        if labels.get("key_kind") != "topic" or not name or name not in by_topic:
+        if labels.get("key_kind") != "topic" or not name or name not in company_documents:
             continue
-        topic_excess = excess_negatives(numbers)
-        companies = sorted((e for e in by_topic[name] if e[1] > 0), key=lambda e: (-e[1], e[0]))
-        if topic_excess > 0 and sum(x for _, x in companies) >= share * topic_excess:
-            out[name] = [c for c, _ in companies]
+        docs, negatives, companies = company_documents[name]
+        before = excess_negatives(numbers)
+        if before <= 0 or not companies:
+            continue
+        try:
+            rest = {
+                **numbers,
+                "window_total": max(0.0, float(numbers["window_total"]) - docs),
+                "window_negative": max(0.0, float(numbers["window_negative"]) - negatives),
+            }
+        except (KeyError, TypeError, ValueError):
+            continue
+        if before - excess_negatives(rest) >= share * before:
+            out[name] = list(companies)
     return out
 
 

@@ -284,22 +284,33 @@ def test_excess_negatives_uses_the_shrunk_baseline_and_tolerates_missing_numbers
     assert excess_negatives({"window_negative": "x", "window_total": 1, "baseline_share": 0.1}) == 0.0
 
 
-def test_topic_alert_explained_by_its_companies_alerts():
+def test_topic_alert_explained_when_its_companies_documents_carry_the_excess():
     topic = {"key_kind": "topic", "key_value": "Earnings", "topic": "Earnings"}
-    aapl = {"key_kind": "entity", "key_value": "AAPL", "topic": "Earnings"}
-    msft = {"key_kind": "entity", "key_value": "MSFT", "topic": "Earnings"}
-    xom = {"key_kind": "entity", "key_value": "XOM", "topic": "Energy | Oil"}
-    # topic excess 40 - 200*0.1 = 20; AAPL's excess 12 - 20*0.1 = 10 is exactly half.
-    firing = [(topic, _window(40, 200, 0.1)), (aapl, _window(12, 20, 0.1)), (xom, _window(30, 30, 0.1))]
-    assert topics_explained_by_entities(firing) == {"Earnings": ["AAPL"]}
-    assert topics_explained_by_entities(firing, share=0.6) == {}  # half is not 60 %
-    # two companies together explain it; listed by their excess, largest first
-    both = [(topic, _window(40, 200, 0.1)), (aapl, _window(6, 20, 0.1)), (msft, _window(8, 20, 0.1))]
-    assert topics_explained_by_entities(both) == {"Earnings": ["MSFT", "AAPL"]}
-    # a company filed under another topic explains nothing; a topic with no excess is never explained
-    assert topics_explained_by_entities([(topic, _window(40, 200, 0.1)), (xom, _window(30, 30, 0.1))]) == {}
-    assert topics_explained_by_entities([(topic, _window(10, 200, 0.1)), (aapl, _window(12, 20, 0.1))]) == {}
-    assert topics_explained_by_entities([(aapl, _window(12, 20, 0.1))]) == {}  # no topic alert firing
+    aapl = {"key_kind": "entity", "key_value": "AAPL", "topic": "Stock Movement"}
+    aapl_alert = (aapl, _window(12, 20, 0.1))
+    # topic excess 40 - 200*0.1 = 20. Without the 20 documents (12 negative) naming a firing
+    # company: 28 - 180*0.1 = 10, so they carry exactly half of it. The company's alert being
+    # filed under another topic does not matter: its documents in this topic do.
+    firing = [(topic, _window(40, 200, 0.1)), aapl_alert]
+    assert topics_explained_by_entities(firing, {"Earnings": (20, 12, ["AAPL"])}) == {"Earnings": ["AAPL"]}
+    assert topics_explained_by_entities(firing, {"Earnings": (20, 12, ["AAPL"])}, share=0.6) == {}  # half < 60 %
+    # companies listed as given (most negatives first)
+    assert topics_explained_by_entities(firing, {"Earnings": (30, 25, ["MSFT", "AAPL"])}) == {
+        "Earnings": ["MSFT", "AAPL"]
+    }
+    # mostly neutral company documents: taking them out barely moves the excess
+    assert topics_explained_by_entities(firing, {"Earnings": (60, 8, ["AAPL"])}) == {}
+    # no company documents, no negatives among them, no excess, no topic alert, odd numbers
+    assert topics_explained_by_entities(firing, {}) == {}
+    assert topics_explained_by_entities(firing, {"Earnings": (5, 0, [])}) == {}
+    assert (
+        topics_explained_by_entities([(topic, _window(10, 200, 0.1)), aapl_alert], {"Earnings": (20, 12, ["AAPL"])})
+        == {}
+    )
+    assert topics_explained_by_entities([aapl_alert], {"Earnings": (20, 12, ["AAPL"])}) == {}
+    assert topics_explained_by_entities([(topic, {"window_negative": "x"})], {"Earnings": (20, 12, ["AAPL"])}) == {}
+    # more removed than the window holds (late documents): clamped, still explained
+    assert topics_explained_by_entities(firing, {"Earnings": (250, 45, ["AAPL"])}) == {"Earnings": ["AAPL"]}
 
     assert mute_reasons(topic, [], T0, explained_topics={"Earnings": ["MSFT", "AAPL"]}) == [
         "inhibited:entity=MSFT,AAPL"

@@ -568,6 +568,25 @@ def test_inhibit_entity_by_topic_and_routes(engine, receiver):
     assert len(slack) == 1 and "Earnings" in text_of(slack[0])
 
 
+def seed_topic_window(engine, topic: str, at: datetime, counts: dict[str, tuple[int, int]]) -> None:
+    """Novel documents of `topic` in the 15 minutes before `at`: counts[symbol] = (documents,
+    negatives); plus, per symbol, one negative near-duplicate that must not count."""
+    docs, ents = [], []
+    for sym, (n, neg) in counts.items():
+        for i in range(n + 1):
+            dup = i == n
+            doc_id = f"{topic[:5]}-{sym}-{i}"
+            docs.append(dict(
+                id=doc_id, text=f"{sym} story {i} on {topic}", published_at=at - timedelta(minutes=14, seconds=-i),
+                ingested_at=at, topic=topic, sentiment="negative" if i < neg or dup else "neutral",
+                sentiment_score=0.9, duplicate_of=f"{topic[:5]}-{sym}-0" if dup else None,
+            ))
+            ents.append(dict(document_id=doc_id, entity=sym, published_at=docs[-1]["published_at"]))
+    with engine.begin() as c:
+        c.execute(documents.insert(), docs)
+        c.execute(document_entities.insert(), ents)
+
+
 def test_topic_alert_echoing_a_company_alert_is_inhibited_until_the_company_resolves(engine, receiver):
     from monitor.config import Route
 
@@ -577,28 +596,42 @@ def test_topic_alert_echoing_a_company_alert_is_inhibited_until_the_company_reso
         receiver.base, channels=("hook", "slack"), routes=routes,
         inhibit_topic_by_entity=True, inhibit_entity_by_topic=True,
     )
-    earn = Key("topic", "Earnings")
+    earn, moves, macro = Key("topic", "Earnings"), Key("topic", "Stock Movement"), Key("topic", "Macro")
 
     def sig(key: Key, at: datetime, neg: int, total: int, topic: str | None = None) -> Signal:
         numbers = {"window_negative": neg, "window_total": total, "share": neg / total, "shrunk_baseline": 0.1,
                    "baseline_share": 0.1, "lift": 3.0, "p_value": 1e-7}
         return Signal(key, at, at - timedelta(minutes=15), True, False, numbers, topic=topic)
 
-    # Earnings: 40 negatives of 200 where 20 are expected; AAPL alone brings 12 - 2 = 10 extra.
-    apply_signals(engine, s, [sig(earn, T0, 40, 200), sig(AAPL, T0, 12, 20, topic="Earnings")], T0)
+    # Earnings: 60 novel documents, 24 negative (6 expected, excess 18). The 20 naming AAPL
+    # hold 14 negatives; without them 10 of 40 (4 expected, excess 6): AAPL carries 12 of 18.
+    seed_topic_window(engine, "Earnings", T0, {"AAPL": (20, 14), "MSFT": (40, 10)})
+    # Stock Movement: AAPL's alert is filed under Earnings, but its documents here carry the
+    # surge too: 8 of 20 negative (excess 6), 6 of them AAPL's (without: 2 of 12, excess 0.8).
+    seed_topic_window(engine, "Stock Movement", T0, {"AAPL": (8, 6), "KO": (12, 2)})
+    # Macro surges on its own: 15 of 30 negative, none naming AAPL.
+    seed_topic_window(engine, "Macro", T0, {"JPM": (30, 15)})
+    signals = [sig(earn, T0, 24, 60), sig(moves, T0, 8, 20), sig(macro, T0, 15, 30),
+               sig(AAPL, T0, 20, 28, topic="Earnings")]
+    apply_signals(engine, s, signals, T0)
     send_due(engine, s, T0)
     assert [q.json()["alerts"][0]["key"]["value"] for q in receiver.on("/webhook")] == ["AAPL"]
-    assert receiver.on("/slack") == []
-    muted = [r for r in rows(engine) if r["status"] == "silenced"]
-    assert [r["payload"]["message"]["reasons"] for r in muted] == [["inhibited:entity=AAPL"]]
+    slack = receiver.on("/slack")
+    assert len(slack) == 1 and "Macro" in text_of(slack[0])
+    assert "Earnings" not in text_of(slack[0]) and "Stock Movement" not in text_of(slack[0])
+    muted = {r["payload"]["message"]["alert_id"]: r["payload"]["message"]["reasons"]
+             for r in rows(engine) if r["status"] == "silenced"}
+    by_key = {a["key"]["value"]: a["id"] for a in list_alerts(engine)}
+    assert muted == {by_key["Earnings"]: ["inhibited:entity=AAPL"], by_key["Stock Movement"]: ["inhibited:entity=AAPL"]}
 
     # AAPL resolves while Earnings keeps surging: the topic alert is now its own news.
     t1 = T0 + timedelta(minutes=20)
-    apply_signals(engine, s, [sig(earn, t1, 40, 200), calm(AAPL, t1)], t1)
-    assert {a["key"]["value"]: a["state"] for a in list_alerts(engine)} == {"Earnings": "firing", "AAPL": "resolved"}
+    apply_signals(engine, s, [sig(earn, t1, 40, 200), sig(moves, t1, 8, 20), sig(macro, t1, 15, 30), calm(AAPL, t1)], t1)
+    states = {a["key"]["value"]: a["state"] for a in list_alerts(engine)}
+    assert states == {"Earnings": "firing", "Stock Movement": "firing", "Macro": "firing", "AAPL": "resolved"}
     send_due(engine, s, t1)
-    slack = receiver.on("/slack")
-    assert len(slack) == 1 and "Earnings" in text_of(slack[0])
+    later = " ".join(text_of(r) for r in receiver.on("/slack")[1:])
+    assert "Earnings" in later and "Stock Movement" in later
 
 
 def test_entity_alert_topic_comes_from_its_documents_when_the_detector_gives_none(engine, receiver):
