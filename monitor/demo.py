@@ -48,6 +48,9 @@ def _child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     )
     if settings.model:
         env["FINSENT_MODEL"] = settings.model
+    toml_file = settings.model_config.get("toml_file")  # set by load_settings for --config
+    if toml_file:
+        env["FINSENT_CONFIG"] = str(Path(str(toml_file)).resolve())  # the children read it too
     return env
 
 

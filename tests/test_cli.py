@@ -114,3 +114,21 @@ def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert "broker" in out and "sample feed" in out, out
     assert proc.returncode == 0, out
+
+
+def test_demo_children_read_the_same_config_file(tmp_path: Path) -> None:
+    from monitor.config import load_settings
+    from monitor.demo import _child_env
+
+    cfg = tmp_path / "finsent.toml"
+    cfg.write_text('[alerting]\ninhibit_topic_by_entity = true\n[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n')
+    env = _child_env(load_settings(str(cfg), database_url="sqlite:///demo.db"), "127.0.0.1:9092")
+    assert env["FINSENT_CONFIG"] == str(cfg.resolve())
+    assert env["FINSENT_KAFKA_BOOTSTRAP"] == "127.0.0.1:9092" and env["FINSENT_DATABASE_URL"] == "sqlite:///demo.db"
+    # a child started with that environment (the daemon, the dashboard) sees the file's settings
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "config", "--json"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["alerting"]["inhibit_topic_by_entity"] is True and [c["name"] for c in got["channels"]] == ["hook"]
+    assert got["kafka_bootstrap"] == "127.0.0.1:9092" and got["database_url"] == "sqlite:///demo.db"
