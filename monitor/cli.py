@@ -54,7 +54,9 @@ def with_settings(**flag_map: str) -> Callable[[F], F]:
     """Add --config/--db and load settings; `flag_map` maps extra CLI params to setting names."""
 
     def deco(fn: F) -> F:
-        @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file (or FINSENT_CONFIG).")
+        @click.option(
+            "--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file (or FINSENT_CONFIG)."
+        )
         @click.option("--db", "db_url", help="Database URL (or FINSENT_DATABASE_URL), e.g. sqlite:///finsent.db.")
         @functools.wraps(fn)
         def wrapper(*args: Any, config_path: str | None, db_url: str | None, **kwargs: Any) -> Any:
@@ -88,7 +90,9 @@ def _explain(exc: Exception, settings: Settings) -> None:
     from monitor.redact import redact
 
     if isinstance(exc, OperationalError):
-        raise Failure(f"database {redact_url(settings.database_url)} is not reachable: {redact(str(exc.orig)).splitlines()[0]}") from None
+        raise Failure(
+            f"database {redact_url(settings.database_url)} is not reachable: {redact(str(exc.orig)).splitlines()[0]}"
+        ) from None
     from monitor.broker import BrokerError
     from monitor.inputs import InputError
 
@@ -99,7 +103,9 @@ def _explain(exc: Exception, settings: Settings) -> None:
     except ImportError:  # pragma: no cover
         return
     if isinstance(exc, NoBrokersAvailable):
-        raise Failure(f"no Kafka broker at {settings.kafka_bootstrap} (FINSENT_KAFKA_BOOTSTRAP); start one with `finsent broker`") from None
+        raise Failure(
+            f"no Kafka broker at {settings.kafka_bootstrap} (FINSENT_KAFKA_BOOTSTRAP); start one with `finsent broker`"
+        ) from None
 
 
 def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
@@ -142,7 +148,9 @@ def migrate_cmd(settings: Settings) -> None:
 
 # --------------------------------------------------------------------------- broker
 @main.command("broker")
-@click.option("--port", type=int, default=None, help="Port to listen on (default: the port of FINSENT_KAFKA_BOOTSTRAP, 9092).")
+@click.option(
+    "--port", type=int, default=None, help="Port to listen on (default: the port of FINSENT_KAFKA_BOOTSTRAP, 9092)."
+)
 @click.option("--partitions", type=int, default=3, show_default=True, help="Partitions of the topics it creates.")
 @with_settings()
 def broker_cmd(settings: Settings, port: int | None, partitions: int) -> None:
@@ -158,7 +166,9 @@ def broker_cmd(settings: Settings, port: int | None, partitions: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with broker:
-        click.echo(f"embedded broker on {broker.bootstrap}; topics {', '.join(broker.topics)} ({partitions} partitions). Ctrl-C stops it.")
+        click.echo(
+            f"embedded broker on {broker.bootstrap}; topics {', '.join(broker.topics)} ({partitions} partitions). Ctrl-C stops it."
+        )
         try:
             while not stop.is_set() and broker.proc is not None and broker.proc.poll() is None:
                 stop.wait(0.5)
@@ -201,8 +211,13 @@ def column_options(fn: F) -> F:
     for name, default in reversed(
         [("text", "text"), ("time", "published_at"), ("entity", "entity"), ("source", "source"), ("id", "id")]
     ):
-        fn = click.option(f"--{name}-column", f"{name}_column", default=default, show_default=True,
-                          help=f"Input column holding the {name}.")(fn)
+        fn = click.option(
+            f"--{name}-column",
+            f"{name}_column",
+            default=default,
+            show_default=True,
+            help=f"Input column holding the {name}.",
+        )(fn)
     return fn
 
 
@@ -210,8 +225,11 @@ def _columns(kw: dict[str, Any]) -> Any:
     from monitor.inputs import Columns
 
     return Columns(
-        text=kw.pop("text_column"), time=kw.pop("time_column"), entity=kw.pop("entity_column"),
-        source=kw.pop("source_column"), id=kw.pop("id_column"),
+        text=kw.pop("text_column"),
+        time=kw.pop("time_column"),
+        entity=kw.pop("entity_column"),
+        source=kw.pop("source_column"),
+        id=kw.pop("id_column"),
     )
 
 
@@ -309,7 +327,9 @@ def replay_cmd(settings: Settings, file: str, notify: bool, batch_size: int | No
 @main.command("classify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--text-column", default="text", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write JSON lines here (default: stdout).")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), default=None, help="Write JSON lines here (default: stdout)."
+)
 @click.option("--model", default=None, help="Model directory, or 'test-double' (FINSENT_MODEL).")
 @with_settings(model="model")
 def classify_cmd(settings: Settings, file: str, text_column: str, output: str | None) -> None:
@@ -317,8 +337,14 @@ def classify_cmd(settings: Settings, file: str, text_column: str, output: str | 
     from monitor.engine import classify_file
 
     try:
-        n = classify_file(file, text_column, output, model=settings.model or None,
-                          batch_size=settings.inference_batch_size, device=settings.device)
+        n = classify_file(
+            file,
+            text_column,
+            output,
+            model=settings.model or None,
+            batch_size=settings.inference_batch_size,
+            device=settings.device,
+        )
     except ValueError as exc:
         raise Failure(str(exc)) from None
     if output:
@@ -365,8 +391,9 @@ def evaluate_cmd(ctx: click.Context) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
 @click.option("--db", "db_url", help="Database URL for the end-to-end run (default: a temporary SQLite file).")
 @click.pass_context
-def bench_cmd(ctx: click.Context, as_json: bool, messages: int, model: str | None, config_path: str | None,
-              db_url: str | None) -> None:
+def bench_cmd(
+    ctx: click.Context, as_json: bool, messages: int, model: str | None, config_path: str | None, db_url: str | None
+) -> None:
     """End-to-end and per-stage throughput, latency and memory, with the naive baseline and the ratio."""
     if ctx.invoked_subcommand is not None:
         return
@@ -429,8 +456,10 @@ def alerts_list_cmd(settings: Settings, as_json: bool, state: str | None, limit:
             click.echo("no alerts")
         for a in items:
             key = a.get("key") or {}
-            click.echo(f"{a.get('id')}  {a.get('state'):<8} {key.get('kind')}={key.get('value')}  "
-                       f"started {a.get('started_at')}  resolved {a.get('resolved_at') or '-'}  {a.get('summary') or ''}")
+            click.echo(
+                f"{a.get('id')}  {a.get('state'):<8} {key.get('kind')}={key.get('value')}  "
+                f"started {a.get('started_at')}  resolved {a.get('resolved_at') or '-'}  {a.get('summary') or ''}"
+            )
 
     _emit(rows, as_json, human)
 
@@ -523,8 +552,14 @@ def silence_add_cmd(settings: Settings, matchers: tuple[str, ...], duration: str
 
     engine = _migrated_engine(settings)
     try:
-        sil = add_silence(engine, list(matchers), now=datetime.now(UTC), duration=_duration(duration),
-                          created_by=author, comment=comment)
+        sil = add_silence(
+            engine,
+            list(matchers),
+            now=datetime.now(UTC),
+            duration=_duration(duration),
+            created_by=author,
+            comment=comment,
+        )
     except ValueError as exc:
         raise Failure(str(exc)) from None
     finally:
@@ -545,8 +580,10 @@ def silence_list_cmd(settings: Settings, include_expired: bool, as_json: bool) -
 
     engine = _migrated_engine(settings)
     try:
-        rows = [dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s)  # type: ignore[arg-type]
-                for s in list_silences(engine, datetime.now(UTC), include_expired=include_expired)]
+        rows = [
+            dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s)  # type: ignore[arg-type]
+            for s in list_silences(engine, datetime.now(UTC), include_expired=include_expired)
+        ]
     finally:
         engine.dispose()
 
@@ -554,8 +591,10 @@ def silence_list_cmd(settings: Settings, include_expired: bool, as_json: bool) -
         if not items:
             click.echo("no silences")
         for r in items:
-            click.echo(f"{r.get('id')}  {r.get('matchers')}  {r.get('starts_at')} -> {r.get('ends_at')}  "
-                       f"by {r.get('created_by')}: {r.get('comment')}")
+            click.echo(
+                f"{r.get('id')}  {r.get('matchers')}  {r.get('starts_at')} -> {r.get('ends_at')}  "
+                f"by {r.get('created_by')}: {r.get('comment')}"
+            )
 
     _emit(rows, as_json, human)
 

@@ -125,7 +125,9 @@ class Channel(_Frozen):
         if self.secret is None and self.secret_env:
             val = os.environ.get(self.secret_env)
             if not val:
-                raise ValueError(f"channel {self.name!r}: environment variable {self.secret_env} (secret_env) is not set")
+                raise ValueError(
+                    f"channel {self.name!r}: environment variable {self.secret_env} (secret_env) is not set"
+                )
             object.__setattr__(self, "secret", SecretStr(val))
         return self
 

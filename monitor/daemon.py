@@ -41,7 +41,9 @@ def _backoff(attempt: int) -> float:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, classifier: Classifier, *, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, classifier: Classifier, *, now: Callable[[], datetime] | None = None
+    ) -> None:
         self.settings = settings
         self.classifier = classifier
         self.now = now or (lambda: datetime.now(UTC))
@@ -86,7 +88,9 @@ class Daemon:
             self._shutdown()
         log.info(
             "stopped: %d stored, %d already stored, %d dead letters",
-            self.totals.inserted, self.totals.duplicates, self.totals.dead_letters,
+            self.totals.inserted,
+            self.totals.duplicates,
+            self.totals.dead_letters,
         )
         return 0
 
@@ -108,8 +112,12 @@ class Daemon:
                 attempt += 1
                 metrics.RETRIES.labels("database").inc()
                 delay = _backoff(attempt)
-                log.warning("database %s not reachable (%s); retrying in %.1fs",
-                            redact_url(self.settings.database_url), _short(exc), delay)
+                log.warning(
+                    "database %s not reachable (%s); retrying in %.1fs",
+                    redact_url(self.settings.database_url),
+                    _short(exc),
+                    delay,
+                )
                 self.health.beat(state="waiting for database")
                 self._wait(delay)
 
@@ -140,15 +148,24 @@ class Daemon:
                     max_partition_fetch_bytes=8 * 1024 * 1024,
                     reconnect_backoff_max_ms=5000,
                 )
-                log.info("consuming %s as group %r from %s", ",".join(self.settings.kafka_topics),
-                         self.settings.kafka_group, self.settings.kafka_bootstrap)
+                log.info(
+                    "consuming %s as group %r from %s",
+                    ",".join(self.settings.kafka_topics),
+                    self.settings.kafka_group,
+                    self.settings.kafka_bootstrap,
+                )
                 self.health.beat(state="consuming")
                 return
             except KafkaError as exc:
                 attempt += 1
                 metrics.RETRIES.labels("kafka").inc()
                 delay = _backoff(attempt)
-                log.warning("Kafka at %s not reachable (%s); retrying in %.1fs", self.settings.kafka_bootstrap, _short(exc), delay)
+                log.warning(
+                    "Kafka at %s not reachable (%s); retrying in %.1fs",
+                    self.settings.kafka_bootstrap,
+                    _short(exc),
+                    delay,
+                )
                 self.health.beat(state="waiting for kafka")
                 self._wait(delay)
 
@@ -175,7 +192,9 @@ class Daemon:
         from kafka.structs import OffsetAndMetadata
 
         self.health.beat()
-        polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records)
+        polled = self.consumer.poll(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
+        )
         self._maybe_report_lag()
         if not polled:
             return
@@ -258,8 +277,12 @@ class Daemon:
                 attempt += 1
                 metrics.RETRIES.labels("database").inc()
                 delay = _backoff(attempt)
-                log.warning("database unavailable (%s); holding %d records uncommitted, retry in %.1fs",
-                            _short(exc), len(records), delay)
+                log.warning(
+                    "database unavailable (%s); holding %d records uncommitted, retry in %.1fs",
+                    _short(exc),
+                    len(records),
+                    delay,
+                )
                 self._waiting_for_db = True
                 self.health.status["state"] = "waiting for database"
                 if self.stop_event.wait(delay):
@@ -281,7 +304,9 @@ class Daemon:
 
         if self.producer is None:
             self.producer = KafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap.split(","), acks="all", retries=5,
+                bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+                acks="all",
+                retries=5,
                 max_request_size=max(1_048_576, self.settings.max_message_bytes * 6),
             )
         by_coord = {(r.topic, r.partition, r.offset): r for r in records}
@@ -308,7 +333,9 @@ class Daemon:
         except CommitFailedError as exc:
             # The group rebalanced while we worked; the batch is stored, the new owner of
             # these partitions replays it and the store recognises every document.
-            log.warning("offset commit rejected after a rebalance (%s); the batch will be replayed harmlessly", _short(exc))
+            log.warning(
+                "offset commit rejected after a rebalance (%s); the batch will be replayed harmlessly", _short(exc)
+            )
         except KafkaError as exc:
             log.warning("offset commit failed (%s); the batch will be replayed harmlessly", _short(exc))
 

@@ -69,22 +69,46 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
         print(f"broker      {broker.bootstrap} (embedded tansu, in memory)", flush=True)
         env = _child_env(settings, broker.bootstrap)
         run_log = (workdir / "daemon.log").open("ab")
-        children.append(subprocess.Popen([sys.executable, "-m", "monitor.cli", "run"], env=env, stdout=run_log, stderr=subprocess.STDOUT))
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "monitor.cli", "run"], env=env, stdout=run_log, stderr=subprocess.STDOUT
+            )
+        )
         print(f"daemon      finsent run (log: {workdir / 'daemon.log'})", flush=True)
         if dashboard:
             dash_log = (workdir / "dashboard.log").open("ab")
-            children.append(subprocess.Popen([sys.executable, "-m", "monitor.cli", "dashboard"], env=env, stdout=dash_log, stderr=subprocess.STDOUT))
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "monitor.cli", "dashboard"],
+                    env=env,
+                    stdout=dash_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
             url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
             print(f"dashboard   {url}  (log: {workdir / 'dashboard.log'})", flush=True)
         feed = workdir / "sample-feed.jsonl"
         planted = write_sample_feed(feed, minutes, datetime.now(UTC))
-        print(f"sample feed {planted['messages']} messages, planted surges {planted['surges']}, decoy {planted['decoys']}", flush=True)
-        print(f"database    {settings.database_url}   (watch: finsent stats --json --db {settings.database_url})", flush=True)
+        print(
+            f"sample feed {planted['messages']} messages, planted surges {planted['surges']}, decoy {planted['decoys']}",
+            flush=True,
+        )
+        print(
+            f"database    {settings.database_url}   (watch: finsent stats --json --db {settings.database_url})",
+            flush=True,
+        )
         print("Ctrl-C stops everything.", flush=True)
         producer = threading.Thread(
-            target=lambda: produce_file(settings.model_copy(update={"kafka_bootstrap": broker.bootstrap}), feed,
-                                        settings.kafka_topics[0], Columns(), rate=rate, progress=False),
-            name="demo-feed", daemon=True,
+            target=lambda: produce_file(
+                settings.model_copy(update={"kafka_bootstrap": broker.bootstrap}),
+                feed,
+                settings.kafka_topics[0],
+                Columns(),
+                rate=rate,
+                progress=False,
+            ),
+            name="demo-feed",
+            daemon=True,
         )
         producer.start()
         while not stop.is_set():

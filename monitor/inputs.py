@@ -95,5 +95,7 @@ def check_columns(path: str | Path, cols: Columns) -> None:
         if row is None:
             continue
         if cols.text not in row:
-            raise InputError(f"column {cols.text!r} not in {str(path)!r}; columns are {sorted(row)} (use --text-column)")
+            raise InputError(
+                f"column {cols.text!r} not in {str(path)!r}; columns are {sorted(row)} (use --text-column)"
+            )
         return

@@ -22,17 +22,30 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 CONSUMED = Counter("finsent_messages_consumed_total", "Kafka records polled", ["topic"], registry=REGISTRY)
 STORED = Counter("finsent_documents_stored_total", "new documents stored", registry=REGISTRY)
-DUPLICATES = Counter("finsent_duplicates_skipped_total", "records whose document id was already stored", registry=REGISTRY)
-NEAR_DUPLICATES = Counter("finsent_near_duplicates_total", "new documents that near-copy an earlier one", registry=REGISTRY)
+DUPLICATES = Counter(
+    "finsent_duplicates_skipped_total", "records whose document id was already stored", registry=REGISTRY
+)
+NEAR_DUPLICATES = Counter(
+    "finsent_near_duplicates_total", "new documents that near-copy an earlier one", registry=REGISTRY
+)
 DEAD_LETTERS = Counter("finsent_dead_letters_total", "records sent to the dead letters", ["topic"], registry=REGISTRY)
 BATCH_SIZE = Histogram(
-    "finsent_batch_size", "records per poll batch", buckets=(1, 8, 32, 64, 128, 256, 512, 1024, 4096, 16384), registry=REGISTRY
+    "finsent_batch_size",
+    "records per poll batch",
+    buckets=(1, 8, 32, 64, 128, 256, 512, 1024, 4096, 16384),
+    registry=REGISTRY,
 )
 BATCH_SECONDS = Histogram(
-    "finsent_batch_seconds", "seconds from poll to offsets committed", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=REGISTRY
+    "finsent_batch_seconds",
+    "seconds from poll to offsets committed",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
 )
 CLASSIFY_SECONDS = Histogram(
-    "finsent_classifier_seconds", "seconds in the classifier per batch", buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY
+    "finsent_classifier_seconds",
+    "seconds in the classifier per batch",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+    registry=REGISTRY,
 )
 LAG = Gauge("finsent_consumer_lag", "records behind the partition's end", ["topic", "partition"], registry=REGISTRY)
 RETRIES = Counter("finsent_retries_total", "waits on an unavailable dependency", ["dependency"], registry=REGISTRY)
@@ -81,7 +94,9 @@ def serve(port: int, health: Health, host: str = "0.0.0.0") -> WSGIServer | None
     try:
         server = make_server(host, port, app, handler_class=_QuietHandler)
     except OSError as exc:
-        raise RuntimeError(f"cannot serve metrics on port {port}: {exc.strerror} (setting metrics_port / FINSENT_METRICS_PORT)") from None
+        raise RuntimeError(
+            f"cannot serve metrics on port {port}: {exc.strerror} (setting metrics_port / FINSENT_METRICS_PORT)"
+        ) from None
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     log.info("metrics and health on %s port %d (paths /metrics and /healthz)", host, port)
     return server

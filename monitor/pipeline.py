@@ -57,7 +57,9 @@ class BatchProcessor:
         self.settings = settings
         self.classifier = classifier
         self.store = store
-        self.matcher = EntityMatcher(WatchEntity(e.symbol, (*e.aliases, *([e.name] if e.name else []))) for e in settings.entities)
+        self.matcher = EntityMatcher(
+            WatchEntity(e.symbol, (*e.aliases, *([e.name] if e.name else []))) for e in settings.entities
+        )
         self.bands = _bands_fn(settings)
         self.max_future_skew = timedelta(seconds=settings.max_future_skew_seconds)
         self.timings = Timings()
@@ -92,10 +94,22 @@ class BatchProcessor:
         except Exception as exc:
             if len(docs) == 1:
                 d = docs[0]
-                log.error("classifier fails on %s[%s]@%s; sent to dead letters", d.kafka_topic, d.kafka_partition, d.kafka_offset)
+                log.error(
+                    "classifier fails on %s[%s]@%s; sent to dead letters",
+                    d.kafka_topic,
+                    d.kafka_partition,
+                    d.kafka_offset,
+                )
                 raw = d.text.encode("utf-8", "replace")
-                return [], [Rejection(f"classifier failed: {type(exc).__name__}: {exc}"[:500], raw,
-                                      d.kafka_topic or "", d.kafka_partition or 0, d.kafka_offset or 0)]
+                return [], [
+                    Rejection(
+                        f"classifier failed: {type(exc).__name__}: {exc}"[:500],
+                        raw,
+                        d.kafka_topic or "",
+                        d.kafka_partition or 0,
+                        d.kafka_offset or 0,
+                    )
+                ]
         mid = len(docs) // 2
         a_ok, a_bad = self.classify(docs[:mid])
         b_ok, b_bad = self.classify(docs[mid:])
@@ -103,7 +117,9 @@ class BatchProcessor:
 
     def enrich(self, pairs: Sequence[tuple[Document, Prediction]]) -> list[Classified]:
         return [
-            Classified(doc=d, pred=p, entities=tuple(self.matcher.match(d.text, d.tickers)), bands=tuple(self.bands(d.text)))
+            Classified(
+                doc=d, pred=p, entities=tuple(self.matcher.match(d.text, d.tickers)), bands=tuple(self.bands(d.text))
+            )
             for d, p in pairs
         ]
 
@@ -125,7 +141,9 @@ class BatchProcessor:
         pairs, poison = self.classify(docs)
         return self.process_classified(self.enrich(pairs), [*rejected, *poison], now)
 
-    def process_classified(self, items: Sequence[Classified], rejected: Sequence[Rejection], now: datetime) -> BatchResult:
+    def process_classified(
+        self, items: Sequence[Classified], rejected: Sequence[Rejection], now: datetime
+    ) -> BatchResult:
         """Store a batch; a record the database refuses is isolated into the dead letters.
 
         Connection problems (OperationalError, InterfaceError) propagate: the caller waits
@@ -142,12 +160,21 @@ class BatchProcessor:
                 if not items:
                     raise
                 d = items[0].doc
-                reason = f"database refused the record: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0][:300]}"
+                reason = (
+                    f"database refused the record: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0][:300]}"
+                )
                 log.error("%s[%s]@%s: %s", d.kafka_topic, d.kafka_partition, d.kafka_offset, reason)
-                bad = Rejection(reason, d.text.encode("utf-8", "replace")[:100_000], d.kafka_topic or "",
-                                d.kafka_partition or 0, d.kafka_offset or 0)
+                bad = Rejection(
+                    reason,
+                    d.text.encode("utf-8", "replace")[:100_000],
+                    d.kafka_topic or "",
+                    d.kafka_partition or 0,
+                    d.kafka_offset or 0,
+                )
                 return self.store.write_batch([], [*rejected, bad], now)
-            log.warning("database refused a batch of %d (%s); bisecting to find the record", len(items), type(exc.orig).__name__)
+            log.warning(
+                "database refused a batch of %d (%s); bisecting to find the record", len(items), type(exc.orig).__name__
+            )
         mid = len(items) // 2
         a = self.process_classified(items[:mid], rejected, now)
         b = self.process_classified(items[mid:], [], now)

@@ -63,19 +63,25 @@ def _key(msg: dict[str, Any]) -> bytes | None:
     return str(v).encode() if v not in (None, "") else None
 
 
-def produce_file(settings: Settings, path: str | Path, topic: str, cols: Columns, rate: float | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+def produce_file(
+    settings: Settings, path: str | Path, topic: str, cols: Columns, rate: float | None = None, progress: bool = True
+) -> dict[str, Any]:
     from kafka import KafkaProducer
     from tqdm import tqdm
 
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all", linger_ms=20, retries=10,
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        acks="all",
+        linger_ms=20,
+        retries=10,
         max_request_size=max(1_048_576, settings.max_message_bytes * 6),
     )
     sent = 0
     t0 = time.monotonic()
     try:
-        for value, key, ts in tqdm(iter_messages(path, cols), desc=f"produce {topic}", unit="msg", disable=not progress):
+        for value, key, ts in tqdm(
+            iter_messages(path, cols), desc=f"produce {topic}", unit="msg", disable=not progress
+        ):
             producer.send(topic, value=value, key=key, timestamp_ms=ts)
             sent += 1
             if rate:
@@ -86,4 +92,9 @@ def produce_file(settings: Settings, path: str | Path, topic: str, cols: Columns
     finally:
         producer.close(timeout=10)
     elapsed = time.monotonic() - t0
-    return {"topic": topic, "sent": sent, "seconds": round(elapsed, 2), "msgs_per_s": round(sent / elapsed, 1) if elapsed else None}
+    return {
+        "topic": topic,
+        "sent": sent,
+        "seconds": round(elapsed, 2),
+        "msgs_per_s": round(sent / elapsed, 1) if elapsed else None,
+    }

@@ -42,7 +42,9 @@ def detect_and_alert(engine: Engine, settings: Settings, now: datetime) -> int:
 def start_background(engine: Engine, settings: Settings, now: Callable[[], datetime]) -> BackgroundScheduler:
     from monitor.sender import register_jobs
 
-    sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+    sched = BackgroundScheduler(
+        timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+    )
     store = Store(engine)
     horizon = timedelta(minutes=settings.detect.novelty_horizon_minutes)
 
@@ -51,8 +53,12 @@ def start_background(engine: Engine, settings: Settings, now: Callable[[], datet
         try:
             detect_and_alert(engine, settings, t)
         except Exception as exc:
-            log.error("detector tick at %s failed (%s: %s); the next tick retries", t.isoformat(), type(exc).__name__,
-                      str(exc).splitlines()[0][:300] if str(exc) else "")
+            log.error(
+                "detector tick at %s failed (%s: %s); the next tick retries",
+                t.isoformat(),
+                type(exc).__name__,
+                str(exc).splitlines()[0][:300] if str(exc) else "",
+            )
 
     def prune_job() -> None:
         try:

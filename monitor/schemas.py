@@ -166,8 +166,15 @@ def _clean_text(text: str) -> str:
     return text.replace("\x00", "").strip()
 
 
-def to_document(obj: dict[str, Any], *, record_time: datetime, max_future_skew: timedelta,
-                topic: str | None = None, partition: int | None = None, offset: int | None = None) -> Document:
+def to_document(
+    obj: dict[str, Any],
+    *,
+    record_time: datetime,
+    max_future_skew: timedelta,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> Document:
     """Validate a decoded object; raises `_Invalid` with the reason."""
     if _depth(obj) > MAX_DEPTH:
         raise _Invalid(f"JSON is nested deeper than {MAX_DEPTH} levels")
@@ -246,7 +253,7 @@ def decode(
     try:
         s = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return reject(f"value is not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
+        return reject(f"value is not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})")
     try:
         obj = json.loads(s, parse_constant=_reject_constant)
     except _Invalid as exc:
@@ -262,7 +269,13 @@ def decode(
     if _depth(obj) > MAX_DEPTH:
         return reject(f"JSON is nested deeper than {MAX_DEPTH} levels")
     try:
-        return to_document(obj, record_time=record_time, max_future_skew=max_future_skew,
-                           topic=topic, partition=partition, offset=offset)
+        return to_document(
+            obj,
+            record_time=record_time,
+            max_future_skew=max_future_skew,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
     except _Invalid as exc:
         return reject(str(exc))

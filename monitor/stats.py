@@ -18,8 +18,12 @@ def collect(settings: Settings) -> dict[str, Any]:
 
         upgrade(settings.database_url, engine)
         with engine.connect() as conn:
-            by_state: dict[str, int] = dict(conn.execute(select(alerts.c.state, func.count()).group_by(alerts.c.state)).all())
-            by_status: dict[str, int] = dict(conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all())
+            by_state: dict[str, int] = dict(
+                conn.execute(select(alerts.c.state, func.count()).group_by(alerts.c.state)).all()
+            )
+            by_status: dict[str, int] = dict(
+                conn.execute(select(notifications.c.status, func.count()).group_by(notifications.c.status)).all()
+            )
             newest = conn.execute(select(func.max(documents.c.published_at))).scalar()
             return {
                 "documents": table_count(conn, documents),

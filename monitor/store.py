@@ -78,7 +78,9 @@ class CountAccumulator:
     """Per (key, minute) deltas for one batch, applied as sorted upserts (no deadlocks)."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str, datetime], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_COLUMNS, 0))
+        self._rows: dict[tuple[str, str, datetime], dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(COUNT_COLUMNS, 0)
+        )
 
     def add(self, published_at: datetime, topic: str | None, entities: Iterable[str], delta: dict[str, int]) -> None:
         minute = _minute(published_at)
@@ -153,7 +155,9 @@ def write_batch(
         counts.add(it.doc.published_at, it.pred.topic, it.entities, _delta(it.pred.sentiment, it.doc.id not in dup_of))
 
     ent_rows = [
-        {"document_id": it.doc.id, "entity": e[:64], "published_at": it.doc.published_at} for it in new for e in it.entities
+        {"document_id": it.doc.id, "entity": e[:64], "published_at": it.doc.published_at}
+        for it in new
+        for e in it.entities
     ]
     if ent_rows:
         conn.execute(_insert(conn, document_entities).on_conflict_do_nothing(), ent_rows)
@@ -316,8 +320,12 @@ def recount(conn: Connection) -> dict[tuple[str, str, datetime], dict[str, int]]
     acc = CountAccumulator()
     for _id, ts, topic, sentiment, ents, dup in conn.execute(
         select(
-            documents.c.id, documents.c.published_at, documents.c.topic, documents.c.sentiment,
-            documents.c.entities, documents.c.duplicate_of,
+            documents.c.id,
+            documents.c.published_at,
+            documents.c.topic,
+            documents.c.sentiment,
+            documents.c.entities,
+            documents.c.duplicate_of,
         )
     ):
         acc.add(ts, topic, ents or (), _delta(sentiment, dup is None))

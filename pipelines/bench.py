@@ -49,7 +49,12 @@ class OnePerCall:
 
 def hardware() -> dict[str, Any]:
     cpu = cpu_model()
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
     try:
         import torch
 
@@ -78,8 +83,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_daemon(settings: Settings, classifier: Classifier, topic: str, values: list[bytes], bootstrap: str,
-                rate: float | None) -> dict[str, Any]:
+def _run_daemon(
+    settings: Settings, classifier: Classifier, topic: str, values: list[bytes], bootstrap: str, rate: float | None
+) -> dict[str, Any]:
     """Run the real daemon loop in a thread on `topic`; produce `values` (pre-loaded or at `rate`)."""
     from kafka import KafkaProducer
 
@@ -87,8 +93,14 @@ def _run_daemon(settings: Settings, classifier: Classifier, topic: str, values: 
     from monitor.daemon import Daemon
 
     create_topics(bootstrap, [topic, f"{topic}.dlq"], partitions=3)
-    s = settings.model_copy(update={"kafka_bootstrap": bootstrap, "kafka_topics": (topic,), "kafka_group": f"bench-{topic}",
-                                    "metrics_port": 0})
+    s = settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "kafka_topics": (topic,),
+            "kafka_group": f"bench-{topic}",
+            "metrics_port": 0,
+        }
+    )
     daemon = Daemon(s, classifier)
     stored: list[tuple[float, float]] = []  # (produce ts, stored ts) per record
     done = threading.Event()
@@ -176,7 +188,9 @@ def _stages(settings: Settings, classifier: Classifier, values: list[bytes], db_
     }
 
 
-def run_bench(settings: Settings, n_messages: int = 4000, db_given: bool = False, naive_messages: int | None = None) -> dict[str, Any]:
+def run_bench(
+    settings: Settings, n_messages: int = 4000, db_given: bool = False, naive_messages: int | None = None
+) -> dict[str, Any]:
     from monitor.broker import EmbeddedBroker
     from monitor.cli import build_classifier
 
@@ -186,26 +200,40 @@ def run_bench(settings: Settings, n_messages: int = 4000, db_given: bool = False
     classifier = build_classifier(settings)
     values = _messages(n_messages, seed=1)
     naive_n = naive_messages or max(200, min(n_messages, 1000))
-    result: dict[str, Any] = {"hardware": hardware(), "model_version": classifier.model_version,
-                              "messages": n_messages, "batch_max_records": settings.batch_max_records,
-                              "database": db_url.split(":", 1)[0]}
+    result: dict[str, Any] = {
+        "hardware": hardware(),
+        "model_version": classifier.model_version,
+        "messages": n_messages,
+        "batch_max_records": settings.batch_max_records,
+        "database": db_url.split(":", 1)[0],
+    }
     with EmbeddedBroker() as broker:
         peak = _run_daemon(settings, classifier, "bench-peak", values, broker.bootstrap, rate=None)
         result["end_to_end"] = peak
         result["msgs_per_s"] = peak.get("msgs_per_s")
         half = max(1.0, (peak.get("msgs_per_s") or 100.0) / 2)
-        paced = _run_daemon(settings, classifier, "bench-half", _messages(min(n_messages, int(half * 20)), seed=2),
-                            broker.bootstrap, rate=half)
+        paced = _run_daemon(
+            settings,
+            classifier,
+            "bench-half",
+            _messages(min(n_messages, int(half * 20)), seed=2),
+            broker.bootstrap,
+            rate=half,
+        )
         result["at_half_peak"] = {"rate": round(half, 1), **paced}
         result["p50_latency_s"] = paced.get("p50_latency_s")
         result["p99_latency_s"] = paced.get("p99_latency_s")
-        naive = _run_daemon(settings, OnePerCall(classifier), "bench-naive", _messages(naive_n, seed=3), broker.bootstrap, rate=None)
+        naive = _run_daemon(
+            settings, OnePerCall(classifier), "bench-naive", _messages(naive_n, seed=3), broker.bootstrap, rate=None
+        )
         result["naive"] = naive
         result["naive_msgs_per_s"] = naive.get("msgs_per_s")
     if result["msgs_per_s"] and result["naive_msgs_per_s"]:
         result["ratio"] = round(result["msgs_per_s"] / result["naive_msgs_per_s"], 2)
     else:
         result["ratio"] = None
-    result["stages"] = _stages(settings, classifier, _messages(min(n_messages, 4000), seed=4), f"sqlite:///{tmp / 'stages.db'}")
+    result["stages"] = _stages(
+        settings, classifier, _messages(min(n_messages, 4000), seed=4), f"sqlite:///{tmp / 'stages.db'}"
+    )
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result

@@ -576,11 +576,18 @@ def seed_topic_window(engine, topic: str, at: datetime, counts: dict[str, tuple[
         for i in range(n + 1):
             dup = i == n
             doc_id = f"{topic[:5]}-{sym}-{i}"
-            docs.append(dict(
-                id=doc_id, text=f"{sym} story {i} on {topic}", published_at=at - timedelta(minutes=14, seconds=-i),
-                ingested_at=at, topic=topic, sentiment="negative" if i < neg or dup else "neutral",
-                sentiment_score=0.9, duplicate_of=f"{topic[:5]}-{sym}-0" if dup else None,
-            ))
+            docs.append(
+                dict(
+                    id=doc_id,
+                    text=f"{sym} story {i} on {topic}",
+                    published_at=at - timedelta(minutes=14, seconds=-i),
+                    ingested_at=at,
+                    topic=topic,
+                    sentiment="negative" if i < neg or dup else "neutral",
+                    sentiment_score=0.9,
+                    duplicate_of=f"{topic[:5]}-{sym}-0" if dup else None,
+                )
+            )
             ents.append(dict(document_id=doc_id, entity=sym, published_at=docs[-1]["published_at"]))
     with engine.begin() as c:
         c.execute(documents.insert(), docs)
@@ -593,14 +600,24 @@ def test_topic_alert_echoing_a_company_alert_is_inhibited_until_the_company_reso
     routes = (Route(channels=("hook",), key_kind="entity"), Route(channels=("slack",), key_kind="topic"))
     # Both inhibitions on: the echoed topic must not in turn mute the company that explains it.
     s = make_settings(
-        receiver.base, channels=("hook", "slack"), routes=routes,
-        inhibit_topic_by_entity=True, inhibit_entity_by_topic=True,
+        receiver.base,
+        channels=("hook", "slack"),
+        routes=routes,
+        inhibit_topic_by_entity=True,
+        inhibit_entity_by_topic=True,
     )
     earn, moves, macro = Key("topic", "Earnings"), Key("topic", "Stock Movement"), Key("topic", "Macro")
 
     def sig(key: Key, at: datetime, neg: int, total: int, topic: str | None = None) -> Signal:
-        numbers = {"window_negative": neg, "window_total": total, "share": neg / total, "shrunk_baseline": 0.1,
-                   "baseline_share": 0.1, "lift": 3.0, "p_value": 1e-7}
+        numbers = {
+            "window_negative": neg,
+            "window_total": total,
+            "share": neg / total,
+            "shrunk_baseline": 0.1,
+            "baseline_share": 0.1,
+            "lift": 3.0,
+            "p_value": 1e-7,
+        }
         return Signal(key, at, at - timedelta(minutes=15), True, False, numbers, topic=topic)
 
     # Earnings: 60 novel documents, 24 negative (6 expected, excess 18). The 20 naming AAPL
@@ -611,22 +628,31 @@ def test_topic_alert_echoing_a_company_alert_is_inhibited_until_the_company_reso
     seed_topic_window(engine, "Stock Movement", T0, {"AAPL": (8, 6), "KO": (12, 2)})
     # Macro surges on its own: 15 of 30 negative, none naming AAPL.
     seed_topic_window(engine, "Macro", T0, {"JPM": (30, 15)})
-    signals = [sig(earn, T0, 24, 60), sig(moves, T0, 8, 20), sig(macro, T0, 15, 30),
-               sig(AAPL, T0, 20, 28, topic="Earnings")]
+    signals = [
+        sig(earn, T0, 24, 60),
+        sig(moves, T0, 8, 20),
+        sig(macro, T0, 15, 30),
+        sig(AAPL, T0, 20, 28, topic="Earnings"),
+    ]
     apply_signals(engine, s, signals, T0)
     send_due(engine, s, T0)
     assert [q.json()["alerts"][0]["key"]["value"] for q in receiver.on("/webhook")] == ["AAPL"]
     slack = receiver.on("/slack")
     assert len(slack) == 1 and "Macro" in text_of(slack[0])
     assert "Earnings" not in text_of(slack[0]) and "Stock Movement" not in text_of(slack[0])
-    muted = {r["payload"]["message"]["alert_id"]: r["payload"]["message"]["reasons"]
-             for r in rows(engine) if r["status"] == "silenced"}
+    muted = {
+        r["payload"]["message"]["alert_id"]: r["payload"]["message"]["reasons"]
+        for r in rows(engine)
+        if r["status"] == "silenced"
+    }
     by_key = {a["key"]["value"]: a["id"] for a in list_alerts(engine)}
     assert muted == {by_key["Earnings"]: ["inhibited:entity=AAPL"], by_key["Stock Movement"]: ["inhibited:entity=AAPL"]}
 
     # AAPL resolves while Earnings keeps surging: the topic alert is now its own news.
     t1 = T0 + timedelta(minutes=20)
-    apply_signals(engine, s, [sig(earn, t1, 40, 200), sig(moves, t1, 8, 20), sig(macro, t1, 15, 30), calm(AAPL, t1)], t1)
+    apply_signals(
+        engine, s, [sig(earn, t1, 40, 200), sig(moves, t1, 8, 20), sig(macro, t1, 15, 30), calm(AAPL, t1)], t1
+    )
     states = {a["key"]["value"]: a["state"] for a in list_alerts(engine)}
     assert states == {"Earnings": "firing", "Stock Movement": "firing", "Macro": "firing", "AAPL": "resolved"}
     send_due(engine, s, t1)

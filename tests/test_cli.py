@@ -34,24 +34,35 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
 
 def test_bad_setting_is_one_line_nonzero(tmp_path: Path) -> None:
     env = {**os.environ, "FINSENT_METRICS_PORT": "not-a-port"}
-    p = subprocess.run([sys.executable, "-m", "monitor.cli", "stats", "--db", f"sqlite:///{tmp_path}/x.db"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "stats", "--db", f"sqlite:///{tmp_path}/x.db"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode != 0
     err = [ln for ln in p.stderr.strip().splitlines() if ln]
     assert len(err) == 1 and "FINSENT_METRICS_PORT" in err[0], p.stderr
 
 
 def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
-    p = subprocess.run([sys.executable, "-m", "monitor.cli", "stats", "--db", "postgresql://nobody:pw@127.0.0.1:1/none"],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "stats", "--db", "postgresql://nobody:pw@127.0.0.1:1/none"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 1
     assert "not reachable" in p.stderr and "pw@" not in p.stderr
 
 
 def test_config_masks_secrets(tmp_path: Path) -> None:
     cfg = tmp_path / "f.toml"
-    cfg.write_text('[[channels]]\nname = "desk"\ntype = "dingtalk"\n'
-                   'url = "https://oapi.dingtalk.com/robot/send?access_token=TOPSECRETTOKEN"\nsecret = "SECabcdef123"\n')
+    cfg.write_text(
+        '[[channels]]\nname = "desk"\ntype = "dingtalk"\n'
+        'url = "https://oapi.dingtalk.com/robot/send?access_token=TOPSECRETTOKEN"\nsecret = "SECabcdef123"\n'
+    )
     r = CliRunner().invoke(main, ["config", "--json", "--config", str(cfg), "--db", "postgresql://u:dbsecret@h/db"])
     assert r.exit_code == 0, r.output
     assert "TOPSECRETTOKEN" not in r.output and "SECabcdef123" not in r.output and "dbsecret" not in r.output
@@ -63,7 +74,7 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
 def test_stats_json_contract_keys(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["stats", "--json", "--db", f"sqlite:///{tmp_path}/s.db"])
     assert r.exit_code == 0, r.output
-    data = json.loads(r.output[r.output.index("{"):])
+    data = json.loads(r.output[r.output.index("{") :])
     assert {"documents", "dead_letters", "alerts", "notifications"} <= set(data)
     assert data["documents"] == 0
 
@@ -80,8 +91,15 @@ def test_broker_fixture_produces_and_consumes_in_a_group(broker, topic_name: str
         p.send(topic_name, key=str(i).encode(), value=f"m{i}".encode())
     p.flush()
     p.close()
-    c = KafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap, group_id=f"g-{topic_name}", auto_offset_reset="earliest",
-                      enable_auto_commit=False, max_poll_interval_ms=10_000, session_timeout_ms=10_000)
+    c = KafkaConsumer(
+        topic_name,
+        bootstrap_servers=broker.bootstrap,
+        group_id=f"g-{topic_name}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_interval_ms=10_000,
+        session_timeout_ms=10_000,
+    )
     got: set[bytes] = set()
     end = time.monotonic() + 60
     while len(got) < 30 and time.monotonic() < end:
@@ -97,15 +115,25 @@ def test_broker_fixture_produces_and_consumes_in_a_group(broker, topic_name: str
 def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     env = {**os.environ, "FINSENT_MODEL": "test-double", "FINSENT_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "demo", "--no-dashboard", "--minutes", "240", "--db", db],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "demo", "--no-dashboard", "--minutes", "240", "--db", db],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         docs = 0
         end = time.monotonic() + 120
         while time.monotonic() < end and docs < 200:
             time.sleep(2)
-            r = subprocess.run([sys.executable, "-m", "monitor.cli", "stats", "--json", "--db", db], env=env,
-                               capture_output=True, text=True, timeout=60)
+            r = subprocess.run(
+                [sys.executable, "-m", "monitor.cli", "stats", "--json", "--db", db],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if r.returncode == 0:
                 docs = json.loads(r.stdout)["documents"]
         assert docs >= 200, f"documents did not arrive (saw {docs})"
@@ -121,13 +149,16 @@ def test_demo_children_read_the_same_config_file(tmp_path: Path) -> None:
     from monitor.demo import _child_env
 
     cfg = tmp_path / "finsent.toml"
-    cfg.write_text('[alerting]\ninhibit_topic_by_entity = true\n[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n')
+    cfg.write_text(
+        '[alerting]\ninhibit_topic_by_entity = true\n[[channels]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n'
+    )
     env = _child_env(load_settings(str(cfg), database_url="sqlite:///demo.db"), "127.0.0.1:9092")
     assert env["FINSENT_CONFIG"] == str(cfg.resolve())
     assert env["FINSENT_KAFKA_BOOTSTRAP"] == "127.0.0.1:9092" and env["FINSENT_DATABASE_URL"] == "sqlite:///demo.db"
     # a child started with that environment (the daemon, the dashboard) sees the file's settings
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "config", "--json"], env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "config", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert got["alerting"]["inhibit_topic_by_entity"] is True and [c["name"] for c in got["channels"]] == ["hook"]

@@ -33,7 +33,9 @@ def test_defaults_match_contract() -> None:
 
 
 def test_precedence_flag_env_toml_default(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = write(tmp_path, 'kafka_group = "toml"\nkafka_bootstrap = "toml:1"\nmetrics_port = 1111\n[detect]\nalpha = 0.01\n')
+    cfg = write(
+        tmp_path, 'kafka_group = "toml"\nkafka_bootstrap = "toml:1"\nmetrics_port = 1111\n[detect]\nalpha = 0.01\n'
+    )
     monkeypatch.setenv("FINSENT_KAFKA_BOOTSTRAP", "env:2")
     monkeypatch.setenv("FINSENT_METRICS_PORT", "2222")
     monkeypatch.setenv("FINSENT_DETECT__MIN_NEGATIVE", "3")
@@ -113,4 +115,8 @@ def test_channel_errors(tmp_path) -> None:
     with pytest.raises(ConfigError, match="type"):
         load_settings(write(tmp_path, '[[channels]]\nname = "a"\ntype = "pager"\nurl = "http://x"\n'))
     with pytest.raises(ConfigError, match="unknown channel"):
-        load_settings(write(tmp_path, '[[channels]]\nname = "a"\ntype = "webhook"\nurl = "http://x"\n[[routes]]\nchannels = ["b"]\n'))
+        load_settings(
+            write(
+                tmp_path, '[[channels]]\nname = "a"\ntype = "webhook"\nurl = "http://x"\n[[routes]]\nchannels = ["b"]\n'
+            )
+        )

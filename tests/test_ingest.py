@@ -102,7 +102,9 @@ class DaemonProc:
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "run", "--model", "test-double"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self) -> None:
@@ -207,7 +209,9 @@ def topic(broker: EmbeddedBroker, topic_name: str) -> str:
     return topic_name
 
 
-def test_sigkill_three_times_loses_and_duplicates_nothing(broker: EmbeddedBroker, topic: str, pg_url: str, tmp_path: Path) -> None:
+def test_sigkill_three_times_loses_and_duplicates_nothing(
+    broker: EmbeddedBroker, topic: str, pg_url: str, tmp_path: Path
+) -> None:
     from monitor.migrate import upgrade
 
     upgrade(pg_url)
@@ -236,7 +240,9 @@ def test_sigkill_three_times_loses_and_duplicates_nothing(broker: EmbeddedBroker
     # The dead-letter topic got the original bytes with the reason in a header.
     from kafka import KafkaConsumer
 
-    c = KafkaConsumer(f"{topic}.dlq", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    c = KafkaConsumer(
+        f"{topic}.dlq", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     dlq = list(c)
     c.close()
     assert len(dlq) >= n_bad  # at-least-once: a killed batch may have been dead-lettered twice

@@ -26,14 +26,26 @@ def js(obj: object) -> bytes:
     ("raw", "check"),
     [
         (js({"text": "Apple beats estimates"}), lambda d: d.published_at == T0 and d.text == "Apple beats estimates"),
-        (js({"text": " padded ", "published_at": "2024-05-01T10:00:00Z"}), lambda d: d.text == "padded" and d.published_at.hour == 10),
-        (js({"text": "x", "published_at": "2024-05-01T12:00:00+02:00"}), lambda d: d.published_at == datetime(2024, 5, 1, 10, tzinfo=UTC)),
-        (js({"text": "x", "published_at": "2024-05-01 09:30:00"}), lambda d: d.published_at == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)),
+        (
+            js({"text": " padded ", "published_at": "2024-05-01T10:00:00Z"}),
+            lambda d: d.text == "padded" and d.published_at.hour == 10,
+        ),
+        (
+            js({"text": "x", "published_at": "2024-05-01T12:00:00+02:00"}),
+            lambda d: d.published_at == datetime(2024, 5, 1, 10, tzinfo=UTC),
+        ),
+        (
+            js({"text": "x", "published_at": "2024-05-01 09:30:00"}),
+            lambda d: d.published_at == datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
+        ),
         (js({"text": "x", "id": "abc-1"}), lambda d: d.id == "abc-1"),
         (js({"text": "x", "id": 17}), lambda d: d.id == "17"),
         (js({"text": "x", "tickers": ["aapl", "$MSFT", "AAPL"]}), lambda d: d.tickers == ("AAPL", "MSFT")),
         (js({"text": "x", "tickers": "TSLA;NVDA"}), lambda d: d.tickers == ("TSLA", "NVDA")),
-        (js({"text": "x", "kind": "Comment", "source": "reddit", "extra": {"a": 1}}), lambda d: d.kind == "comment" and d.meta == {"extra": {"a": 1}}),
+        (
+            js({"text": "x", "kind": "Comment", "source": "reddit", "extra": {"a": 1}}),
+            lambda d: d.kind == "comment" and d.meta == {"extra": {"a": 1}},
+        ),
         (js({"text": "中国平安 利润下滑 😱 \u202eevil"}), lambda d: "中国平安" in d.text),
         (js({"text": "a" * 1_000_000}), lambda d: len(d.text) == 1_000_000),
         (js({"text": "x", "id": "y" * 500}), lambda d: d.id.startswith("h:") and len(d.id) <= 64),
@@ -52,7 +64,7 @@ def test_good_messages(raw: bytes, check) -> None:  # type: ignore[no-untyped-de
     [
         (None, "empty message"),
         (b"", "empty message"),
-        (b"\xff\xfe{\"text\": 1}", "not valid UTF-8"),
+        (b'\xff\xfe{"text": 1}', "not valid UTF-8"),
         (b'{"text": "caf\xc3"}', "not valid UTF-8"),
         (b"not json", "not JSON"),
         (b"[1, 2]", "must be a JSON object, got list"),
@@ -113,8 +125,18 @@ def test_random_bytes_never_raise(raw: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["text", "id", "published_at", "tickers", "kind", "source", "x"]),
-                       st.one_of(st.none(), st.text(max_size=50), st.integers(), st.floats(allow_nan=False), st.lists(st.text(max_size=5), max_size=3))))
+@given(
+    st.dictionaries(
+        st.sampled_from(["text", "id", "published_at", "tickers", "kind", "source", "x"]),
+        st.one_of(
+            st.none(),
+            st.text(max_size=50),
+            st.integers(),
+            st.floats(allow_nan=False),
+            st.lists(st.text(max_size=5), max_size=3),
+        ),
+    )
+)
 def test_random_objects_never_raise(obj: dict) -> None:  # type: ignore[type-arg]
     out = dec(js(obj))
     assert isinstance(out, Document | Rejection)

@@ -87,7 +87,10 @@ def test_near_duplicates_counted_once_in_any_order(migrated: str) -> None:
         assert dup["d1"] is None and dup["d4"] is None
         assert dup["d2"] is not None and dup["d3"] is not None
         assert stored_counts(c) == recount(c)
-        novel = sum(r["novel_total"] for r in c.execute(select(minute_counts).where(minute_counts.c.key_kind == "all")).mappings())
+        novel = sum(
+            r["novel_total"]
+            for r in c.execute(select(minute_counts).where(minute_counts.c.key_kind == "all")).mappings()
+        )
         assert novel == 2
     engine.dispose()  # type: ignore[attr-defined]
 
