@@ -155,3 +155,7 @@ def test_bench_classify_reports_engine_naive_and_the_compute_ceiling(capsys):
     assert c["ceiling_texts_per_s"] == pytest.approx(c["matmul_gflops"] / c["gflop_per_text"], rel=0.01)
     assert c["engine_share"] == pytest.approx(r["engine_texts_per_s"] / c["ceiling_texts_per_s"], rel=0.01)
     assert r["hardware"]["cpu_cores"] >= 1
+    # three alternating rounds, each reported; the headline numbers are their medians
+    assert r["rounds"] == 3 and len(r["engine_rounds_texts_per_s"]) == len(r["naive_rounds_texts_per_s"]) == 3
+    assert r["engine_texts_per_s"] == sorted(r["engine_rounds_texts_per_s"])[1]
+    assert r["naive_texts_per_s"] == sorted(r["naive_rounds_texts_per_s"])[1]
