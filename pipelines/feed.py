@@ -279,10 +279,14 @@ def _fill(template: str, rng: random.Random, name: str, ticker: str) -> str:
         n=f"{rng.randint(12, 9000)}",
         vol=f"{rng.uniform(1.0, 90.0):.1f}",
         price=f"{rng.uniform(8.0, 900.0):.2f}",
-        rev=f"{rng.uniform(0.4, 60.0):.1f}",
     )
-    eps = rng.uniform(0.05, 4.0)  # a per-share result and a consensus above it (for misses)
-    values.update(eps=f"{eps:.2f}", eps_est=f"{eps * rng.uniform(1.08, 1.4):.2f}")
+    if "{eps" in template or "{rev}" in template:
+        # Results figures, drawn only for the templates that use them, so every other text
+        # (and so a seed's whole feed) comes out as it did before they existed.
+        eps = rng.uniform(0.05, 4.0)  # a per-share result and a consensus above it (a miss)
+        values.update(
+            rev=f"{rng.uniform(0.4, 60.0):.1f}", eps=f"{eps:.2f}", eps_est=f"{eps * rng.uniform(1.08, 1.4):.2f}"
+        )
     return template.format(**values)
 
 
