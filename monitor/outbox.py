@@ -156,11 +156,15 @@ def _load_latest(conn: Connection, fps: Sequence[str]) -> dict[str, Alert]:
     return {r["fingerprint"]: _row_to_alert(r) for r in conn.execute(q).mappings()}
 
 
+def _window(a: Alert) -> tuple[datetime, datetime]:
+    """[start, end] of the detector window behind the alert's latest numbers."""
+    return a.window_start or (a.updated_at - timedelta(minutes=15)), a.updated_at
+
+
 def _dominant_topic(conn: Connection, a: Alert) -> str | None:
     """The most frequent topic of an entity's negative documents in the alert's window."""
     d, de = documents.c, document_entities.c
-    end = a.updated_at
-    start = a.window_start or (end - timedelta(minutes=15))
+    start, end = _window(a)
     q = (
         select(d.topic, func.count().label("k"))
         .select_from(documents.join(document_entities, de.document_id == d.id))
@@ -187,8 +191,7 @@ def _company_documents(conn: Connection, firing: Sequence[Alert]) -> dict[str, t
     for a in firing:
         if a.key.kind != "topic":
             continue
-        end = a.updated_at
-        start = a.window_start or (end - timedelta(minutes=15))
+        start, end = _window(a)
         in_window = and_(
             d.topic == a.key.value, d.duplicate_of.is_(None), d.published_at >= start, d.published_at <= end
         )
@@ -461,8 +464,7 @@ def _evidence(conn: Connection, a: Alert, limit: int) -> list[dict[str, Any]]:
     """The most confidently negative novel documents of the key in the alert's window."""
     if limit <= 0:
         return []
-    end = a.updated_at
-    start = a.window_start or (end - timedelta(minutes=15))
+    start, end = _window(a)
     d = documents.c
     q = select(d.id, d.source, d.published_at, d.title, d.text, d.url, d.sentiment_score)
     if a.key.kind == "entity":

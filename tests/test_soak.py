@@ -109,16 +109,20 @@ def _config(tmp_path: Path, base: str) -> Path:
     return cfg
 
 
-def _fired(url: str) -> dict[str, str]:
+def _alerts(url: str) -> list[dict[str, Any]]:
     from monitor.outbox import list_alerts
 
     eng = make_engine(url)
     try:
-        return {a["key"]["value"]: a["state"] for a in list_alerts(eng) if a["state"] in ("firing", "resolved")}
+        return list_alerts(eng)
     except Exception:
-        return {}
+        return []
     finally:
         eng.dispose()
+
+
+def _fired(url: str) -> dict[str, str]:
+    return {a["key"]["value"]: a["state"] for a in _alerts(url) if a["state"] in ("firing", "resolved")}
 
 
 def _rows(url: str, table: Any) -> list[dict[str, Any]]:
@@ -262,17 +266,8 @@ def run_soak(pg: Any, tmp_path: Path, n_messages: int, model: str | None, timeou
         (reason,) = r["payload"]["message"]["reasons"]
         assert reason.startswith("inhibited:entity="), reason
         assert set(reason.removeprefix("inhibited:entity=").split(",")) <= set(fired), (reason, fired)
-    assert not any(a in {m["alert_id"] for m in muted} for a in _planted_alert_ids(url, planted))
-
-
-def _planted_alert_ids(url: str, planted: Any) -> set[str]:
-    from monitor.outbox import list_alerts
-
-    eng = make_engine(url)
-    try:
-        return {a["id"] for a in list_alerts(eng) if a["key"]["value"] in set(planted)}
-    finally:
-        eng.dispose()
+    planted_ids = {a["id"] for a in _alerts(url) if a["key"]["value"] in set(planted)}
+    assert planted_ids and not planted_ids & {m["alert_id"] for m in muted}
 
 
 def _start_real(d: DaemonProc) -> None:
