@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.db import alerts, dead_letters, document_entities, documents, minute_counts, silences
+from monitor.store.schema import alerts, dead_letters, document_entities, documents, minute_counts, silences
 
 Bind = Engine | Connection
 

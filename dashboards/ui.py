@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from dashboards import queries as q
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.db import make_engine, redact_url
+from monitor.store.schema import make_engine, redact_url
 
 QUERY_TTL = 30  # seconds
 RANGES: dict[str, timedelta | None] = {

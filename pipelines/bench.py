@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from monitor.classify import Classifier, Prediction
+from monitor.classify.base import Classifier, Prediction
 from monitor.config import Settings
 from pipelines.hardware import cpu_model
 
@@ -89,8 +89,8 @@ def _run_daemon(
     """Run the real daemon loop in a thread on `topic`; produce `values` (pre-loaded or at `rate`)."""
     from kafka import KafkaProducer
 
-    from monitor.broker import create_topics
-    from monitor.daemon import Daemon
+    from monitor.app.broker import create_topics
+    from monitor.app.daemon import Daemon
 
     create_topics(bootstrap, [topic, f"{topic}.dlq"], partitions=3)
     s = settings.model_copy(
@@ -155,10 +155,10 @@ def _run_daemon(
 
 
 def _stages(settings: Settings, classifier: Classifier, values: list[bytes], db_url: str) -> dict[str, Any]:
-    from monitor.db import make_engine
-    from monitor.migrate import upgrade
-    from monitor.pipeline import BatchProcessor, RawRecord
-    from monitor.store import Store
+    from monitor.store.schema import make_engine
+    from monitor.store.migrate import upgrade
+    from monitor.app.batch import BatchProcessor, RawRecord
+    from monitor.store.repository import Store
 
     upgrade(db_url)
     engine = make_engine(db_url)
@@ -191,7 +191,7 @@ def _stages(settings: Settings, classifier: Classifier, values: list[bytes], db_
 def run_bench(
     settings: Settings, n_messages: int = 4000, db_given: bool = False, naive_messages: int | None = None
 ) -> dict[str, Any]:
-    from monitor.broker import EmbeddedBroker
+    from monitor.app.broker import EmbeddedBroker
     from monitor.cli import build_classifier
 
     tmp = Path(tempfile.mkdtemp(prefix="finsent-bench-"))

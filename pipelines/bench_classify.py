@@ -174,7 +174,7 @@ def compute_ceiling(engine: Any, token_lengths: Sequence[int]) -> dict[str, Any]
     """How many texts/s the hardware could do if the encoder ran its GEMMs at full speed:
     the FLOPs per text against the measured matrix-multiply rate in the engine's precision.
     None for int8 (its kernels are not plain GEMMs)."""
-    from monitor.engine import PRECISION_DTYPES
+    from monitor.classify.engine import PRECISION_DTYPES
 
     dtype = PRECISION_DTYPES.get(engine.precision)
     if dtype is None:
@@ -208,7 +208,7 @@ def bench_classify(
 ) -> dict[str, Any]:
     """Measure engine vs naive texts/s on the same texts (medians of `rounds` alternating
     rounds); ``int8`` is compare|on|off."""
-    from monitor.engine import Engine
+    from monitor.classify.engine import Engine
 
     if threads:
         torch.set_num_threads(threads)

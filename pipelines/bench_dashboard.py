@@ -74,7 +74,7 @@ def hardware() -> dict[str, Any]:
 
 def seed(path: Path, docs: int, days: int, seed_: int = 7) -> dict[str, Any]:
     """Write the synthetic database; returns what was written and how long it took."""
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
 
     t0 = time.perf_counter()
     url = f"sqlite:///{path}"
@@ -222,7 +222,7 @@ def _time(fn: Callable[[], Any], repeat: int) -> float:
 def page_queries(url: str, repeat: int = 3) -> dict[str, Any]:
     """Median seconds of each page's queries with the page's default controls."""
     from dashboards import queries as q
-    from monitor.db import make_engine
+    from monitor.store.schema import make_engine
 
     eng = make_engine(url)
     lo, hi = q.data_bounds(eng)

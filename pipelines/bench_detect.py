@@ -46,7 +46,7 @@ def hardware() -> dict[str, Any]:
 
 def build(path: Path, keys: int, days: int, per_key_day: float, end: datetime, seed: int = 0) -> int:
     """Write minute_counts for `keys` keys over `days` days ending at `end`; returns the row count."""
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
 
     url = f"sqlite:///{path}"
     upgrade(url)
@@ -101,9 +101,9 @@ def run(
     keys: int = 10_000, days: int = 7, per_key_day: float = 30.0, warm_ticks: int = 20, db: str | None = None
 ) -> dict[str, Any]:
     from monitor.config import Settings
-    from monitor.db import make_engine
-    from monitor.detector import Detector, SqlSource, _detectors, tick
-    from monitor.spike import evaluate
+    from monitor.store.schema import make_engine
+    from monitor.detect.detector import Detector, SqlSource, _detectors, tick
+    from monitor.detect.spike import evaluate
 
     end = datetime(2024, 5, 13, 15, 0, tzinfo=UTC)
     tmp = None

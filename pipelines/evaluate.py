@@ -109,7 +109,7 @@ def evaluate(
     precision: str = "auto",
 ) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class report and ECE of the model on one labelled CSV."""
-    from monitor.engine import Engine
+    from monitor.classify.engine import Engine
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, not {task!r}")
@@ -158,7 +158,7 @@ def evaluate_validation(
     precision: str = "auto",
 ) -> dict[str, Any]:
     """Both validation splits ({topic,sent}_valid.csv) with one loaded engine."""
-    from monitor.engine import Engine
+    from monitor.classify.engine import Engine
 
     data = Path(data_dir) if data_dir else default_data_dir()
     eng = Engine(model_dir=model_dir, device=device, batch_size=batch_size, quantize=quantize, precision=precision)

@@ -30,10 +30,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from monitor.clock import WatermarkClock, tick_times
-from monitor.signals import Signal
-from monitor.spike import Params
-from monitor.windows import to_minute
+from monitor.detect.clock import WatermarkClock, tick_times
+from monitor.detect.signals import Signal
+from monitor.detect.spike import Params
+from monitor.detect.windows import to_minute
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def drive(
 def _event_time(msg: dict[str, Any]) -> datetime | None:
     """The row's event time: RFC 3339 / ISO 8601, epoch seconds or milliseconds (also as
     text), or another common format (e.g. "Mon Jan 06 14:05:00 +0000 2020"); None if absent."""
-    from monitor.schemas import _Invalid, parse_time
+    from monitor.ingest.schemas import _Invalid, parse_time
 
     v = msg.get("published_at")
     if v in (None, ""):
@@ -209,19 +209,19 @@ def replay(
     batch_size: int | None = None,
 ) -> ReplayResult:
     """Replay a CSV/JSONL file into `settings.database_url` (or `engine`); returns what happened."""
-    from monitor.db import make_engine
-    from monitor.detector import forget
-    from monitor.detector import tick as detector_tick
-    from monitor.inputs import Columns, read_records, to_message
-    from monitor.pipeline import BatchProcessor
-    from monitor.schemas import Rejection, to_document
-    from monitor.store import Store
+    from monitor.store.schema import make_engine
+    from monitor.detect.detector import forget
+    from monitor.detect.detector import tick as detector_tick
+    from monitor.ingest.inputs import Columns, read_records, to_message
+    from monitor.app.batch import BatchProcessor
+    from monitor.ingest.schemas import Rejection, to_document
+    from monitor.store.repository import Store
 
     t0 = time.perf_counter()
     cols = columns or Columns()
     _check_columns(path, cols)
     if engine is None:
-        from monitor.migrate import upgrade
+        from monitor.store.migrate import upgrade
 
         upgrade(settings.database_url)
         engine = make_engine(settings.database_url)
@@ -276,7 +276,7 @@ def replay(
         processor.process_documents([], bad, datetime.now(UTC))
         result.rejected += len(bad)
 
-    from monitor.outbox import apply_signals
+    from monitor.alerting.outbox import apply_signals
 
     open_alerts: set[tuple[str, str]] = set()
 
@@ -318,7 +318,7 @@ def replay(
 
 def _check_columns(path: str | Path, cols: Any) -> None:
     """Fail early, naming the option, when the text or time column is not in the file."""
-    from monitor.inputs import InputError, read_records
+    from monitor.ingest.inputs import InputError, read_records
 
     for _n, row, _err in read_records(path):
         if row is None:
@@ -333,7 +333,7 @@ def _check_columns(path: str | Path, cols: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m pipelines.replay FILE ...` (the `finsent replay` command calls `replay`)."""
     from monitor.config import ConfigError, load_settings
-    from monitor.inputs import Columns, InputError
+    from monitor.ingest.inputs import Columns, InputError
 
     ap = argparse.ArgumentParser(prog="finsent replay", description=__doc__.split("\n\n")[0])
     ap.add_argument("file")

@@ -58,7 +58,7 @@ from models.multitask import (
     save_artifact,
     weights_version,
 )
-from monitor.engine import cpu_has_bf16, pick_device
+from monitor.classify.engine import cpu_has_bf16, pick_device
 from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
 from pipelines.hardware import cpu_model
 

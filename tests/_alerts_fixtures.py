@@ -210,7 +210,7 @@ def db_url(request, tmp_path):
     PostgreSQL comes from the shared `pg_admin_url` fixture: the local server when one
     answers, else a throwaway embedded one, so these tests never silently skip.
     """
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
     from tests.conftest import drop_pg_database, make_pg_database
 
     if request.param == "sqlite":
@@ -229,7 +229,7 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def engine(db_url):
-    from monitor.db import make_engine
+    from monitor.store.schema import make_engine
 
     eng = make_engine(db_url)
     yield eng

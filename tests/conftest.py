@@ -111,7 +111,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def migrated(db_url: str) -> str:
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
 
     upgrade(db_url)
     return db_url
@@ -120,7 +120,7 @@ def migrated(db_url: str) -> str:
 @pytest.fixture(scope="session")
 def broker() -> Iterator[object]:
     """One embedded broker per test session on a free port."""
-    from monitor.broker import EmbeddedBroker
+    from monitor.app.broker import EmbeddedBroker
 
     b = EmbeddedBroker(topics=["news", "comments"], partitions=3)
     b.start()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alerts import (
+from monitor.alerting.lifecycle import (
     RULE,
     Alert,
     GroupTiming,
@@ -21,7 +21,7 @@ from monitor.alerts import (
 )
 from monitor.config import Route
 from monitor.redact import mask_url, redact, register_secrets
-from monitor.routing import (
+from monitor.alerting.routing import (
     Matcher,
     MatcherError,
     Silence,
@@ -31,7 +31,7 @@ from monitor.routing import (
     route_channels,
     topics_explained_by_entities,
 )
-from monitor.signals import Key, Signal
+from monitor.detect.signals import Key, Signal
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 AAPL = Key("entity", "AAPL")
@@ -332,7 +332,7 @@ def test_redact_masks_registered_secrets_urls_and_credential_params():
 
 
 def test_backoff_grows_with_jitter_and_is_capped():
-    from monitor.sender import BACKOFF_INITIAL_SECONDS, BACKOFF_JITTER_SECONDS, BACKOFF_MAX_SECONDS, backoff_seconds
+    from monitor.notify.sender import BACKOFF_INITIAL_SECONDS, BACKOFF_JITTER_SECONDS, BACKOFF_MAX_SECONDS, backoff_seconds
 
     for attempt in range(1, 6):
         w = backoff_seconds(attempt)

@@ -2,7 +2,7 @@
 """Alerts to chat end to end: real database (SQLite and PostgreSQL), real HTTP receiver.
 
 Signatures are checked with independent implementations of each vendor's documented
-algorithm (hmac/hashlib/base64 here, never monitor.signing).
+algorithm (hmac/hashlib/base64 here, never monitor.notify.signing).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from monitor.db import document_entities, documents, minute_counts, notification_attempts, notifications
-from monitor.outbox import acknowledge, add_silence, apply_signals, digest, expire_silence, list_alerts, list_silences
-from monitor.sender import IN_FLIGHT, register_jobs, send_due
-from monitor.signals import Key, Signal
+from monitor.store.schema import document_entities, documents, minute_counts, notification_attempts, notifications
+from monitor.alerting.outbox import acknowledge, add_silence, apply_signals, digest, expire_silence, list_alerts, list_silences
+from monitor.notify.sender import IN_FLIGHT, register_jobs, send_due
+from monitor.detect.signals import Key, Signal
 from tests._alerts_fixtures import (  # noqa: F401  (fixtures)
     SECRETS,
     Action,
@@ -326,8 +326,8 @@ SENDER_SCRIPT = textwrap.dedent(
     import sys
     from datetime import datetime
     from monitor.config import load_settings
-    from monitor.db import make_engine
-    from monitor.sender import send_due
+    from monitor.store.schema import make_engine
+    from monitor.notify.sender import send_due
     settings = load_settings(sys.argv[1], database_url=sys.argv[2])
     send_due(make_engine(sys.argv[2]), settings, datetime.fromisoformat(sys.argv[3]))
     print("finished", flush=True)
@@ -429,7 +429,7 @@ def test_outage_then_sender_killed_mid_flight_then_restart_delivers_each_notific
 
 def test_apply_signals_is_one_transaction(engine, receiver, monkeypatch):
     """A failure while building messages leaves neither alert rows nor notifications."""
-    import monitor.outbox as outbox
+    import monitor.alerting.outbox as outbox
 
     s = make_settings(receiver.base, channels=("hook",))
 
@@ -732,7 +732,7 @@ def test_no_secret_in_logs_errors_or_database(engine, receiver, caplog):
             ),
         )
     )
-    from monitor.notify import send_test
+    from monitor.notify.delivery import send_test
 
     r = send_test(dead, "dead")
     assert not r.ok and r.retryable

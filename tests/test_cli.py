@@ -83,7 +83,7 @@ def test_stats_json_contract_keys(tmp_path: Path) -> None:
 def test_broker_fixture_produces_and_consumes_in_a_group(broker, topic_name: str) -> None:  # type: ignore[no-untyped-def]
     from kafka import KafkaConsumer, KafkaProducer
 
-    from monitor.broker import create_topics
+    from monitor.app.broker import create_topics
 
     create_topics(broker.bootstrap, [topic_name], partitions=3)
     p = KafkaProducer(bootstrap_servers=broker.bootstrap)
@@ -146,7 +146,7 @@ def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path) -> None:
 
 def test_demo_children_read_the_same_config_file(tmp_path: Path) -> None:
     from monitor.config import load_settings
-    from monitor.demo import _child_env
+    from monitor.cli.demo import _child_env
 
     cfg = tmp_path / "finsent.toml"
     cfg.write_text(

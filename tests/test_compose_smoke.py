@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from monitor.broker import EmbeddedBroker, create_topics, free_port
-from monitor.db import documents, make_engine
+from monitor.app.broker import EmbeddedBroker, create_topics, free_port
+from monitor.store.schema import documents, make_engine
 from tests.compose_file import duration_seconds, load, service_command, service_env
 
 pytestmark = pytest.mark.integration

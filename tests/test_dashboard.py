@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, inspect, select
 
-from monitor.classify import KeywordTestDouble
+from monitor.classify.base import KeywordTestDouble
 from monitor.config import Settings, load_settings
-from monitor.db import documents, make_engine
+from monitor.store.schema import documents, make_engine
 from tests.conftest import drop_pg_database, make_pg_database
 
 pytestmark = pytest.mark.integration
@@ -93,7 +93,7 @@ def _seed(url: str, path: Path) -> dict[str, Any]:
     eng = make_engine(url)
     with eng.connect() as c:
         texts = [(r[0] or "", r[1] or "") for r in c.execute(select(documents.c.text, documents.c.title))]
-        from monitor.db import alerts
+        from monitor.store.schema import alerts
 
         alert_id = c.execute(select(alerts.c.id).where(alerts.c.key_value == "NVDA")).scalar_one()
     eng.dispose()
@@ -254,7 +254,7 @@ def test_alert_deep_link_shows_numbers_and_evidence(seeded: dict[str, Any], monk
 
 
 def test_acknowledge_silence_and_expire(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from monitor import outbox
+    from monitor.alerting import outbox
 
     at = _app(monkeypatch, seeded["url"])
     at.run()
@@ -398,7 +398,7 @@ def test_wall_clock_anchor_shows_empty_state(seeded_sqlite: dict[str, Any], monk
     params=["sqlite-missing", "sqlite-migrated", "sqlite-unmigrated", "postgresql-migrated", "postgresql-unmigrated"]
 )
 def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
 
     kind = request.param
     if kind.startswith("sqlite"):
@@ -478,7 +478,7 @@ def test_bad_configuration_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_serve_passes_effective_settings(tmp_path: Path) -> None:
-    from monitor import dashboard_cmd
+    from monitor.app import dashboard as dashboard_cmd
 
     toml = tmp_path / "f.toml"
     toml.write_text(
@@ -521,7 +521,7 @@ def test_sql_buckets_match_pandas(seeded: dict[str, Any]) -> None:
     import pandas as pd
 
     from dashboards import queries as q
-    from monitor.db import minute_counts
+    from monitor.store.schema import minute_counts
 
     eng = make_engine(seeded["url"])
     try:

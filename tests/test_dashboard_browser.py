@@ -65,7 +65,7 @@ def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server(seeded_db: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from monitor import dashboard_cmd
+    from monitor.app import dashboard as dashboard_cmd
     from monitor.config import load_settings
 
     port = _free_port()

@@ -17,15 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
 
-from monitor.alerts import evaluate as alert_evaluate
-from monitor.classify import KeywordTestDouble
+from monitor.alerting.lifecycle import evaluate as alert_evaluate
+from monitor.classify.base import KeywordTestDouble
 from monitor.config import DetectSettings, Settings
-from monitor.detector import Detector, tick
-from monitor.novelty import bands
-from monitor.schemas import parse_time
-from monitor.signals import Signal
-from monitor.spike import Params
-from monitor.windows import MinuteCounts, from_minute, to_minute
+from monitor.detect.detector import Detector, tick
+from monitor.enrich.novelty import bands
+from monitor.ingest.schemas import parse_time
+from monitor.detect.signals import Signal
+from monitor.detect.spike import Params
+from monitor.detect.windows import MinuteCounts, from_minute, to_minute
 from pipelines.feed import TOPIC_SURGE_TEXTS, Decoy, Outage, Surge, generate
 from pipelines.replay import drive
 
@@ -233,7 +233,7 @@ def test_batching_and_reordering_within_lateness_do_not_change_signals(batch: in
 
 
 def load_counts(url: str, mc: MinuteCounts) -> Any:
-    from monitor.db import make_engine, minute_counts
+    from monitor.store.schema import make_engine, minute_counts
 
     engine = make_engine(url)
     rows = [
@@ -357,12 +357,12 @@ def test_replay_cli_reads_other_column_names_and_time_formats(tmp_path) -> None:
 def test_schedule_registers_an_interval_job(tmp_path) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from monitor.clock import WatermarkClock
-    from monitor.detector import schedule
+    from monitor.detect.clock import WatermarkClock
+    from monitor.detect.detector import schedule
 
     url = f"sqlite:///{tmp_path}/s.db"
-    from monitor.db import make_engine
-    from monitor.migrate import upgrade
+    from monitor.store.schema import make_engine
+    from monitor.store.migrate import upgrade
 
     upgrade(url)
     engine = make_engine(url)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from models.multitask import SHIPPED_MODEL_DIR, WEIGHTS_FILE
-from monitor.classify import KeywordTestDouble
+from monitor.classify.base import KeywordTestDouble
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -40,7 +40,7 @@ HOSTILE = [
 
 @pytest.fixture(scope="module")
 def engine():
-    from monitor.engine import Engine
+    from monitor.classify.engine import Engine
 
     return Engine(device="cpu", batch_size=4, max_tokens=256)
 
@@ -90,7 +90,7 @@ def test_classify_iter_matches_classify_and_handles_empty_batches(engine) -> Non
 
 
 def test_int8_engine_runs() -> None:
-    from monitor.engine import Engine
+    from monitor.classify.engine import Engine
 
     q = Engine(device="cpu", quantize=True)
     preds = q.classify(TEXTS[:3])
@@ -98,7 +98,7 @@ def test_int8_engine_runs() -> None:
 
 
 def test_build_classifier_settings(tmp_path) -> None:
-    from monitor.engine import Engine, build_classifier
+    from monitor.classify.engine import Engine, build_classifier
 
     assert isinstance(build_classifier("test-double"), KeywordTestDouble)
     with pytest.raises(FileNotFoundError):
@@ -109,7 +109,7 @@ def test_build_classifier_settings(tmp_path) -> None:
 def test_classify_file_writes_one_line_per_row(tmp_path) -> None:
     import json
 
-    from monitor.engine import classify_file
+    from monitor.classify.engine import classify_file
 
     src = tmp_path / "in.csv"
     src.write_text('text,id\n"Fed, ECB hold rates",1\n,2\nOil slumps,3\n')

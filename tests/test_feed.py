@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.classify import KeywordTestDouble
-from monitor.inputs import Columns, read_records, to_message
-from monitor.novelty import first_duplicates
-from monitor.schemas import parse_time
+from monitor.classify.base import KeywordTestDouble
+from monitor.ingest.inputs import Columns, read_records, to_message
+from monitor.enrich.novelty import first_duplicates
+from monitor.ingest.schemas import parse_time
 from pipelines.feed import Decoy, Outage, Surge, generate, write
 
 T0 = datetime(2024, 5, 6, tzinfo=UTC)  # a Monday

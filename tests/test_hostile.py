@@ -2,7 +2,7 @@
 
 Two levels:
 
-* unit: every message goes through `monitor.schemas.decode` (which must never raise and
+* unit: every message goes through `monitor.ingest.schemas.decode` (which must never raise and
   must give a Document or a Rejection with a reason) and then, in batches, through the
   real `BatchProcessor` with the keyword test double into SQLite and PostgreSQL: nothing
   raises, every message is stored or dead-lettered with a non-empty reason, and
@@ -41,12 +41,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from monitor.classify import KeywordTestDouble
+from monitor.classify.base import KeywordTestDouble
 from monitor.config import Settings
-from monitor.db import dead_letters, documents, make_engine
-from monitor.pipeline import BatchProcessor, RawRecord
-from monitor.schemas import Document, Rejection, decode
-from monitor.store import Store, recount, stored_counts
+from monitor.store.schema import dead_letters, documents, make_engine
+from monitor.app.batch import BatchProcessor, RawRecord
+from monitor.ingest.schemas import Document, Rejection, decode
+from monitor.store.repository import Store, recount, stored_counts
 from tests.test_ingest import _reap_daemons  # noqa: F401  (autouse: kills daemons a failed test left running)
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # the record time of every unit-level message
@@ -388,7 +388,7 @@ def test_oversized_messages_rejected_by_size_before_parsing() -> None:
 
 def test_corpus_through_batch_processor_adds_up(db_url: str) -> None:
     """Every message stored or dead-lettered with a reason; the totals add up on both databases."""
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
 
     upgrade(db_url)
     engine = make_engine(db_url)
@@ -441,7 +441,7 @@ def test_found_bugs_stay_fixed(stage: str, raw: bytes, why: str, request: pytest
     _check_outcome(raw, out)
     if stage == "store":
         url = request.getfixturevalue("pg_url")
-        from monitor.migrate import upgrade
+        from monitor.store.migrate import upgrade
 
         upgrade(url)
         engine = make_engine(url)
@@ -481,8 +481,8 @@ def _pick_for_daemon(msgs: list[bytes | None], n: int) -> list[bytes | None]:
 def test_daemon_survives_hostile_stream(broker: Any, pg_url: str, tmp_path: Path) -> None:
     from kafka import KafkaProducer
 
-    from monitor.broker import create_topics
-    from monitor.migrate import upgrade
+    from monitor.app.broker import create_topics
+    from monitor.store.migrate import upgrade
     from tests.test_ingest import DaemonProc, committed_to_end, counts, daemon_env, produce, wait_for
 
     upgrade(pg_url)

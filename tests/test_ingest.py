@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from monitor.broker import EmbeddedBroker, create_topics
-from monitor.db import dead_letters, documents, make_engine
-from monitor.store import recount, stored_counts
+from monitor.app.broker import EmbeddedBroker, create_topics
+from monitor.store.schema import dead_letters, documents, make_engine
+from monitor.store.repository import recount, stored_counts
 
 pytestmark = pytest.mark.integration
 
@@ -212,7 +212,7 @@ def topic(broker: EmbeddedBroker, topic_name: str) -> str:
 def test_sigkill_three_times_loses_and_duplicates_nothing(
     broker: EmbeddedBroker, topic: str, pg_url: str, tmp_path: Path
 ) -> None:
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
 
     upgrade(pg_url)
     n_good, n_bad = 19_800, 200
@@ -251,7 +251,7 @@ def test_sigkill_three_times_loses_and_duplicates_nothing(
 
 
 def test_two_daemons_share_partitions(broker: EmbeddedBroker, topic: str, pg_url: str, tmp_path: Path) -> None:
-    from monitor.migrate import upgrade
+    from monitor.store.migrate import upgrade
 
     upgrade(pg_url)
     n_good, n_bad = 6_000, 60

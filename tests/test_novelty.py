@@ -10,7 +10,7 @@ import pytest
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from monitor import novelty as nv
+from monitor.enrich import novelty as nv
 
 BASE = "Tesla shares plunge after recall of 2 million vehicles over brake fault"
 
@@ -55,7 +55,7 @@ def test_bands_shape_and_width() -> None:
 
 def test_bands_are_stable_across_processes() -> None:
     # Workers share the band table, so a fresh interpreter must compute the same keys.
-    code = f"from monitor.novelty import bands; print(','.join(bands({BASE!r}, 0.7)))"
+    code = f"from monitor.enrich.novelty import bands; print(','.join(bands({BASE!r}, 0.7)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out.split(",") == nv.bands(BASE, 0.7)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.schemas import Document, Rejection, decode, stable_id
+from monitor.ingest.schemas import Document, Rejection, decode, stable_id
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@
     filter returns.
 (c) Webhook HMAC: tests/test_alerts_integration.py already verifies every vendor's
     signature through the sender with independent code; here every webhook request the
-    receiver got during (a) is also checked with `hmac` (not monitor.signing).
+    receiver got during (a) is also checked with `hmac` (not monitor.notify.signing).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import LargeBinary, func, inspect, select
 from sqlalchemy.engine import make_url
 
-from monitor.db import documents, make_engine, metadata
+from monitor.store.schema import documents, make_engine, metadata
 from tests._alerts_fixtures import Action, Receiver
 
 pytestmark = pytest.mark.integration
@@ -180,11 +180,11 @@ def test_secrets_never_reach_logs_errors_database_or_dashboard(
     pg_url: str, broker: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from monitor.config import load_settings
-    from monitor.migrate import upgrade
-    from monitor.outbox import apply_signals
+    from monitor.store.migrate import upgrade
+    from monitor.alerting.outbox import apply_signals
     from monitor.redact import install_log_redaction
-    from monitor.sender import send_due
-    from monitor.signals import Key, Signal
+    from monitor.notify.sender import send_due
+    from monitor.detect.signals import Key, Signal
 
     url = make_url(pg_url).set(password=SECRET["db_password"]).render_as_string(hide_password=False)  # trust auth
     receiver = _hostile_receiver()
@@ -214,7 +214,7 @@ def test_secrets_never_reach_logs_errors_database_or_dashboard(
         feed = tmp_path / "feed.csv"
         _write_feed(feed)
         outputs["replay"] = _cli(["replay", str(feed), "--notify"], env, timeout=300)
-        from monitor.broker import create_topics
+        from monitor.app.broker import create_topics
         from tests.test_ingest import make_messages, produce
 
         topic = f"sec{int(time.time()) % 10**6}"
@@ -300,11 +300,11 @@ HOSTILE_SEARCHES = [
 @pytest.mark.skipif(not (REPO / "dashboards" / "queries.py").exists(), reason="dashboards/queries.py not there yet")
 def test_dashboard_search_cannot_inject_sql(db_url: str) -> None:
     from dashboards.queries import DocFilter, search_documents
-    from monitor.classify import KeywordTestDouble
+    from monitor.classify.base import KeywordTestDouble
     from monitor.config import Settings
-    from monitor.migrate import upgrade
-    from monitor.pipeline import BatchProcessor, RawRecord
-    from monitor.store import Store
+    from monitor.store.migrate import upgrade
+    from monitor.app.batch import BatchProcessor, RawRecord
+    from monitor.store.repository import Store
 
     upgrade(db_url)
     engine = make_engine(db_url)

@@ -10,7 +10,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from monitor.spike import (
+from monitor.detect.spike import (
     Evidence,
     Params,
     baseline,
@@ -21,7 +21,7 @@ from monitor.spike import (
     surge_mask,
     to_signals,
 )
-from monitor.windows import from_minute
+from monitor.detect.windows import from_minute
 
 P = Params()
 B = P.baseline_hours

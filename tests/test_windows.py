@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.clock import WatermarkClock, tick_times
-from monitor.windows import MinuteCounts, floor_minute, from_minute, rolling_sums, to_minute
+from monitor.detect.clock import WatermarkClock, tick_times
+from monitor.detect.windows import MinuteCounts, floor_minute, from_minute, rolling_sums, to_minute
 
 T0 = datetime(2024, 5, 6, 14, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboards import charts, ui
 from dashboards import queries as q
-from monitor import outbox
-from monitor.routing import Matcher, MatcherError, parse_matcher
+from monitor.alerting import outbox
+from monitor.alerting.routing import Matcher, MatcherError, parse_matcher
 
 DURATIONS = {"1 hour": 1, "4 hours": 4, "12 hours": 12, "1 day": 24, "3 days": 72, "1 week": 168}
 

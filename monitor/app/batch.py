@@ -1,0 +1,188 @@
+"""One batch through decode -> classify -> entities/novelty -> store.
+
+Shared by the Kafka daemon and `finsent replay`, so both count, dead-letter and
+deduplicate identically. The Kafka offsets of a batch are committed by the caller only
+after `process_batch` returns (i.e. after the batch's transaction committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from monitor.classify.base import Classifier, Prediction
+from monitor.config import Settings
+from monitor.enrich.entities import EntityMatcher, WatchEntity
+from monitor.ingest.schemas import Document, Rejection, decode
+from monitor.store.repository import BatchResult, Classified, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime
+    key: bytes | None = None
+
+
+@dataclass(slots=True)
+class Timings:
+    decode_s: float = 0.0
+    classify_s: float = 0.0
+    store_s: float = 0.0
+
+
+def _bands_fn(settings: Settings) -> Callable[[str], Sequence[str]]:
+    if settings.detect.novelty_horizon_minutes <= 0:
+        return lambda _text: ()
+    from monitor.enrich import novelty
+
+    threshold = settings.detect.novelty_threshold
+    return lambda text: novelty.bands(text, threshold)
+
+
+class BatchProcessor:
+    """Holds what is built once (matcher, novelty bands, store) and processes batches."""
+
+    def __init__(self, settings: Settings, classifier: Classifier, store: Store) -> None:
+        self.settings = settings
+        self.classifier = classifier
+        self.store = store
+        self.matcher = EntityMatcher(
+            WatchEntity(e.symbol, (*e.aliases, *([e.name] if e.name else []))) for e in settings.entities
+        )
+        self.bands = _bands_fn(settings)
+        self.max_future_skew = timedelta(seconds=settings.max_future_skew_seconds)
+        self.timings = Timings()
+
+    def decode(self, records: Sequence[RawRecord]) -> tuple[list[Document], list[Rejection]]:
+        docs: list[Document] = []
+        rejected: list[Rejection] = []
+        for r in records:
+            out = decode(
+                r.value,
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                record_time=r.timestamp,
+                max_bytes=self.settings.max_message_bytes,
+                max_future_skew=self.max_future_skew,
+            )
+            (docs if isinstance(out, Document) else rejected).append(out)  # type: ignore[arg-type]
+        return docs, rejected
+
+    def classify(self, docs: Sequence[Document]) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
+        """Classify in one call; on failure retry once, then bisect to isolate poison records."""
+        if not docs:
+            return [], []
+        texts = [d.text for d in docs]
+        try:
+            return list(zip(docs, self.classifier.classify(texts), strict=True)), []
+        except Exception as exc:
+            log.warning("classifier failed on a batch of %d: %s; retrying", len(docs), exc)
+        try:
+            return list(zip(docs, self.classifier.classify(texts), strict=True)), []
+        except Exception as exc:
+            if len(docs) == 1:
+                d = docs[0]
+                log.error(
+                    "classifier fails on %s[%s]@%s; sent to dead letters",
+                    d.kafka_topic,
+                    d.kafka_partition,
+                    d.kafka_offset,
+                )
+                raw = d.text.encode("utf-8", "replace")
+                return [], [
+                    Rejection(
+                        f"classifier failed: {type(exc).__name__}: {exc}"[:500],
+                        raw,
+                        d.kafka_topic or "",
+                        d.kafka_partition or 0,
+                        d.kafka_offset or 0,
+                    )
+                ]
+        mid = len(docs) // 2
+        a_ok, a_bad = self.classify(docs[:mid])
+        b_ok, b_bad = self.classify(docs[mid:])
+        return a_ok + b_ok, a_bad + b_bad
+
+    def enrich(self, pairs: Sequence[tuple[Document, Prediction]]) -> list[Classified]:
+        return [
+            Classified(
+                doc=d, pred=p, entities=tuple(self.matcher.match(d.text, d.tickers)), bands=tuple(self.bands(d.text))
+            )
+            for d, p in pairs
+        ]
+
+    def process(self, records: Sequence[RawRecord], now: datetime) -> BatchResult:
+        t0 = time.perf_counter()
+        docs, rejected = self.decode(records)
+        t1 = time.perf_counter()
+        pairs, poison = self.classify(docs)
+        t2 = time.perf_counter()
+        result = self.process_classified(self.enrich(pairs), rejected + poison, now)
+        t3 = time.perf_counter()
+        self.timings.decode_s += t1 - t0
+        self.timings.classify_s += t2 - t1
+        self.timings.store_s += t3 - t2
+        return result
+
+    def process_documents(self, docs: Sequence[Document], rejected: Sequence[Rejection], now: datetime) -> BatchResult:
+        """For callers that build Documents themselves (replay of CSV/JSONL rows)."""
+        pairs, poison = self.classify(docs)
+        return self.process_classified(self.enrich(pairs), [*rejected, *poison], now)
+
+    def process_classified(
+        self, items: Sequence[Classified], rejected: Sequence[Rejection], now: datetime
+    ) -> BatchResult:
+        """Store a batch; a record the database refuses is isolated into the dead letters.
+
+        Connection problems (OperationalError, InterfaceError) propagate: the caller waits
+        and retries the whole batch. Any other database error is about the data, so the
+        batch is bisected (each half in its own transaction; writes are idempotent) until
+        the offending record is found and dead-lettered with the database's reason.
+        """
+        try:
+            return self.store.write_batch(items, rejected, now)
+        except (OperationalError, InterfaceError):
+            raise
+        except DBAPIError as exc:
+            if len(items) <= 1:
+                if not items:
+                    raise
+                d = items[0].doc
+                reason = (
+                    f"database refused the record: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0][:300]}"
+                )
+                log.error("%s[%s]@%s: %s", d.kafka_topic, d.kafka_partition, d.kafka_offset, reason)
+                bad = Rejection(
+                    reason,
+                    d.text.encode("utf-8", "replace")[:100_000],
+                    d.kafka_topic or "",
+                    d.kafka_partition or 0,
+                    d.kafka_offset or 0,
+                )
+                return self.store.write_batch([], [*rejected, bad], now)
+            log.warning(
+                "database refused a batch of %d (%s); bisecting to find the record", len(items), type(exc.orig).__name__
+            )
+        mid = len(items) // 2
+        a = self.process_classified(items[:mid], rejected, now)
+        b = self.process_classified(items[mid:], [], now)
+        return BatchResult(
+            inserted=a.inserted + b.inserted,
+            duplicates=a.duplicates + b.duplicates,
+            near_duplicates=a.near_duplicates + b.near_duplicates,
+            dead_letters=a.dead_letters + b.dead_letters,
+            inserted_ids=a.inserted_ids + b.inserted_ids,
+            rejections=a.rejections + b.rejections,
+        )

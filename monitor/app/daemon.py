@@ -1,0 +1,375 @@
+"""`finsent run`: consume -> classify -> store -> commit, with detection and alerting on a schedule.
+
+Delivery is at-least-once in and exactly-once in effect: offsets are committed only after
+the batch's database transaction (and its dead letters' produce) succeeded, and the store
+is idempotent, so a crash replays at most one batch and the replay changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from monitor.app import metrics
+from monitor.classify.base import Classifier
+from monitor.config import Settings
+from monitor.store.schema import make_engine, redact_url
+from monitor.app.batch import BatchProcessor, RawRecord
+from monitor.ingest.schemas import Rejection
+from monitor.store.repository import BatchResult, Store
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 15.0
+
+
+def _backoff(attempt: int) -> float:
+    from tenacity import wait_exponential_jitter
+
+    # tenacity's wait strategies take a RetryCallState; a tiny stand-in carries the attempt number.
+    class _State:
+        attempt_number = attempt
+
+    return float(wait_exponential_jitter(initial=0.5, max=MAX_BACKOFF_S, jitter=0.5)(_State()))  # type: ignore[arg-type]
+
+
+class Daemon:
+    def __init__(
+        self, settings: Settings, classifier: Classifier, *, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.settings = settings
+        self.classifier = classifier
+        self.now = now or (lambda: datetime.now(UTC))
+        self.engine = make_engine(settings.database_url)
+        self.processor = BatchProcessor(
+            settings, classifier, Store(self.engine, novelty_horizon=_minutes(settings.detect.novelty_horizon_minutes))
+        )
+        self.health = metrics.Health(settings.stuck_after_seconds)
+        self.stop_event = threading.Event()
+        self.consumer: Any = None
+        self.producer: Any = None
+        self.scheduler: Any = None
+        self._lag_checked = 0.0
+        self.totals = BatchResult()
+        # Called after each batch's offsets are committed, with its records and the wall
+        # time (epoch seconds): benchmarks measure produce-to-stored latency with it.
+        self.observer: Callable[[list[RawRecord], float], None] | None = None
+        self._waiting_for_db = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            log.info("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> int:
+        metrics.serve(self.settings.metrics_port, self.health)
+        self._migrate()
+        if self.stop_event.is_set():
+            return 0
+        self._start_scheduler()
+        self._connect()
+        metrics.UP.set(1)
+        try:
+            while not self.stop_event.is_set():
+                self._iteration()
+        finally:
+            metrics.UP.set(0)
+            self._shutdown()
+        log.info(
+            "stopped: %d stored, %d already stored, %d dead letters",
+            self.totals.inserted,
+            self.totals.duplicates,
+            self.totals.dead_letters,
+        )
+        return 0
+
+    def _wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stop_event.is_set() and time.monotonic() < end:
+            self.health.beat()
+            self.stop_event.wait(min(0.5, max(0.0, end - time.monotonic())))
+
+    def _migrate(self) -> None:
+        from monitor.store.migrate import upgrade
+
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                upgrade(self.settings.database_url, self.engine)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                attempt += 1
+                metrics.RETRIES.labels("database").inc()
+                delay = _backoff(attempt)
+                log.warning(
+                    "database %s not reachable (%s); retrying in %.1fs",
+                    redact_url(self.settings.database_url),
+                    _short(exc),
+                    delay,
+                )
+                self.health.beat(state="waiting for database")
+                self._wait(delay)
+
+    def _start_scheduler(self) -> None:
+        from monitor.app.scheduler import start_background
+
+        self.scheduler = start_background(self.engine, self.settings, self.now)
+
+    def _connect(self) -> None:
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                self.consumer = KafkaConsumer(
+                    *self.settings.kafka_topics,
+                    bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+                    group_id=self.settings.kafka_group,
+                    client_id="finsent",
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=self.settings.batch_max_records,
+                    max_poll_interval_ms=self.settings.max_poll_interval_ms,
+                    session_timeout_ms=self.settings.session_timeout_ms,
+                    heartbeat_interval_ms=min(3000, self.settings.session_timeout_ms // 3),
+                    fetch_max_bytes=64 * 1024 * 1024,
+                    max_partition_fetch_bytes=8 * 1024 * 1024,
+                    reconnect_backoff_max_ms=5000,
+                )
+                log.info(
+                    "consuming %s as group %r from %s",
+                    ",".join(self.settings.kafka_topics),
+                    self.settings.kafka_group,
+                    self.settings.kafka_bootstrap,
+                )
+                self.health.beat(state="consuming")
+                return
+            except KafkaError as exc:
+                attempt += 1
+                metrics.RETRIES.labels("kafka").inc()
+                delay = _backoff(attempt)
+                log.warning(
+                    "Kafka at %s not reachable (%s); retrying in %.1fs",
+                    self.settings.kafka_bootstrap,
+                    _short(exc),
+                    delay,
+                )
+                self.health.beat(state="waiting for kafka")
+                self._wait(delay)
+
+    def _shutdown(self) -> None:
+        if self.scheduler is not None:
+            try:
+                self.scheduler.shutdown(wait=False)
+            except Exception:  # pragma: no cover
+                log.debug("scheduler shutdown", exc_info=True)
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=False)
+            except Exception as exc:
+                log.warning("closing the consumer: %s", _short(exc))
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=5)
+            except Exception:
+                log.debug("closing the producer", exc_info=True)
+        self.engine.dispose()
+
+    # -- the loop --------------------------------------------------------------------
+    def _iteration(self) -> None:
+        from kafka.structs import OffsetAndMetadata
+
+        self.health.beat()
+        polled = self.consumer.poll(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
+        )
+        self._maybe_report_lag()
+        if not polled:
+            return
+        started = time.perf_counter()
+        records: list[RawRecord] = []
+        offsets: dict[Any, OffsetAndMetadata] = {}
+        for tp, recs in polled.items():
+            for r in recs:
+                ts = datetime.fromtimestamp(r.timestamp / 1000, UTC) if r.timestamp and r.timestamp > 0 else self.now()
+                records.append(RawRecord(r.value, r.topic, r.partition, r.offset, ts, r.key))
+            offsets[tp] = OffsetAndMetadata(recs[-1].offset + 1, "", -1)
+            metrics.CONSUMED.labels(tp.topic).inc(len(recs))
+        metrics.BATCH_SIZE.observe(len(records))
+
+        result = self._process_with_retry(records)
+        if result is None:  # stopping while the database was away: nothing committed, replayed later
+            return
+        self._commit(offsets)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        if self.observer is not None:
+            self.observer(records, time.time())
+
+    def _process_with_retry(self, records: list[RawRecord]) -> BatchResult | None:
+        """Work the batch in a helper thread while this thread keeps the consumer in its group.
+
+        Partitions are paused for the duration (back-pressure) and `poll` keeps being called,
+        so a slow batch (a loaded CPU, 10 MB records, a database outage) never exceeds
+        `max_poll_interval_ms` and never triggers a rebalance that would replay it forever.
+        """
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self._store_until_done(records)
+            except BaseException as exc:  # re-raised below, in the loop's thread
+                box["error"] = exc
+
+        self.consumer.pause(*self.consumer.assignment())
+        worker = threading.Thread(target=work, name="finsent-batch", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        try:
+            while worker.is_alive():
+                self._poll_paused()
+                # Healthy while the batch makes progress or waits for the database; a batch
+                # stuck for longer than stuck_after_seconds turns /healthz red.
+                if self._waiting_for_db or time.monotonic() - started < self.settings.stuck_after_seconds:
+                    self.health.beat()
+                worker.join(0.05)
+        finally:
+            paused = self.consumer.paused()
+            if paused:
+                self.consumer.resume(*paused)
+        if "error" in box:
+            raise box["error"]
+        result: BatchResult | None = box.get("result")
+        return result
+
+    def _poll_paused(self) -> None:
+        """Poll only to stay in the group. Paused partitions return nothing, but partitions
+        newly assigned by a rebalance are not paused and can return records: rewind to the
+        first of them and pause, so they are fetched again with the next batch, not skipped.
+        """
+        got = self.consumer.poll(timeout_ms=100)
+        for tp, recs in got.items():
+            if recs:
+                self.consumer.seek(tp, recs[0].offset)
+                self.consumer.pause(tp)
+
+    def _store_until_done(self, records: list[RawRecord]) -> BatchResult | None:
+        """Process and store; wait out database outages (None if asked to stop meanwhile)."""
+        attempt = 0
+        while True:
+            try:
+                t0 = self.processor.timings.classify_s
+                result = self.processor.process(records, self.now())
+                metrics.CLASSIFY_SECONDS.observe(self.processor.timings.classify_s - t0)
+                break
+            except (OperationalError, InterfaceError) as exc:
+                attempt += 1
+                metrics.RETRIES.labels("database").inc()
+                delay = _backoff(attempt)
+                log.warning(
+                    "database unavailable (%s); holding %d records uncommitted, retry in %.1fs",
+                    _short(exc),
+                    len(records),
+                    delay,
+                )
+                self._waiting_for_db = True
+                self.health.status["state"] = "waiting for database"
+                if self.stop_event.wait(delay):
+                    return None
+        # Counted as soon as the batch is committed to the store, before the dead letters
+        # go out, so the metric trails the database by as little as possible.
+        self._count(result)
+        if self._waiting_for_db:
+            self._waiting_for_db = False
+            self.health.status["state"] = "consuming"
+        self._send_dead_letters(result, records)
+        return result
+
+    def _send_dead_letters(self, result: BatchResult, records: list[RawRecord]) -> None:
+        rejected: list[Rejection] = result.rejections
+        if not rejected:
+            return
+        from kafka import KafkaProducer
+
+        if self.producer is None:
+            self.producer = KafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+                acks="all",
+                retries=5,
+                max_request_size=max(1_048_576, self.settings.max_message_bytes * 6),
+            )
+        by_coord = {(r.topic, r.partition, r.offset): r for r in records}
+        for rej in rejected:
+            original = by_coord.get((rej.topic, rej.partition, rej.offset))
+            headers = [
+                ("finsent-reason", rej.reason.encode("utf-8", "replace")[:1000]),
+                ("finsent-topic", rej.topic.encode()),
+                ("finsent-partition", str(rej.partition).encode()),
+                ("finsent-offset", str(rej.offset).encode()),
+            ]
+            value = original.value if original is not None and original.value is not None else rej.raw
+            key = original.key if original is not None else None
+            self.producer.send(f"{rej.topic}.dlq", value=value or b"", key=key, headers=headers)
+            metrics.DEAD_LETTERS.labels(rej.topic).inc()
+            log.warning("dead letter %s[%d]@%d: %s", rej.topic, rej.partition, rej.offset, rej.reason[:200])
+        self.producer.flush(timeout=30)
+
+    def _commit(self, offsets: dict[Any, Any]) -> None:
+        from kafka.errors import CommitFailedError, KafkaError
+
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced while we worked; the batch is stored, the new owner of
+            # these partitions replays it and the store recognises every document.
+            log.warning(
+                "offset commit rejected after a rebalance (%s); the batch will be replayed harmlessly", _short(exc)
+            )
+        except KafkaError as exc:
+            log.warning("offset commit failed (%s); the batch will be replayed harmlessly", _short(exc))
+
+    def _count(self, r: BatchResult) -> None:
+        metrics.STORED.inc(r.inserted)
+        metrics.DUPLICATES.inc(r.duplicates)
+        metrics.NEAR_DUPLICATES.inc(r.near_duplicates)
+        self.totals.inserted += r.inserted
+        self.totals.duplicates += r.duplicates
+        self.totals.dead_letters += r.dead_letters
+
+    def _maybe_report_lag(self) -> None:
+        if time.monotonic() - self._lag_checked < 10:
+            return
+        self._lag_checked = time.monotonic()
+        try:
+            assigned = list(self.consumer.assignment())
+            if not assigned:
+                return
+            ends = self.consumer.end_offsets(assigned)
+            for tp in assigned:
+                pos = self.consumer.position(tp, timeout_ms=1000)
+                if pos is not None and tp in ends:
+                    metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, ends[tp] - pos))
+        except Exception as exc:
+            log.debug("lag check failed: %s", _short(exc))
+
+
+def _minutes(n: int) -> Any:
+    from datetime import timedelta
+
+    return timedelta(minutes=n)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]

@@ -1,0 +1,5 @@
+"""`python -m monitor.cli ...`: the same as the `finsent` command."""
+
+from monitor.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""`finsent demo`: the whole product on embedded defaults, on one command.
+
+It starts the embedded broker, writes a synthetic sample feed (a day of history ending
+now, with a negative surge about one company in the last minutes, a surge on a topic,
+and a burst of near-identical neutral reposts as a decoy), starts the daemon and the
+dashboard as child processes, sends the feed to the broker and prints the dashboard URL.
+Ctrl-C (or SIGTERM) stops all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def write_sample_feed(path: Path, minutes: int, now: datetime, seed: int = 7) -> dict[str, object]:
+    """History ending at `now` with planted surges near the end; returns what was planted."""
+    from pipelines.feed import Decoy, Surge, generate, write
+
+    start = (now - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+    surge_start = start + timedelta(minutes=minutes - 25)
+    surges = [Surge("TSLA", surge_start, 25, 4.0), Surge("Financials", surge_start + timedelta(minutes=5), 20, 3.0)]
+    decoys = [Decoy("AAPL", start + timedelta(minutes=minutes - 90), 20, 8.0)]
+    n = write(path, generate(seed, start, minutes, 8.0, surges=surges, decoys=decoys))
+    return {"messages": n, "surges": [(s.key, s.start.isoformat()) for s in surges], "decoys": [d.key for d in decoys]}
+
+
+def _child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FINSENT_KAFKA_BOOTSTRAP=bootstrap,
+        FINSENT_DATABASE_URL=settings.database_url,
+        FINSENT_KAFKA_TOPICS=",".join(settings.kafka_topics),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
+    if settings.model:
+        env["FINSENT_MODEL"] = settings.model
+    toml_file = settings.model_config.get("toml_file")  # set by load_settings for --config
+    if toml_file:
+        env["FINSENT_CONFIG"] = str(Path(str(toml_file)).resolve())  # the children read it too
+    return env
+
+
+def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float, dashboard: bool = True) -> int:
+    from monitor.app.broker import EmbeddedBroker
+    from monitor.ingest.inputs import Columns
+    from monitor.ingest.produce import produce_file
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    children: list[subprocess.Popen[bytes]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="finsent-demo-"))
+    broker = EmbeddedBroker(port=port, topics=settings.kafka_topics, partitions=3)
+    try:
+        broker.start()
+        print(f"broker      {broker.bootstrap} (embedded tansu, in memory)", flush=True)
+        env = _child_env(settings, broker.bootstrap)
+        run_log = (workdir / "daemon.log").open("ab")
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "monitor.cli", "run"], env=env, stdout=run_log, stderr=subprocess.STDOUT
+            )
+        )
+        print(f"daemon      finsent run (log: {workdir / 'daemon.log'})", flush=True)
+        if dashboard:
+            dash_log = (workdir / "dashboard.log").open("ab")
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "monitor.cli", "dashboard"],
+                    env=env,
+                    stdout=dash_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
+            print(f"dashboard   {url}  (log: {workdir / 'dashboard.log'})", flush=True)
+        feed = workdir / "sample-feed.jsonl"
+        planted = write_sample_feed(feed, minutes, datetime.now(UTC))
+        print(
+            f"sample feed {planted['messages']} messages, planted surges {planted['surges']}, decoy {planted['decoys']}",
+            flush=True,
+        )
+        print(
+            f"database    {settings.database_url}   (watch: finsent stats --json --db {settings.database_url})",
+            flush=True,
+        )
+        print("Ctrl-C stops everything.", flush=True)
+        producer = threading.Thread(
+            target=lambda: produce_file(
+                settings.model_copy(update={"kafka_bootstrap": broker.bootstrap}),
+                feed,
+                settings.kafka_topics[0],
+                Columns(),
+                rate=rate,
+                progress=False,
+            ),
+            name="demo-feed",
+            daemon=True,
+        )
+        producer.start()
+        while not stop.is_set():
+            for c in children:
+                if c.poll() is not None:
+                    print(f"a demo process exited with code {c.returncode}; see the logs in {workdir}", file=sys.stderr)
+                    return 1
+            stop.wait(1.0)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for c in children:
+            try:
+                c.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.kill()
+        broker.stop()
+        print("demo stopped", flush=True)

@@ -1,0 +1,34 @@
+"""Generic JSON webhook: the versioned message itself, optionally HMAC-signed.
+
+Receivers verify `X-Finsent-Signature: sha256=<hex>` as HMAC-SHA256 of the raw body with
+the shared secret, and drop repeats by `X-Finsent-Notification-Id` (also `notification_id`
+in the body): a sender killed between the send and its bookkeeping re-sends once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from monitor.notify.channels import Prepared, Verdict
+from monitor.notify.channels._json import dumps
+from monitor.notify.signing import webhook_signature
+
+DEFAULT_RATE_PER_MINUTE: float | None = None
+VERSION = "1"
+
+
+def render(message: dict[str, Any], title: str, text: str) -> dict[str, Any]:
+    return {**message, "version": VERSION, "title": title, "text": text}
+
+
+def prepare(url: str, secret: str | None, body: dict[str, Any], now: datetime) -> Prepared:
+    content = dumps(body)
+    headers = {"X-Finsent-Timestamp": str(int(now.timestamp())), "X-Finsent-Version": VERSION}
+    if secret:
+        headers["X-Finsent-Signature"] = webhook_signature(secret, content)
+    return Prepared(url, content, headers)
+
+
+def check(status: int, data: Any) -> Verdict | None:
+    return None  # the HTTP status says it all

@@ -1,0 +1,319 @@
+"""Deliver the outbox: claim due notification rows, send, record, back off, rate-limit.
+
+Delivery is at-least-once, made exactly-once at the receiver by an idempotency key:
+
+1. *Claim* (own transaction): the row is taken with `FOR UPDATE SKIP LOCKED` on
+   PostgreSQL (SQLite has one writer) and a conditional update on `attempts`, which bumps
+   `attempts`, pushes `next_attempt_at` out by a lease (timeout + margin) and writes an
+   attempt row saying "in flight". The claim commits *before* the request is sent.
+2. *Send* outside any transaction, with header `X-Finsent-Notification-Id: <dedup_key>`
+   (also `notification_id` in webhook bodies).
+3. *Record* (own transaction): the attempt row gets the outcome; the notification becomes
+   `sent`, or `pending` with the next attempt time (exponential back-off with jitter from
+   tenacity, or the receiver's Retry-After), or `failed` (not retryable, or
+   `max_attempts` used up).
+
+A sender killed after 1 and before 3 leaves the row pending with an "in flight" attempt;
+once the lease passes any sender retries it. So a duplicate can only come from a crash
+after the receiver got the request and before step 3 committed, or from a request that
+timed out after the receiver had processed it (a timeout is an unknown outcome, so it is
+retried). Receivers that drop repeated notification ids (the finsent webhook contract)
+see every notification once; chat vendors without idempotency keys may then show that
+one message twice.
+
+Rate limits are per channel and shared by all senders through the database: attempts in
+the last minute are counted against `rate_per_minute` (defaults: Slack 60, Teams 60,
+Feishu 100, DingTalk 20, webhook unlimited), and sends to one channel are spaced by
+60/rate seconds. A 429 (or a vendor rate-limit code) pauses that channel for the rest of
+the tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import OperationalError
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from monitor.config import Settings
+from monitor.store.schema import notification_attempts, notifications
+from monitor.notify.delivery import SendResult, default_rate_per_minute, deliver
+from monitor.redact import REDACTING_FILTER, redact, register_settings_secrets
+
+log = logging.getLogger(__name__)
+log.addFilter(REDACTING_FILTER)
+
+IN_FLIGHT = "in flight: no outcome recorded (sender stopped during the request?)"
+LEASE_MARGIN_SECONDS = 30.0
+BACKOFF_INITIAL_SECONDS = 10.0
+BACKOFF_MAX_SECONDS = 30 * 60.0
+BACKOFF_JITTER_SECONDS = 10.0
+BATCH = 100
+
+_wait = wait_exponential_jitter(
+    multiplier=BACKOFF_INITIAL_SECONDS, max=BACKOFF_MAX_SECONDS, jitter=BACKOFF_JITTER_SECONDS
+)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Delay after failed attempt number `attempt` (1-based): tenacity's exponential
+    back-off with jitter, so many senders retrying one receiver spread out."""
+    rs = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    rs.attempt_number = max(1, attempt)
+    return float(_wait(rs))
+
+
+@dataclass
+class SendStats:
+    due: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    deferred: int = 0  # left for a later tick by a rate limit or a paused channel
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: int
+    dedup_key: str
+    channel: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    attempt_id: int
+
+
+def _claim(engine: Engine, nid: int, now: datetime, lease: timedelta) -> _Claim | None:
+    n = notifications.c
+    try:
+        with engine.begin() as conn:
+            q = select(notifications).where(n.id == nid, n.status == "pending", n.next_attempt_at <= now)
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            row = conn.execute(q).mappings().first()
+            if row is None:
+                return None
+            res = conn.execute(
+                update(notifications)
+                .where(n.id == nid, n.status == "pending", n.attempts == row["attempts"])
+                .values(attempts=row["attempts"] + 1, next_attempt_at=now + lease)
+            )
+            if res.rowcount != 1:
+                return None
+            aid = conn.execute(
+                notification_attempts.insert()
+                .values(notification_id=nid, at=now, status_code=None, ok=False, retryable=True, error=IN_FLIGHT)
+                .returning(notification_attempts.c.id)
+            ).scalar_one()
+    except OperationalError as exc:  # SQLite busy: another writer; try next tick
+        log.warning("could not claim notification %s: %s", nid, redact(str(exc.orig)))
+        return None
+    assert row is not None
+    return _Claim(nid, row["dedup_key"], row["channel"], row["kind"], row["payload"], row["attempts"] + 1, int(aid))
+
+
+def _record(engine: Engine, c: _Claim, r: SendResult, now: datetime, max_attempts: int) -> str:
+    n = notifications.c
+    err = redact(r.error) if r.error else None
+    if r.ok:
+        outcome, values = "sent", {"status": "sent", "sent_at": now, "last_error": None}
+    elif r.retryable and c.attempts < max_attempts:
+        delay = r.retry_after if r.retry_after is not None else backoff_seconds(c.attempts)
+        outcome, values = "retrying", {"next_attempt_at": now + timedelta(seconds=delay), "last_error": err}
+    else:
+        why = err if not r.retryable else f"gave up after {c.attempts} attempts; last error: {err}"
+        outcome, values = "failed", {"status": "failed", "last_error": why}
+    with engine.begin() as conn:
+        conn.execute(
+            update(notification_attempts)
+            .where(notification_attempts.c.id == c.attempt_id)
+            .values(status_code=r.status_code, ok=r.ok, retryable=r.retryable, error=err)
+        )
+        res = conn.execute(
+            update(notifications).where(n.id == c.id, n.status == "pending", n.attempts == c.attempts).values(**values)
+        )
+    if res.rowcount != 1:
+        log.warning(
+            "notification %s was re-claimed while this attempt ran; outcome %s kept in attempts only",
+            c.dedup_key,
+            outcome,
+        )
+    return outcome
+
+
+def _recent_attempts(engine: Engine, since: datetime) -> dict[str, int]:
+    a, n = notification_attempts.c, notifications.c
+    q = (
+        select(n.channel, func.count())
+        .select_from(notification_attempts.join(notifications, a.notification_id == n.id))
+        .where(a.at > since)
+        .group_by(n.channel)
+    )
+    with engine.connect() as conn:
+        return {ch: int(k) for ch, k in conn.execute(q)}
+
+
+def send_due(
+    engine: Engine,
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    client: httpx.Client | None = None,
+    limit: int = BATCH,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SendStats:
+    """One sender tick: deliver the notifications that are due. Safe to run in several
+    processes at once. `now` (default: the wall clock) drives the bookkeeping times, so
+    tests and replays can move the clock; request signatures always use the wall clock."""
+    clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))  # type: ignore[assignment,return-value]
+    register_settings_secrets(settings)  # so the log filter knows them even without load_settings
+    t0 = clock()
+    stats = SendStats()
+    n = notifications.c
+    with engine.connect() as conn:
+        due = conn.execute(
+            select(n.id, n.channel)
+            .where(n.status == "pending", n.next_attempt_at <= t0)
+            .order_by(n.next_attempt_at, n.id)
+            .limit(limit)
+        ).all()
+    if not due:
+        return stats
+    stats.due = len(due)
+    channels = {c.name: c for c in settings.channels}
+    recent = _recent_attempts(engine, t0 - timedelta(seconds=60))
+    budget: dict[str, float] = {}
+    paused: set[str] = set()
+    last_send: dict[str, float] = {}
+    own = client is None
+    http = client or httpx.Client()
+    try:
+        for nid, ch_name in due:
+            ch = channels.get(ch_name)
+            if ch is None:
+                _fail_unknown_channel(engine, nid, ch_name, clock())
+                stats.failed += 1
+                continue
+            if ch_name in paused:
+                stats.deferred += 1
+                continue
+            rate = default_rate_per_minute(ch)
+            if rate is not None:
+                left = budget.setdefault(ch_name, math.floor(rate - recent.get(ch_name, 0)))
+                if left < 1:
+                    stats.deferred += 1
+                    continue
+            claim = _claim(engine, nid, clock(), timedelta(seconds=ch.timeout_seconds + LEASE_MARGIN_SECONDS))
+            if claim is None:
+                continue
+            if rate is not None:
+                budget[ch_name] -= 1
+                gap = 60.0 / rate - (time.monotonic() - last_send.get(ch_name, -math.inf))
+                if gap > 0:
+                    sleep(gap)
+            body = claim.payload.get("body") if isinstance(claim.payload, dict) else None
+            if body is None:
+                result = SendResult(False, False, None, "notification has no rendered body")
+            else:
+                result = deliver(ch, body, claim.dedup_key, client=http)
+            last_send[ch_name] = time.monotonic()
+            outcome = _record(engine, claim, result, clock(), settings.alerting.max_attempts)
+            setattr(stats, outcome, getattr(stats, outcome) + 1)
+            if result.ok:
+                log.info("notification %s sent to %s (attempt %d)", claim.dedup_key, ch_name, claim.attempts)
+            else:
+                log.warning(
+                    "notification %s to %s failed (attempt %d, %s): %s",
+                    claim.dedup_key,
+                    ch_name,
+                    claim.attempts,
+                    outcome,
+                    result.error,
+                )
+            if result.status_code == 429 or (result.retryable and result.retry_after is not None):
+                paused.add(ch_name)
+    finally:
+        if own:
+            http.close()
+    return stats
+
+
+def _fail_unknown_channel(engine: Engine, nid: int, ch_name: str, now: datetime) -> None:
+    n = notifications.c
+    with engine.begin() as conn:
+        conn.execute(
+            update(notifications)
+            .where(n.id == nid, n.status == "pending")
+            .values(status="failed", last_error=f"channel {ch_name!r} is no longer configured")
+        )
+    log.warning("notification %s failed: channel %r is no longer configured", nid, ch_name)
+
+
+# --- scheduling --------------------------------------------------------------------------
+
+
+def register_jobs(
+    scheduler: Any,
+    engine: Engine,
+    settings: Settings,
+    now: Callable[[], datetime] | None = None,
+) -> list[Any]:
+    """Add the sender (every `alerting.sender_interval_seconds`) and, when
+    `alerting.digest_channel` is set, the daily digest (`alerting.digest_cron`, UTC) to an
+    apscheduler 3.x scheduler (e.g. BackgroundScheduler). Returns the jobs."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    from monitor.alerting.outbox import digest
+
+    clock = now or (lambda: datetime.now(UTC))
+
+    def send_job() -> None:
+        try:
+            stats = send_due(engine, settings, clock() if now else None)
+            if stats.due:
+                log.debug("sender tick: %s", stats.as_dict())
+        except Exception as exc:  # keep the job alive; never print a traceback with a URL
+            log.error("sender tick failed: %s: %s", type(exc).__name__, redact(exc))
+
+    def digest_job() -> None:
+        try:
+            key = digest(engine, settings, clock())
+            if key:
+                log.info("daily digest %s enqueued", key)
+        except Exception as exc:
+            log.error("daily digest failed: %s: %s", type(exc).__name__, redact(exc))
+
+    jobs = [
+        scheduler.add_job(
+            send_job,
+            "interval",
+            seconds=settings.alerting.sender_interval_seconds,
+            id="finsent-sender",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
+    ]
+    if settings.alerting.digest_channel:
+        jobs.append(
+            scheduler.add_job(
+                digest_job,
+                CronTrigger.from_crontab(settings.alerting.digest_cron, timezone=UTC),
+                id="finsent-digest",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+            )
+        )
+    return jobs

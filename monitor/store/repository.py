@@ -1,0 +1,345 @@
+"""The repository: one transaction per batch, idempotent by document id.
+
+`write_batch` inserts the batch's new documents, their entities, their near-duplicate
+bands and dead letters, and bumps the per-minute counts only for rows that were really
+inserted, all in one transaction. Replaying a batch therefore changes nothing, which is
+what lets the consumer commit offsets after the store and still count every message once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from monitor.classify.base import Prediction
+from monitor.store.schema import dead_letters, document_entities, documents, minute_counts, near_dup_bands
+from monitor.ingest.schemas import Document, Rejection
+
+log = logging.getLogger(__name__)
+
+COUNT_COLUMNS = ("total", "negative", "neutral", "positive", "novel_total", "novel_negative")
+_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    doc: Document
+    pred: Prediction
+    entities: tuple[str, ...]
+    bands: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class BatchResult:
+    inserted: int = 0
+    duplicates: int = 0  # already stored (replayed messages)
+    near_duplicates: int = 0  # new, but a near-copy of an earlier text
+    dead_letters: int = 0
+    inserted_ids: list[str] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _minute(ts: datetime) -> datetime:
+    return ts.replace(second=0, microsecond=0)
+
+
+def _keys(topic: str | None, entities: Iterable[str]) -> list[tuple[str, str]]:
+    keys = [("all", "*")]
+    if topic:
+        keys.append(("topic", topic))
+    keys.extend(("entity", e) for e in entities)
+    return keys
+
+
+def _delta(sentiment: str | None, novel: bool, sign: int = 1) -> dict[str, int]:
+    d = dict.fromkeys(COUNT_COLUMNS, 0)
+    d["total"] = sign
+    if sentiment in ("negative", "neutral", "positive"):
+        d[sentiment] = sign
+    if novel:
+        d["novel_total"] = sign
+        if sentiment == "negative":
+            d["novel_negative"] = sign
+    return d
+
+
+class CountAccumulator:
+    """Per (key, minute) deltas for one batch, applied as sorted upserts (no deadlocks)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str, datetime], dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(COUNT_COLUMNS, 0)
+        )
+
+    def add(self, published_at: datetime, topic: str | None, entities: Iterable[str], delta: dict[str, int]) -> None:
+        minute = _minute(published_at)
+        for kind, value in _keys(topic, entities):
+            row = self._rows[(kind, value[:128], minute)]
+            for k, v in delta.items():
+                row[k] += v
+
+    def apply(self, conn: Connection) -> None:
+        if not self._rows:
+            return
+        rows = [
+            {"key_kind": k, "key_value": v, "minute": m, **counts}
+            for (k, v, m), counts in sorted(self._rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))
+            if any(counts.values())
+        ]
+        if not rows:
+            return
+        stmt = _insert(conn, minute_counts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key_kind", "key_value", "minute"],
+            set_={c: getattr(minute_counts.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
+        )
+        conn.execute(stmt, rows)
+
+
+class Store:
+    def __init__(self, engine: Engine, novelty_horizon: timedelta = timedelta(hours=6)) -> None:
+        self.engine = engine
+        self.horizon = novelty_horizon
+
+    def write_batch(self, items: Sequence[Classified], rejections: Sequence[Rejection], now: datetime) -> BatchResult:
+        with self.engine.begin() as conn:
+            return write_batch(conn, items, rejections, now, self.horizon)
+
+    def prune_bands(self, older_than: datetime) -> int:
+        """Forget near-duplicate bands beyond the horizon (they can no longer match)."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(near_dup_bands).where(near_dup_bands.c.published_at < older_than)).rowcount or 0
+
+
+def write_batch(
+    conn: Connection, items: Sequence[Classified], rejections: Sequence[Rejection], now: datetime, horizon: timedelta
+) -> BatchResult:
+    result = BatchResult()
+    # A batch may carry the same id twice (a producer retry): the first one wins.
+    unique: dict[str, Classified] = {}
+    for it in items:
+        unique.setdefault(it.doc.id, it)
+    result.duplicates += len(items) - len(unique)
+
+    inserted_ids: set[str] = set()
+    rows = [_doc_row(it, now) for it in unique.values()]
+    if rows:
+        # executemany with RETURNING: SQLAlchemy batches it ("insertmanyvalues") with one cached compile.
+        stmt = _insert(conn, documents).on_conflict_do_nothing(index_elements=["id"]).returning(documents.c.id)
+        inserted_ids.update(r[0] for r in conn.execute(stmt, rows))
+    new = [it for it in unique.values() if it.doc.id in inserted_ids]
+    result.inserted = len(new)
+    result.duplicates += len(unique) - len(new)
+    result.inserted_ids = [it.doc.id for it in new]
+
+    counts = CountAccumulator()
+    dup_of = _near_duplicates(conn, new, horizon, counts)
+    result.near_duplicates = len(dup_of)
+    if dup_of:
+        conn.execute(
+            update(documents).where(documents.c.id == bindparam("b_id")).values(duplicate_of=bindparam("b_dup")),
+            [{"b_id": k, "b_dup": v} for k, v in dup_of.items()],
+        )
+    for it in new:
+        counts.add(it.doc.published_at, it.pred.topic, it.entities, _delta(it.pred.sentiment, it.doc.id not in dup_of))
+
+    ent_rows = [
+        {"document_id": it.doc.id, "entity": e[:64], "published_at": it.doc.published_at}
+        for it in new
+        for e in it.entities
+    ]
+    if ent_rows:
+        conn.execute(_insert(conn, document_entities).on_conflict_do_nothing(), ent_rows)
+    counts.apply(conn)
+
+    result.rejections = list(rejections)
+    if rejections:
+        dl_rows = [
+            {
+                "received_at": now,
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "reason": r.reason[:2000],
+                "raw": r.raw,
+            }
+            for r in rejections
+        ]
+        res = conn.execute(
+            _insert(conn, dead_letters)
+            .on_conflict_do_nothing(index_elements=["topic", "partition", "offset"])
+            .returning(dead_letters.c.id),
+            dl_rows,
+        )
+        result.dead_letters = len(res.fetchall())
+    return result
+
+
+def _doc_row(it: Classified, now: datetime) -> dict[str, Any]:
+    d, p = it.doc, it.pred
+    return {
+        "id": d.id,
+        "text": d.text,
+        "title": d.title,
+        "source": d.source,
+        "url": d.url,
+        "lang": d.lang,
+        "kind": d.kind,
+        "published_at": d.published_at,
+        "ingested_at": now,
+        "topic": p.topic,
+        "topic_score": p.topic_score,
+        "sentiment": p.sentiment,
+        "sentiment_score": p.sentiment_score,
+        "probs": p.probs,
+        "model_version": p.model_version,
+        "entities": list(it.entities),
+        "meta": d.meta or None,
+        "kafka_topic": d.kafka_topic,
+        "kafka_partition": d.kafka_partition,
+        "kafka_offset": d.kafka_offset,
+        "duplicate_of": None,
+    }
+
+
+def _near_duplicates(
+    conn: Connection, new: Sequence[Classified], horizon: timedelta, counts: CountAccumulator
+) -> dict[str, str]:
+    """Mark each new document that is a near-copy of an earlier one (by event time).
+
+    The earliest document of a cluster is its original whatever order documents arrive
+    in: when an earlier copy arrives after a later one was counted as the original, the
+    later one is demoted (its novel counts move to the earlier one). So novelty counts do
+    not depend on batch sizes or arrival order.
+    """
+    with_bands = sorted((it for it in new if it.bands), key=lambda it: (it.doc.published_at, it.doc.id))
+    if not with_bands or horizon <= timedelta(0):
+        return {}
+    all_bands = sorted({b for it in with_bands for b in it.bands})
+    lo = with_bands[0].doc.published_at - horizon
+    hi = with_bands[-1].doc.published_at + horizon
+    existing: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    cols = (near_dup_bands.c.band, near_dup_bands.c.published_at, near_dup_bands.c.document_id)
+    in_time = and_(near_dup_bands.c.published_at >= lo, near_dup_bands.c.published_at <= hi)
+    if conn.dialect.name == "postgresql":
+        # One array parameter instead of thousands of literals: far cheaper to send and plan.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        arr = bindparam("bands", all_bands, type_=ARRAY(near_dup_bands.c.band.type))
+        queries = [select(*cols).where(and_(near_dup_bands.c.band == func.any(arr), in_time))]
+    else:
+        queries = [
+            select(*cols).where(and_(near_dup_bands.c.band.in_(all_bands[i : i + _CHUNK]), in_time))
+            for i in range(0, len(all_bands), _CHUNK)
+        ]
+    for q in queries:
+        for band, ts, doc_id in conn.execute(q):
+            existing[band].append((ts, doc_id))
+
+    dup_of: dict[str, str] = {}
+    demote: dict[str, str] = {}
+    band_rows = []
+    for it in with_bands:
+        me = (it.doc.published_at, it.doc.id)
+        matches = {m for b in it.bands for m in existing.get(b, ()) if abs(m[0] - me[0]) <= horizon and m[1] != me[1]}
+        earlier = [m for m in matches if m < me]
+        if earlier:
+            dup_of[it.doc.id] = min(earlier)[1]
+        for m in matches:
+            if m > me:
+                demote[m[1]] = it.doc.id
+        if it.doc.id in dup_of:
+            continue  # a cluster is represented by its original: copies add no bands (keeps lookups small)
+        for b in it.bands:
+            existing[b].append(me)
+            band_rows.append({"band": b, "document_id": it.doc.id, "published_at": it.doc.published_at})
+    # New documents are visited in event-time order, so only already-stored ones can be later.
+    if demote:
+        _demote_originals(conn, demote, counts)
+    if band_rows and conn.dialect.name == "postgresql":
+        # Tens of thousands of tiny rows per batch: one statement over arrays beats executemany.
+        conn.execute(
+            text(
+                "INSERT INTO near_dup_bands (band, document_id, published_at) "
+                "SELECT * FROM unnest(CAST(:b AS text[]), CAST(:d AS text[]), CAST(:t AS timestamptz[])) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {
+                "b": [r["band"] for r in band_rows],
+                "d": [r["document_id"] for r in band_rows],
+                "t": [r["published_at"] for r in band_rows],
+            },
+        )
+    elif band_rows:
+        conn.execute(_insert(conn, near_dup_bands).on_conflict_do_nothing(), band_rows)
+    return dup_of
+
+
+def _demote_originals(conn: Connection, demote: dict[str, str], counts: CountAccumulator) -> None:
+    # A conditional UPDATE ... RETURNING claims each demotion: when two workers race to
+    # demote the same document, the row lock makes the second one match nothing, so its
+    # novel counts are moved exactly once.
+    candidates = sorted(demote)
+    originals = {
+        r[0]
+        for i in range(0, len(candidates), _CHUNK)
+        for r in conn.execute(
+            select(documents.c.id).where(
+                and_(documents.c.id.in_(candidates[i : i + _CHUNK]), documents.c.duplicate_of.is_(None))
+            )
+        )
+    }
+    for doc_id in sorted(originals):
+        row = conn.execute(
+            update(documents)
+            .where(and_(documents.c.id == doc_id, documents.c.duplicate_of.is_(None)))
+            .values(duplicate_of=demote[doc_id])
+            .returning(documents.c.published_at, documents.c.topic, documents.c.sentiment, documents.c.entities)
+        ).first()
+        if row is None:
+            continue
+        ts, topic, sentiment, ents = row
+        d = _delta(sentiment, True, -1)
+        d["total"] = d["negative"] = d["neutral"] = d["positive"] = 0
+        counts.add(ts, topic, ents or (), d)
+
+
+def recount(conn: Connection) -> dict[tuple[str, str, datetime], dict[str, int]]:
+    """Minute counts recomputed from the documents table (for checks and `finsent stats`)."""
+    acc = CountAccumulator()
+    for _id, ts, topic, sentiment, ents, dup in conn.execute(
+        select(
+            documents.c.id,
+            documents.c.published_at,
+            documents.c.topic,
+            documents.c.sentiment,
+            documents.c.entities,
+            documents.c.duplicate_of,
+        )
+    ):
+        acc.add(ts, topic, ents or (), _delta(sentiment, dup is None))
+    return {k: v for k, v in acc._rows.items() if any(v.values())}
+
+
+def stored_counts(conn: Connection) -> dict[tuple[str, str, datetime], dict[str, int]]:
+    out = {}
+    for row in conn.execute(select(minute_counts)).mappings():
+        counts = {c: row[c] for c in COUNT_COLUMNS}
+        if any(counts.values()):
+            out[(row["key_kind"], row["key_value"], row["minute"])] = counts
+    return out
+
+
+def table_count(conn: Connection, table: Any) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
