@@ -28,7 +28,8 @@ from sqlalchemy import Engine
 
 from dashboards import queries as q
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.store.schema import make_engine, redact_url
+from monitor.redact import redact_url
+from monitor.store.schema import make_engine
 
 QUERY_TTL = 30  # seconds
 RANGES: dict[str, timedelta | None] = {

@@ -243,7 +243,7 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, secrets masked."""
-        from monitor.store.schema import redact_url
+        from monitor.redact import redact_url
 
         data = self.model_dump(mode="json", by_alias=True)
         data["database_url"] = redact_url(self.database_url)

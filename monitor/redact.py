@@ -9,12 +9,13 @@ scheme and host. Pure: no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -61,12 +62,8 @@ def register_settings_secrets(settings: Any) -> None:
             values.append(v.get_secret_value() if v is not None else None)
     pw = getattr(settings, "dashboard_password", None)
     values.append(pw.get_secret_value() if pw is not None else None)
-    try:
-        from urllib.parse import urlsplit as _split
-
-        values.append(_split(getattr(settings, "database_url", "") or "").password)
-    except ValueError:
-        pass
+    with contextlib.suppress(ValueError):
+        values.append(urlsplit(getattr(settings, "database_url", "") or "").password)
     register_secrets(values)
 
 
@@ -141,3 +138,20 @@ def install_log_redaction(*logger_names: str) -> None:
     for handler in logging.getLogger().handlers:
         if REDACTING_FILTER not in handler.filters:
             handler.addFilter(REDACTING_FILTER)
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password masked, for logs and `finsent config`
+    (`postgresql://user:***@host:5432/db`)."""
+    try:
+        u = urlsplit(url)
+        if u.password is None:
+            return url
+        host = u.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{u.port}" if u.port else ""
+        user = u.username or ""
+        return urlunsplit((u.scheme, f"{user}:{MASK}@{host}{port}", u.path, u.query, u.fragment))
+    except ValueError:
+        return "<unparseable database URL>"

@@ -28,8 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
+
+from monitor.app.options import Failure, LazyGroup, setup_logging
 from monitor.classify.base import Classifier, Prediction
-from monitor.config import Settings
+from monitor.config import ConfigError, Settings, load_settings
 from pipelines.hardware import cpu_model
 
 
@@ -155,14 +158,14 @@ def _run_daemon(
 
 
 def _stages(settings: Settings, classifier: Classifier, values: list[bytes], db_url: str) -> dict[str, Any]:
-    from monitor.store.schema import make_engine
+    from monitor.app.wiring import build
+    from monitor.ingest.source import RawRecord
     from monitor.store.migrate import upgrade
-    from monitor.app.batch import BatchProcessor, RawRecord
-    from monitor.store.repository import Store
 
     upgrade(db_url)
-    engine = make_engine(db_url)
-    proc = BatchProcessor(settings, classifier, Store(engine))
+    parts = build(settings.model_copy(update={"database_url": db_url}))
+    engine = parts.engine
+    proc = parts.processor(classifier)
     now = datetime.now(UTC)
     recs = [RawRecord(v, "stage", 0, i, now) for i, v in enumerate(values)]
     b = settings.batch_max_records
@@ -192,7 +195,7 @@ def run_bench(
     settings: Settings, n_messages: int = 4000, db_given: bool = False, naive_messages: int | None = None
 ) -> dict[str, Any]:
     from monitor.app.broker import EmbeddedBroker
-    from monitor.cli import build_classifier
+    from monitor.app.wiring import build_classifier
 
     tmp = Path(tempfile.mkdtemp(prefix="finsent-bench-"))
     db_url = settings.database_url if db_given else f"sqlite:///{tmp / 'bench.db'}"
@@ -237,3 +240,38 @@ def run_bench(
     )
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return result
+
+
+@click.group(
+    "bench",
+    cls=LazyGroup,
+    lazy={
+        "classify": "pipelines.bench_classify:command",
+        "detect": "pipelines.bench_detect:command",
+        "dashboard": "pipelines.bench_dashboard:command",
+    },
+    invoke_without_command=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--messages", type=int, default=4000, show_default=True, help="Messages through the pipeline.")
+@click.option("--model", default=None, help="Model directory, or 'test-double'.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--db", "db_url", help="Database URL for the end-to-end run (default: a temporary SQLite file).")
+@click.pass_context
+def command(
+    ctx: click.Context, as_json: bool, messages: int, model: str | None, config_path: str | None, db_url: str | None
+) -> None:
+    """End-to-end and per-stage throughput, latency and memory, with the naive baseline and the ratio."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        settings = load_settings(config_path, database_url=db_url, model=model)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+    setup_logging("WARNING")
+    result = run_bench(settings, n_messages=messages, db_given=db_url is not None)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        for k, v in result.items():
+            click.echo(f"{k}: {json.dumps(v, default=str)}")

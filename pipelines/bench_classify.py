@@ -23,7 +23,6 @@ limited by the chip, not by tokenisation, padding or Python.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -34,8 +33,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 
+from monitor.app.options import ignores_config_and_db
 from pipelines.data import default_data_dir, read_labelled_csv, split_path
 from pipelines.hardware import cpu_model
 
@@ -278,69 +279,55 @@ def bench_classify(
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="finsent bench classify", description="Engine vs naive per-text throughput.")
-    p.add_argument("--model", dest="model_dir", default=None, help="artifact folder (default: the shipped model)")
-    p.add_argument("--data-dir", default=None, help="folder with the validation CSVs used as texts")
-    p.add_argument("-n", "--texts", dest="n", type=int, default=2048, help="texts for the engine")
-    p.add_argument("--naive-texts", dest="naive_n", type=int, default=256, help="texts for the naive loop")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument(
-        "--int8",
-        default="compare",
-        choices=["compare", "on", "off"],
-        help="compare: also time fp32 and int8 engines; on: the engine itself is int8",
-    )
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
-    p.add_argument("--rounds", type=int, default=3, help="alternating engine/naive rounds; medians are reported")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+@click.command("classify")
+@click.option("--model", "model_dir", default=None, help="Artifact folder (default: the shipped model).")
+@click.option("--data-dir", default=None, help="Folder with the validation CSVs used as texts.")
+@click.option("-n", "--texts", "n", type=int, default=2048, show_default=True, help="Texts for the engine.")
+@click.option("--naive-texts", "naive_n", type=int, default=256, show_default=True, help="Texts for the naive loop.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option(
+    "--int8",
+    type=click.Choice(["compare", "on", "off"]),
+    default="compare",
+    show_default=True,
+    help="compare: also time fp32 and int8 engines; on: the engine itself is int8.",
+)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default="auto", show_default=True)
+@click.option("--rounds", type=int, default=3, show_default=True, help="Alternating engine/naive rounds; medians are reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@ignores_config_and_db
+def command(as_json: bool, **kw: Any) -> None:
+    """Classifier alone: engine vs the transformers pipeline called once per text."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
-    r = bench_classify(
-        n=args.n,
-        model_dir=args.model_dir,
-        device=args.device,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        naive_n=args.naive_n,
-        int8=args.int8,
-        data_dir=args.data_dir,
-        precision=args.precision,
-        rounds=args.rounds,
-    )
-    if args.json:
-        print(json.dumps(r, indent=2))
-        return 0
+    r = bench_classify(**kw)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
     hw = r["hardware"]
-    print(f"hardware: {hw['cpu']}, {hw['cpu_cores']} cores, {hw['torch_threads']} torch threads, gpu {hw['gpu']}")
-    print(
+    click.echo(f"hardware: {hw['cpu']}, {hw['cpu_cores']} cores, {hw['torch_threads']} torch threads, gpu {hw['gpu']}")
+    click.echo(
         f"texts: {r['texts']}, tokens mean {r['text_tokens']['mean']} p95 {r['text_tokens']['p95']}, "
         f"batch {r['batch_size']}, max tokens/forward {r['max_tokens_per_forward']}"
     )
-    print(f"engine ({r['engine_precision']}): {r['engine_texts_per_s']} texts/s")
+    click.echo(f"engine ({r['engine_precision']}): {r['engine_texts_per_s']} texts/s")
     for other in ("fp32", "int8"):
         if other in r:
             q = r[other]
-            print(
+            click.echo(
                 f"engine {other}: {q['texts_per_s']} texts/s, label agreement with the engine: "
                 f"topic {q['topic_label_agreement']}, sentiment {q['sentiment_label_agreement']}"
             )
-    print(f"naive per-text: {r['naive_texts_per_s']} texts/s; ratio x{r['ratio']}")
+    click.echo(f"naive per-text: {r['naive_texts_per_s']} texts/s; ratio x{r['ratio']}")
     c = r.get("compute_bound")
     if c and c.get("ceiling_texts_per_s"):
-        print(
+        click.echo(
             f"compute bound: {c['gflop_per_text']} GFLOP per text; matrix multiply {c['matmul_gflops']} GFLOP/s "
             f"({r['engine_precision']}, {'x'.join(map(str, c['matmul_shape']))}) -> at most "
             f"{c['ceiling_texts_per_s']} texts/s; the engine runs at {c['engine_share']:.0%} of that"
         )
-    return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m pipelines.bench_classify`, the same as `finsent bench classify`
+    command(prog_name="finsent bench classify")

@@ -15,14 +15,12 @@ schema the migrations create, so the indexes are the production ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import random
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import pandas as pd
 
@@ -315,34 +314,37 @@ def apptest_pages(url: str) -> dict[str, float]:
     return times
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.bench_dashboard", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--docs", type=int, default=1_000_000)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--db", default=None, help="SQLite file to (re)use; default a temporary one")
-    ap.add_argument("--reuse", action="store_true", help="use --db as it is (skip seeding)")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--no-apptest", action="store_true", help="skip the whole-page AppTest timings")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
-    path = Path(a.db) if a.db else Path(tempfile.mkdtemp(prefix="finsent-bench-")) / "bench.db"
+@click.command("dashboard")
+@click.option("--docs", type=int, default=1_000_000, show_default=True)
+@click.option("--days", type=int, default=30, show_default=True)
+@click.option("--db", default=None, help="SQLite file (path or sqlite:///PATH) to (re)use; default a temporary one.")
+@click.option("--reuse", is_flag=True, help="Use --db as it is (skip seeding).")
+@click.option("--repeat", type=int, default=3, show_default=True)
+@click.option("--no-apptest", is_flag=True, help="Skip the whole-page AppTest timings.")
+@click.option("--config", "_config", type=click.Path(dir_okay=False), hidden=True, expose_value=False)
+@click.option("--json", "as_json", is_flag=True)
+def command(docs: int, days: int, db: str | None, reuse: bool, repeat: int, no_apptest: bool, as_json: bool) -> None:
+    """The dashboard's queries and pages over a seeded database of many documents."""
+    from pipelines.bench_detect import sqlite_path
+
+    given = sqlite_path(db)
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="finsent-bench-")) / "bench.db"
     result: dict[str, Any] = {"hardware": hardware()}
-    if not a.reuse:
+    if not reuse:
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
-        result["seed"] = seed(path, a.docs, a.days)
+        result["seed"] = seed(path, docs, days)
     url = f"sqlite:///{path}"
-    result["query_s"] = page_queries(url, a.repeat)
-    if not a.no_apptest:
+    result["query_s"] = page_queries(url, repeat)
+    if not no_apptest:
         result["page_render_s"] = apptest_pages(url)
     result["db"] = str(path)
-    if a.json:
-        print(json.dumps(result, indent=2))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
     else:
         for k, v in result.items():
-            print(f"{k}: {json.dumps(v)}")
-    return 0
+            click.echo(f"{k}: {json.dumps(v)}")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m pipelines.bench_dashboard`, the same as `finsent bench dashboard`
+    command(prog_name="finsent bench dashboard")

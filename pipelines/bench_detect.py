@@ -15,7 +15,6 @@ share, then times:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,8 +26,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
+from monitor.store.keys import FEED
 from pipelines.hardware import cpu_model
 
 
@@ -79,7 +80,7 @@ def build(path: Path, keys: int, days: int, per_key_day: float, end: datetime, s
     names = (
         [("topic", f"Topic {i}") for i in range(n_topics)]
         + [("entity", f"E{i:05d}") for i in range(n_topics, keys)]
-        + [("all", "all")]
+        + [FEED]
     )
     con = sqlite3.connect(path)
     con.execute("PRAGMA journal_mode=WAL")
@@ -101,9 +102,11 @@ def run(
     keys: int = 10_000, days: int = 7, per_key_day: float = 30.0, warm_ticks: int = 20, db: str | None = None
 ) -> dict[str, Any]:
     from monitor.config import Settings
-    from monitor.store.schema import make_engine
-    from monitor.detect.detector import Detector, SqlSource, _detectors, tick
+    from monitor.detect.detector import Detector
+    from monitor.detect.runner import _detectors, tick
+    from monitor.detect.source import SqlSource
     from monitor.detect.spike import evaluate
+    from monitor.store.schema import make_engine
 
     end = datetime(2024, 5, 13, 15, 0, tzinfo=UTC)
     tmp = None
@@ -163,37 +166,46 @@ def run(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.bench_detect", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--keys", type=int, default=10_000)
-    ap.add_argument("--days", type=int, default=7)
-    ap.add_argument("--docs-per-key-day", type=float, default=30.0)
-    ap.add_argument("--warm-ticks", type=int, default=20)
-    ap.add_argument("--db", default=None, help="keep the benchmark database at this path (default: a temporary file)")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
-    res = run(a.keys, a.days, a.docs_per_key_day, a.warm_ticks, a.db)
-    if a.json:
-        print(json.dumps(res, indent=2))
-    else:
-        hw = res["hardware"]
-        print(
-            f"detector tick over {res['keys']:,} keys ({res['keys_evaluated']:,} evaluated), {res['days']} days, {res['minute_count_rows']:,} minute_counts rows"
-        )
-        print(
-            f"  cold tick (fresh detector, whole baseline read): {res['cold_tick_s']:.3f} s ({res['cold_tick_cpu_s']:.3f} s CPU)"
-        )
-        print(
-            f"  warm tick (live, per interval): median {res['warm_tick_median_s']:.3f} s "
-            f"({res['warm_tick_cpu_median_s']:.3f} s CPU), max {res['warm_tick_max_s']:.3f} s (target < 1 s)"
-        )
-        print(f"  load average while measuring: {res['load_average']}")
-        print(f"  evaluation alone: {res['evaluate_only_s']:.3f} s")
-        print(
-            f"  hardware: {hw['cpu']}, {hw['cores']} cores, Python {hw['python']}, numpy {hw['numpy']}, SQLite {hw['sqlite']}"
-        )
-    return 0
+def sqlite_path(db: str | None) -> str | None:
+    """`--db` as a SQLite file path: a path, or a `sqlite:///` URL."""
+    if db and db.startswith("sqlite:///"):
+        return db[len("sqlite:///") :]
+    if db and "://" in db:
+        raise click.BadParameter("the benchmark builds its own SQLite database: give a path or sqlite:///PATH")
+    return db
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+@click.command("detect")
+@click.option("--keys", type=int, default=10_000, show_default=True)
+@click.option("--days", type=int, default=7, show_default=True)
+@click.option("--docs-per-key-day", type=float, default=30.0, show_default=True)
+@click.option("--warm-ticks", type=int, default=20, show_default=True)
+@click.option("--db", default=None, help="Keep the benchmark database at this SQLite path (default: a temporary file).")
+@click.option("--config", "_config", type=click.Path(dir_okay=False), hidden=True, expose_value=False)
+@click.option("--json", "as_json", is_flag=True)
+def command(keys: int, days: int, docs_per_key_day: float, warm_ticks: int, db: str | None, as_json: bool) -> None:
+    """One detector tick over many keys with days of minute counts (cold and warm)."""
+    res = run(keys, days, docs_per_key_day, warm_ticks, sqlite_path(db))
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    hw = res["hardware"]
+    click.echo(
+        f"detector tick over {res['keys']:,} keys ({res['keys_evaluated']:,} evaluated), {res['days']} days, {res['minute_count_rows']:,} minute_counts rows"
+    )
+    click.echo(
+        f"  cold tick (fresh detector, whole baseline read): {res['cold_tick_s']:.3f} s ({res['cold_tick_cpu_s']:.3f} s CPU)"
+    )
+    click.echo(
+        f"  warm tick (live, per interval): median {res['warm_tick_median_s']:.3f} s "
+        f"({res['warm_tick_cpu_median_s']:.3f} s CPU), max {res['warm_tick_max_s']:.3f} s (target < 1 s)"
+    )
+    click.echo(f"  load average while measuring: {res['load_average']}")
+    click.echo(f"  evaluation alone: {res['evaluate_only_s']:.3f} s")
+    click.echo(
+        f"  hardware: {hw['cpu']}, {hw['cores']} cores, Python {hw['python']}, numpy {hw['numpy']}, SQLite {hw['sqlite']}"
+    )
+
+
+if __name__ == "__main__":  # `python -m pipelines.bench_detect`, the same as `finsent bench detect`
+    command(prog_name="finsent bench detect")

@@ -15,7 +15,6 @@ Each report holds accuracy, macro-F1, the per-class report, the expected calibra
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -23,8 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
+from monitor.app.options import ignores_config_and_db
 from pipelines.data import TASKS, default_data_dir, read_labelled_csv, split_path
 
 log = logging.getLogger(__name__)
@@ -302,61 +303,62 @@ def _summary(reports: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="finsent evaluate",
-        description="Evaluate the model on labelled CSVs (default: both validation splits).",
-    )
-    p.add_argument("--csv", default=None, help="one labelled CSV (needs --task); default: the validation splits")
-    p.add_argument("--task", choices=TASKS, default=None)
-    p.add_argument("--data-dir", default=None, help="folder with {topic,sent}_valid.csv")
-    p.add_argument("--model", dest="model_dir", default=None, help="artifact folder (default: the shipped model)")
-    p.add_argument("--out-dir", default=None, help="write JSON reports and confusion-matrix PNGs here")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (CPU)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
-    p.add_argument("--bench-json", default=None, help="with --write-card: a `bench_classify --json` output")
-    p.add_argument("--write-card", action="store_true", help="write MODEL_CARD.md into the model folder")
-    p.add_argument("--card-notes", default=None, help="with --write-card: a Markdown file appended to the card")
-    return p
+_DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
+_PRECISIONS = click.Choice(["auto", "fp32", "bf16", "fp16", "int8"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@click.command("evaluate")
+@click.option("--csv", "csv_path", default=None, help="One labelled CSV (needs --task); default: the validation splits.")
+@click.option("--task", type=click.Choice(TASKS), default=None)
+@click.option("--data-dir", default=None, help="Folder with {topic,sent}_valid.csv.")
+@click.option("--model", "model_dir", default=None, help="Artifact folder (default: the shipped model).")
+@click.option("--out-dir", default=None, help="Write JSON reports and confusion-matrix PNGs here.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--device", type=_DEVICES, default="auto", show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--int8", is_flag=True, help="Dynamic int8 quantisation (CPU).")
+@click.option("--precision", type=_PRECISIONS, default="auto", show_default=True)
+@click.option("--bench-json", default=None, help="With --write-card: a `finsent bench classify --json` output.")
+@click.option("--write-card", is_flag=True, help="Write MODEL_CARD.md into the model folder.")
+@click.option("--card-notes", default=None, help="With --write-card: a Markdown file appended to the card.")
+@ignores_config_and_db
+def command(
+    csv_path: str | None,
+    task: str | None,
+    data_dir: str | None,
+    model_dir: str | None,
+    out_dir: str | None,
+    text_column: str,
+    label_column: str,
+    device: str,
+    batch_size: int,
+    int8: bool,
+    precision: str,
+    bench_json: str | None,
+    write_card: bool,
+    card_notes: str | None,
+) -> None:
+    """Evaluate a model on labelled CSVs: accuracy, macro-F1, calibration, confusion matrix."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quantize = bool(args.int8)
-    if args.csv:
-        if not args.task:
-            raise SystemExit("--csv needs --task topic|sentiment")
+    if csv_path:
+        if not task:
+            raise click.UsageError("--csv needs --task topic|sentiment")
         reports = {
-            args.task: evaluate(
-                args.csv,
-                args.task,
-                args.model_dir,
-                args.out_dir,
-                args.text_column,
-                args.label_column,
-                args.device,
-                args.batch_size,
-                quantize,
+            task: evaluate(
+                csv_path, task, model_dir, out_dir, text_column, label_column, device, batch_size, int8
             )
         }
     else:
-        reports = evaluate_validation(
-            args.data_dir, args.model_dir, args.out_dir, args.device, args.batch_size, quantize, args.precision
-        )
-    print(json.dumps(_summary(reports), indent=2))
-    if args.write_card:
+        reports = evaluate_validation(data_dir, model_dir, out_dir, device, batch_size, int8, precision)
+    click.echo(json.dumps(_summary(reports), indent=2))
+    if write_card:
         from models.multitask import default_model_dir
 
-        bench = json.loads(Path(args.bench_json).read_text()) if args.bench_json else None
-        notes = Path(args.card_notes).read_text() if args.card_notes else None
-        print(write_model_card(args.model_dir or default_model_dir(), reports, bench, notes))
-    return 0
+        bench = json.loads(Path(bench_json).read_text()) if bench_json else None
+        notes = Path(card_notes).read_text() if card_notes else None
+        click.echo(write_model_card(model_dir or default_model_dir(), reports, bench, notes))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m pipelines.evaluate`, the same as `finsent evaluate`
+    command(prog_name="finsent evaluate")

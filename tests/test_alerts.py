@@ -10,28 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alerting.lifecycle import (
-    RULE,
-    Alert,
-    GroupTiming,
-    alert_id,
-    evaluate,
-    fingerprint,
-    plan_groups,
-)
+from monitor.alerting.grouping import GroupTiming, plan_groups
+from monitor.alerting.inhibition import excess_negatives, mute_reasons, topics_explained_by_entities
+from monitor.alerting.lifecycle import RULE, Alert, alert_id, evaluate, fingerprint
+from monitor.alerting.matchers import Matcher, MatcherError, Silence, parse_matcher
+from monitor.alerting.routing import route_channels
 from monitor.config import Route
-from monitor.redact import mask_url, redact, register_secrets
-from monitor.alerting.routing import (
-    Matcher,
-    MatcherError,
-    Silence,
-    excess_negatives,
-    mute_reasons,
-    parse_matcher,
-    route_channels,
-    topics_explained_by_entities,
-)
 from monitor.detect.signals import Key, Signal
+from monitor.redact import mask_url, redact, register_secrets
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 AAPL = Key("entity", "AAPL")
@@ -332,7 +318,12 @@ def test_redact_masks_registered_secrets_urls_and_credential_params():
 
 
 def test_backoff_grows_with_jitter_and_is_capped():
-    from monitor.notify.sender import BACKOFF_INITIAL_SECONDS, BACKOFF_JITTER_SECONDS, BACKOFF_MAX_SECONDS, backoff_seconds
+    from monitor.notify.sender import (
+        BACKOFF_INITIAL_SECONDS,
+        BACKOFF_JITTER_SECONDS,
+        BACKOFF_MAX_SECONDS,
+        backoff_seconds,
+    )
 
     for attempt in range(1, 6):
         w = backoff_seconds(attempt)

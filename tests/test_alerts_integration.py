@@ -24,10 +24,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from monitor.store.schema import document_entities, documents, minute_counts, notification_attempts, notifications
-from monitor.alerting.outbox import acknowledge, add_silence, apply_signals, digest, expire_silence, list_alerts, list_silences
-from monitor.notify.sender import IN_FLIGHT, register_jobs, send_due
+from monitor.alerting.queries import acknowledge, list_alerts
+from monitor.alerting.service import apply_signals, digest
+from monitor.alerting.silences import add_silence, expire_silence, list_silences
 from monitor.detect.signals import Key, Signal
+from monitor.notify.sender import IN_FLIGHT, send_due
+from monitor.store.schema import document_entities, documents, minute_counts, notification_attempts, notifications
 from tests._alerts_fixtures import (  # noqa: F401  (fixtures)
     SECRETS,
     Action,
@@ -429,14 +431,14 @@ def test_outage_then_sender_killed_mid_flight_then_restart_delivers_each_notific
 
 def test_apply_signals_is_one_transaction(engine, receiver, monkeypatch):
     """A failure while building messages leaves neither alert rows nor notifications."""
-    import monitor.alerting.outbox as outbox
+    import monitor.alerting.repository as repository
 
     s = make_settings(receiver.base, channels=("hook",))
 
     def boom(*a, **k):
         raise RuntimeError("crash while enqueuing")
 
-    monkeypatch.setattr(outbox, "build_message", boom)
+    monkeypatch.setattr(repository, "enqueue", boom)
     with pytest.raises(RuntimeError):
         apply_signals(engine, s, [spike(AAPL, T0)], T0)
     assert list_alerts(engine, include_unfired=True) == [] and rows(engine) == []
@@ -818,9 +820,12 @@ def test_daily_digest_is_enqueued_once_per_day_and_delivered(engine, receiver):
 def test_register_jobs_on_a_background_scheduler(engine, receiver):
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from monitor.app.scheduler import register_jobs
+    from monitor.app.wiring import build
+
     s = make_settings(receiver.base, channels=("hook",), digest_channel="hook", digest_cron="0 18 * * *")
     sched = BackgroundScheduler(timezone="UTC")
-    jobs = register_jobs(sched, engine, s, now=lambda: T0)
+    jobs = register_jobs(sched, build(s, engine), now=lambda: T0)
     assert {j.id for j in jobs} == {"finsent-sender", "finsent-digest"}
     apply_signals(engine, s, [spike(AAPL, T0)], T0)
     sched.get_job("finsent-sender").func()  # run one tick as the scheduler would

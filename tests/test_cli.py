@@ -19,7 +19,9 @@ from monitor.cli import main
 def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
     import click
 
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
         yield (*prefix, name)
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, (*prefix, name))
@@ -145,8 +147,8 @@ def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path) -> None:
 
 
 def test_demo_children_read_the_same_config_file(tmp_path: Path) -> None:
-    from monitor.config import load_settings
     from monitor.cli.demo import _child_env
+    from monitor.config import load_settings
 
     cfg = tmp_path / "finsent.toml"
     cfg.write_text(

@@ -254,7 +254,7 @@ def test_alert_deep_link_shows_numbers_and_evidence(seeded: dict[str, Any], monk
 
 
 def test_acknowledge_silence_and_expire(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from monitor.alerting import outbox
+    from monitor.alerting import queries, silences
 
     at = _app(monkeypatch, seeded["url"])
     at.run()
@@ -264,11 +264,11 @@ def test_acknowledge_silence_and_expire(seeded: dict[str, Any], monkeypatch: pyt
     _ok(at)
     eng = make_engine(seeded["url"])
     try:
-        if not outbox.get_alert(eng, seeded["alert_id"])["acknowledged_by"]:
+        if not queries.get_alert(eng, seeded["alert_id"])["acknowledged_by"]:
             at.button(key="al_ack").click().run()
             _ok(at)
             assert any("Acknowledged by tester" in s.value for s in at.success)
-        assert outbox.get_alert(eng, seeded["alert_id"])["acknowledged_by"] == "tester"
+        assert queries.get_alert(eng, seeded["alert_id"])["acknowledged_by"] == "tester"
 
         # A malformed extra matcher is refused with its reason.
         at.text_input(key="al_sil_extra").set_value("colour=red")
@@ -276,19 +276,19 @@ def test_acknowledge_silence_and_expire(seeded: dict[str, Any], monkeypatch: pyt
         assert not at.exception
         assert any("unknown label" in e.value for e in at.error)
 
-        before = {s.id for s in outbox.list_silences(eng, datetime.now(UTC))}
+        before = {s.id for s in silences.list_silences(eng, datetime.now(UTC))}
         at.text_input(key="al_sil_extra").set_value("")
         at.text_input(key="al_sil_comment").set_value("looking into it <b>now</b>")
         at.button(key="al_sil_go").click().run()
         _ok(at)
-        new = [s for s in outbox.list_silences(eng, datetime.now(UTC)) if s.id not in before]
+        new = [s for s in silences.list_silences(eng, datetime.now(UTC)) if s.id not in before]
         assert len(new) == 1 and new[0].created_by == "tester"
         assert {str(m) for m in new[0].matchers} == {"key_kind=entity", "key_value=NVDA"}
 
         at.selectbox(key="al_sil_pick").set_value(new[0].id)
         at.button(key="al_sil_expire").click().run()
         _ok(at)
-        assert new[0].id not in {s.id for s in outbox.list_silences(eng, datetime.now(UTC))}
+        assert new[0].id not in {s.id for s in silences.list_silences(eng, datetime.now(UTC))}
     finally:
         eng.dispose()
 

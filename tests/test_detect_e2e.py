@@ -20,14 +20,16 @@ from sqlalchemy import insert
 from monitor.alerting.lifecycle import evaluate as alert_evaluate
 from monitor.classify.base import KeywordTestDouble
 from monitor.config import DetectSettings, Settings
-from monitor.detect.detector import Detector, tick
-from monitor.enrich.novelty import bands
-from monitor.ingest.schemas import parse_time
+from monitor.detect.detector import Detector
+from monitor.detect.runner import tick
 from monitor.detect.signals import Signal
 from monitor.detect.spike import Params
-from monitor.detect.windows import MinuteCounts, from_minute, to_minute
+from monitor.detect.windows import from_minute, to_minute
+from monitor.enrich.novelty import bands
+from monitor.ingest.schemas import parse_time
 from pipelines.feed import TOPIC_SURGE_TEXTS, Decoy, Outage, Surge, generate
 from pipelines.replay import drive
+from tests.doubles import MinuteCounts
 
 T0 = datetime(2024, 5, 6, tzinfo=UTC)  # a Monday
 CLF = KeywordTestDouble()
@@ -358,11 +360,11 @@ def test_schedule_registers_an_interval_job(tmp_path) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from monitor.detect.clock import WatermarkClock
-    from monitor.detect.detector import schedule
+    from tests.doubles import schedule
 
     url = f"sqlite:///{tmp_path}/s.db"
-    from monitor.store.schema import make_engine
     from monitor.store.migrate import upgrade
+    from monitor.store.schema import make_engine
 
     upgrade(url)
     engine = make_engine(url)

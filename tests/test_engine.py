@@ -142,11 +142,14 @@ def test_encoder_flops_follow_the_modules_of_a_real_encoder():
     assert encoder_flops_per_text(config, []) == 0.0
 
 
-def test_bench_classify_reports_engine_naive_and_the_compute_ceiling(capsys):
-    from pipelines.bench_classify import main
+def test_bench_classify_reports_engine_naive_and_the_compute_ceiling():
+    from click.testing import CliRunner
 
-    assert main(["-n", "48", "--naive-texts", "4", "--int8", "off", "--json"]) == 0
-    r = json.loads(capsys.readouterr().out)
+    from pipelines.bench_classify import command
+
+    run = CliRunner().invoke(command, ["-n", "48", "--naive-texts", "4", "--int8", "off", "--json"])
+    assert run.exit_code == 0, run.output
+    r = json.loads(run.output)
     assert r["texts"] == 48 and r["naive_texts"] == 4
     assert r["engine_texts_per_s"] > 0 and r["naive_texts_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["engine_texts_per_s"] / r["naive_texts_per_s"], rel=0.01)

@@ -12,9 +12,9 @@ import pytest
 
 from monitor.classify.base import KeywordTestDouble
 from monitor.ingest.inputs import Columns, read_records, to_message
-from monitor.enrich.novelty import first_duplicates
 from monitor.ingest.schemas import parse_time
 from pipelines.feed import Decoy, Outage, Surge, generate, write
+from tests.doubles import first_duplicates
 
 T0 = datetime(2024, 5, 6, tzinfo=UTC)  # a Monday
 

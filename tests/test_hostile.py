@@ -41,12 +41,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from monitor.app.batch import BatchProcessor
 from monitor.classify.base import KeywordTestDouble
 from monitor.config import Settings
-from monitor.store.schema import dead_letters, documents, make_engine
-from monitor.app.batch import BatchProcessor, RawRecord
 from monitor.ingest.schemas import Document, Rejection, decode
+from monitor.ingest.source import RawRecord
 from monitor.store.repository import Store, recount, stored_counts
+from monitor.store.schema import dead_letters, documents, make_engine
 from tests.test_ingest import _reap_daemons  # noqa: F401  (autouse: kills daemons a failed test left running)
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # the record time of every unit-level message

@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import func, select
 
 from monitor.app.broker import EmbeddedBroker, create_topics
-from monitor.store.schema import dead_letters, documents, make_engine
 from monitor.store.repository import recount, stored_counts
+from monitor.store.schema import dead_letters, documents, make_engine
 
 pytestmark = pytest.mark.integration
 

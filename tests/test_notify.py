@@ -17,7 +17,8 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.config import Channel
-from monitor.notify.delivery import deliver, list_channels, parse_retry_after, render_body, send_test
+from monitor.notify.delivery import deliver, list_channels, parse_retry_after, send_test
+from monitor.notify.render import render_body
 
 SECRET_URL = "https://hooks.example.com/services/T0/B0/verysecrettoken"
 SIGNING = "signing-secret-123"

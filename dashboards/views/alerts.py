@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboards import charts, ui
 from dashboards import queries as q
-from monitor.alerting import outbox
-from monitor.alerting.routing import Matcher, MatcherError, parse_matcher
+from monitor.alerting import queries, silences
+from monitor.alerting.matchers import Matcher, MatcherError, parse_matcher
 
 DURATIONS = {"1 hour": 1, "4 hours": 4, "12 hours": 12, "1 day": 24, "3 days": 72, "1 week": 168}
 
@@ -45,7 +45,7 @@ def _actions(alert: dict, who: str) -> None:
         elif st.button(
             "Acknowledge", key="al_ack", help="Stops repeat notifications; the resolved message still goes out."
         ):
-            if outbox.acknowledge(eng, alert["id"], who, now):
+            if queries.acknowledge(eng, alert["id"], who, now):
                 ui.clear_cache()
                 st.session_state["al_flash"] = f"Acknowledged by {who}."
                 st.rerun()
@@ -66,7 +66,7 @@ def _actions(alert: dict, who: str) -> None:
             try:
                 ms = [Matcher("key_kind", alert["key_kind"]), Matcher("key_value", alert["key_value"])]
                 ms += [parse_matcher(part) for part in extra.split(",") if part.strip()]
-                sil = outbox.add_silence(
+                sil = silences.add_silence(
                     eng, ms, now=now, duration=timedelta(hours=DURATIONS[dur]), created_by=who, comment=comment
                 )
             except (MatcherError, ValueError) as exc:
@@ -149,7 +149,7 @@ def _detail(alert: dict) -> None:
                 "sentiment_score": st.column_config.NumberColumn("negative score", format="%.3f"),
             },
         )
-    full = outbox.get_alert(ui.engine(), alert["id"])
+    full = queries.get_alert(ui.engine(), alert["id"])
     hist = pd.DataFrame((full or {}).get("notifications") or [])
     st.markdown("**Notifications**")
     if hist.empty:
@@ -274,7 +274,7 @@ if ui.db_ready():
             format_func=lambda i: i[:8] + " · " + ui.safe_text(sil.loc[sil["id"] == i, "matchers"].iloc[0]),
         )
         if c2.button("Expire now", key="al_sil_expire") and sid:
-            if outbox.expire_silence(ui.engine(), sid, datetime.now(UTC)):
+            if silences.expire_silence(ui.engine(), sid, datetime.now(UTC)):
                 ui.clear_cache()
                 st.session_state["al_flash"] = f"Silence {sid[:8]} expired."
                 st.rerun()

@@ -19,19 +19,10 @@ from monitor.classify.base import Classifier, Prediction
 from monitor.config import Settings
 from monitor.enrich.entities import EntityMatcher, WatchEntity
 from monitor.ingest.schemas import Document, Rejection, decode
+from monitor.ingest.source import RawRecord
 from monitor.store.repository import BatchResult, Classified, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
-    timestamp: datetime
-    key: bytes | None = None
 
 
 @dataclass(slots=True)

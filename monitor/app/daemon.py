@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitor.app import metrics
+from monitor.app.wiring import build
 from monitor.classify.base import Classifier
 from monitor.config import Settings
-from monitor.store.schema import make_engine, redact_url
-from monitor.app.batch import BatchProcessor, RawRecord
-from monitor.ingest.schemas import Rejection
-from monitor.store.repository import BatchResult, Store
+from monitor.ingest.source import DeadLetterSink, RawRecord, consumer_for, records_from_poll
+from monitor.redact import redact_url
+from monitor.store.repository import BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,13 @@ class Daemon:
         self.settings = settings
         self.classifier = classifier
         self.now = now or (lambda: datetime.now(UTC))
-        self.engine = make_engine(settings.database_url)
-        self.processor = BatchProcessor(
-            settings, classifier, Store(self.engine, novelty_horizon=_minutes(settings.detect.novelty_horizon_minutes))
-        )
+        self.parts = build(settings)
+        self.engine = self.parts.engine
+        self.processor = self.parts.processor(classifier)
         self.health = metrics.Health(settings.stuck_after_seconds)
         self.stop_event = threading.Event()
         self.consumer: Any = None
-        self.producer: Any = None
+        self.dead_letters: DeadLetterSink | None = None
         self.scheduler: Any = None
         self._lag_checked = 0.0
         self.totals = BatchResult()
@@ -124,30 +123,15 @@ class Daemon:
     def _start_scheduler(self) -> None:
         from monitor.app.scheduler import start_background
 
-        self.scheduler = start_background(self.engine, self.settings, self.now)
+        self.scheduler = start_background(self.parts, self.now)
 
     def _connect(self) -> None:
-        from kafka import KafkaConsumer
         from kafka.errors import KafkaError
 
         attempt = 0
         while not self.stop_event.is_set():
             try:
-                self.consumer = KafkaConsumer(
-                    *self.settings.kafka_topics,
-                    bootstrap_servers=self.settings.kafka_bootstrap.split(","),
-                    group_id=self.settings.kafka_group,
-                    client_id="finsent",
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    max_poll_records=self.settings.batch_max_records,
-                    max_poll_interval_ms=self.settings.max_poll_interval_ms,
-                    session_timeout_ms=self.settings.session_timeout_ms,
-                    heartbeat_interval_ms=min(3000, self.settings.session_timeout_ms // 3),
-                    fetch_max_bytes=64 * 1024 * 1024,
-                    max_partition_fetch_bytes=8 * 1024 * 1024,
-                    reconnect_backoff_max_ms=5000,
-                )
+                self.consumer = consumer_for(self.settings)
                 log.info(
                     "consuming %s as group %r from %s",
                     ",".join(self.settings.kafka_topics),
@@ -180,17 +164,15 @@ class Daemon:
                 self.consumer.close(autocommit=False)
             except Exception as exc:
                 log.warning("closing the consumer: %s", _short(exc))
-        if self.producer is not None:
+        if self.dead_letters is not None:
             try:
-                self.producer.close(timeout=5)
+                self.dead_letters.close()
             except Exception:
-                log.debug("closing the producer", exc_info=True)
+                log.debug("closing the dead-letter producer", exc_info=True)
         self.engine.dispose()
 
     # -- the loop --------------------------------------------------------------------
     def _iteration(self) -> None:
-        from kafka.structs import OffsetAndMetadata
-
         self.health.beat()
         polled = self.consumer.poll(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
@@ -199,13 +181,8 @@ class Daemon:
         if not polled:
             return
         started = time.perf_counter()
-        records: list[RawRecord] = []
-        offsets: dict[Any, OffsetAndMetadata] = {}
+        records, offsets = records_from_poll(polled, self.now)
         for tp, recs in polled.items():
-            for r in recs:
-                ts = datetime.fromtimestamp(r.timestamp / 1000, UTC) if r.timestamp and r.timestamp > 0 else self.now()
-                records.append(RawRecord(r.value, r.topic, r.partition, r.offset, ts, r.key))
-            offsets[tp] = OffsetAndMetadata(recs[-1].offset + 1, "", -1)
             metrics.CONSUMED.labels(tp.topic).inc(len(recs))
         metrics.BATCH_SIZE.observe(len(records))
 
@@ -297,33 +274,13 @@ class Daemon:
         return result
 
     def _send_dead_letters(self, result: BatchResult, records: list[RawRecord]) -> None:
-        rejected: list[Rejection] = result.rejections
-        if not rejected:
+        if not result.rejections:
             return
-        from kafka import KafkaProducer
-
-        if self.producer is None:
-            self.producer = KafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap.split(","),
-                acks="all",
-                retries=5,
-                max_request_size=max(1_048_576, self.settings.max_message_bytes * 6),
-            )
-        by_coord = {(r.topic, r.partition, r.offset): r for r in records}
-        for rej in rejected:
-            original = by_coord.get((rej.topic, rej.partition, rej.offset))
-            headers = [
-                ("finsent-reason", rej.reason.encode("utf-8", "replace")[:1000]),
-                ("finsent-topic", rej.topic.encode()),
-                ("finsent-partition", str(rej.partition).encode()),
-                ("finsent-offset", str(rej.offset).encode()),
-            ]
-            value = original.value if original is not None and original.value is not None else rej.raw
-            key = original.key if original is not None else None
-            self.producer.send(f"{rej.topic}.dlq", value=value or b"", key=key, headers=headers)
+        if self.dead_letters is None:
+            self.dead_letters = DeadLetterSink(self.settings)
+        for rej in self.dead_letters.send(result.rejections, records):
             metrics.DEAD_LETTERS.labels(rej.topic).inc()
             log.warning("dead letter %s[%d]@%d: %s", rej.topic, rej.partition, rej.offset, rej.reason[:200])
-        self.producer.flush(timeout=30)
 
     def _commit(self, offsets: dict[Any, Any]) -> None:
         from kafka.errors import CommitFailedError, KafkaError
@@ -362,12 +319,6 @@ class Daemon:
                     metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, ends[tp] - pos))
         except Exception as exc:
             log.debug("lag check failed: %s", _short(exc))
-
-
-def _minutes(n: int) -> Any:
-    from datetime import timedelta
-
-    return timedelta(minutes=n)
 
 
 def _short(exc: BaseException) -> str:

@@ -1,68 +1,112 @@
 """The daemon's scheduled jobs (apscheduler 3.x, in a background thread).
 
 - detect + alert: every `detect.interval_seconds`, one detector tick on the clock (the
-  wall clock live), then the alert lifecycle and the outbox, in one transaction. The
-  detector holds a database lock, so with several daemons one tick runs at a time.
+  wall clock live), then the alert stages and the outbox, in one transaction. The
+  detector holds a database lease, so with several daemons one tick runs at a time.
 - send: the outbox sender, every `alerting.sender_interval_seconds`.
 - digest: the daily digest, when `alerting.digest_channel` is set.
 - prune: forget near-duplicate bands older than twice the novelty horizon.
 
 Every job reads and writes only the database, so any number of daemons can run them.
+The parts come from the composition root (`monitor.app.wiring.build`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Engine
+from apscheduler.triggers.cron import CronTrigger
 
-from monitor.config import Settings
-from monitor.store.repository import Store
+from monitor.app.wiring import Parts
+from monitor.redact import redact
 
 log = logging.getLogger(__name__)
 
 
-def detect_and_alert(engine: Engine, settings: Settings, now: datetime) -> int:
-    """One detector tick and its alert transitions; returns the number of transitions."""
-    from monitor.detect.detector import tick
-    from monitor.alerting.outbox import apply_signals
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {redact(str(exc).splitlines()[0][:300]) if str(exc) else ''}"
 
-    signals = tick(engine, settings, now)
+
+def detect_and_alert(parts: Parts, now: datetime) -> int:
+    """One detector tick and its alert transitions; returns the number of transitions."""
+    signals = parts.detector.tick(now)
     # Called with no signals too: group waits and repeats are released on the clock.
-    result = apply_signals(engine, settings, signals, now)
+    result = parts.alerting.apply(signals, now)
     changed = [c for c in result.changes if c.kind in ("fired", "resolved")]
     for c in changed:
         log.info("alert %s %s (%s=%s)", c.alert.id, c.kind, c.alert.key.kind, c.alert.key.value)
     return len(changed)
 
 
-def start_background(engine: Engine, settings: Settings, now: Callable[[], datetime]) -> BackgroundScheduler:
-    from monitor.notify.sender import register_jobs
+def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | None = None) -> list[Any]:
+    """Add the sender (every `alerting.sender_interval_seconds`) and, when
+    `alerting.digest_channel` is set, the daily digest (`alerting.digest_cron`, UTC) to an
+    apscheduler 3.x scheduler (e.g. BackgroundScheduler). Returns the jobs."""
+    settings = parts.settings
+    clock = now or (lambda: datetime.now(UTC))
 
+    def send_job() -> None:
+        try:
+            stats = parts.sender.send_due(clock() if now else None)
+            if stats.due:
+                log.debug("sender tick: %s", stats.as_dict())
+        except Exception as exc:  # keep the job alive; never print a traceback with a URL
+            log.error("sender tick failed: %s", _short(exc))
+
+    def digest_job() -> None:
+        try:
+            key = parts.alerting.digest(clock())
+            if key:
+                log.info("daily digest %s enqueued", key)
+        except Exception as exc:
+            log.error("daily digest failed: %s", _short(exc))
+
+    jobs = [
+        scheduler.add_job(
+            send_job,
+            "interval",
+            seconds=settings.alerting.sender_interval_seconds,
+            id="finsent-sender",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
+    ]
+    if settings.alerting.digest_channel:
+        jobs.append(
+            scheduler.add_job(
+                digest_job,
+                CronTrigger.from_crontab(settings.alerting.digest_cron, timezone=UTC),
+                id="finsent-digest",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+            )
+        )
+    return jobs
+
+
+def start_background(parts: Parts, now: Callable[[], datetime]) -> BackgroundScheduler:
+    settings = parts.settings
     sched = BackgroundScheduler(
         timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
     )
-    store = Store(engine)
     horizon = timedelta(minutes=settings.detect.novelty_horizon_minutes)
 
     def detect_job() -> None:
         t = now()
         try:
-            detect_and_alert(engine, settings, t)
+            detect_and_alert(parts, t)
         except Exception as exc:
-            log.error(
-                "detector tick at %s failed (%s: %s); the next tick retries",
-                t.isoformat(),
-                type(exc).__name__,
-                str(exc).splitlines()[0][:300] if str(exc) else "",
-            )
+            log.error("detector tick at %s failed (%s); the next tick retries", t.isoformat(), _short(exc))
 
     def prune_job() -> None:
         try:
-            n = store.prune_bands(now() - horizon * 2)
+            n = parts.store.prune_bands(now() - horizon * 2)
             if n:
                 log.debug("pruned %d near-duplicate bands", n)
         except Exception as exc:
@@ -70,6 +114,6 @@ def start_background(engine: Engine, settings: Settings, now: Callable[[], datet
 
     sched.add_job(detect_job, "interval", seconds=settings.detect.interval_seconds, id="detect")
     sched.add_job(prune_job, "interval", minutes=10, id="prune-bands")
-    register_jobs(sched, engine, settings, now)
+    register_jobs(sched, parts, now)
     sched.start()
     return sched

@@ -10,7 +10,7 @@ is cut into batches.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from monitor.detect.windows import EPOCH
@@ -18,13 +18,6 @@ from monitor.detect.windows import EPOCH
 
 class Clock(Protocol):
     def now(self) -> datetime | None: ...
-
-
-class WallClock:
-    """The live clock: timezone-aware UTC wall time."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class WatermarkClock:

@@ -1,4 +1,4 @@
-"""The detector's I/O edge: read minute counts, run `monitor.detect.spike` over every key, return Signals.
+"""The detector: minute counts of every key in, `Signal`s out, with the baseline cached between ticks.
 
 One tick is two small aggregate queries at most:
 
@@ -11,34 +11,26 @@ One tick is two small aggregate queries at most:
 
 Everything after that is numpy over all keys at once (`monitor.detect.spike.evaluate`).
 
-Several daemons may share a database: a tick runs under a lease row in the `state`
-table (held by one process, renewed by each tick, taken over when it expires) and, on
-PostgreSQL, also under ``pg_try_advisory_xact_lock`` for the tick's transaction. A
-daemon that does not hold the lease gets ``[]`` (the holder's tick covers the minute).
+Pure apart from its `Source` (numpy only): `monitor.detect.source.SqlSource` reads the
+counts from the database, and `monitor.detect.runner` runs ticks under the detector lease.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Protocol
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Text, and_, case, cast, func, insert, literal_column, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import BigInteger
 
-from monitor.detect.clock import Clock
 from monitor.config import Settings
-from monitor.store.schema import minute_counts, state
 from monitor.detect.signals import Signal
 from monitor.detect.spike import BaselineStats, Evidence, Params, baseline_stats, evaluate, span_bounds, to_signals
-from monitor.detect.windows import ALL, RowKey, Rows, from_minute, rows_from_records, to_minute
+from monitor.detect.windows import Rows, to_minute
+from monitor.store.keys import FEED, RowKey
 
 log = logging.getLogger(__name__)
 
@@ -51,35 +43,6 @@ _OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 class Source(Protocol):
     def fetch(self, start: int, end: int, per: int) -> Rows: ...
-
-
-class SqlSource:
-    """minute_counts through one connection; `per` is 1 (minutes) or 60 (hour blocks)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def fetch(self, start: int, end: int, per: int) -> Rows:
-        mc = minute_counts.c
-        if self.conn.dialect.name == "sqlite":
-            epoch = cast(func.strftime("%s", mc.minute), BigInteger)
-        else:
-            epoch = cast(func.extract("epoch", mc.minute), BigInteger)
-        bucket = (epoch // (60 * per)).label("bucket")  # floor division on both backends
-        q = (
-            select(
-                mc.key_kind,
-                mc.key_value,
-                bucket,
-                func.sum(mc.novel_total),
-                func.sum(mc.novel_negative),
-                func.sum(case((mc.total > 0, 1), else_=0)),
-            )
-            .where(and_(mc.minute >= from_minute(start), mc.minute < from_minute(end), mc.total > 0))
-            .group_by(mc.key_kind, mc.key_value, literal_column("bucket"))
-        )
-        rows = self.conn.execute(q).fetchall()
-        return rows_from_records(((r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows)
 
 
 class _Block:
@@ -194,7 +157,7 @@ class Detector:
             self._bcache = (bkey, (block_tot, block_neg, block_live), None)
         rec_tot, rec_neg, rec_live = self._recent(m0, end, g)
 
-        all_g = self._index.get(ALL)
+        all_g = self._index.get(FEED)
         if all_g is not None:
             p_tot, p_neg, p_live = block_tot[all_g], block_neg[all_g], block_live[all_g]
             p_rlive = rec_live[all_g] > 0
@@ -257,125 +220,3 @@ def _dense(blocks: dict[int, _Block], lo: int, hi: int, g: int) -> tuple[np.ndar
     return out[0], out[1], out[2]
 
 
-# --- the daemon's entry points -------------------------------------------------------------
-
-_detectors: dict[tuple[str, Params], Detector] = {}
-_detectors_lock = threading.Lock()
-
-
-def detector_for(engine: Engine, settings: Settings) -> Detector:
-    key = (str(engine.url), Params.from_settings(settings.detect))
-    with _detectors_lock:
-        det = _detectors.get(key)
-        if det is None:
-            det = _detectors[key] = Detector(key[1])
-        return det
-
-
-def forget(engine: Engine) -> None:
-    """Drop the cached detectors of this database (a replay starting over, a wiped database)."""
-    url = str(engine.url)
-    with _detectors_lock:
-        for key in [k for k in _detectors if k[0] == url]:
-            del _detectors[key]
-
-
-def _acquire_lease(conn: Connection, owner: str, wall: datetime, seconds: float) -> bool:
-    """Take or renew the detector lease; False if another live process holds it."""
-    me = {"owner": owner}
-    expired_before = wall - timedelta(seconds=seconds)
-    res = conn.execute(
-        update(state)
-        .where(state.c.name == LEASE_NAME)
-        .where((cast(state.c.value, Text) == json.dumps(me)) | (state.c.updated_at < expired_before))
-        .values(value=me, updated_at=wall)
-    )
-    if res.rowcount:
-        return True
-    exists = conn.execute(select(state.c.name).where(state.c.name == LEASE_NAME)).first()
-    if exists:
-        return False
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(state).values(name=LEASE_NAME, value=me, updated_at=wall))
-        return True
-    except IntegrityError:
-        return False
-
-
-def tick(
-    engine: Engine,
-    settings: Settings,
-    now: datetime,
-    *,
-    lock: bool = True,
-    owner: str | None = None,
-    wall: datetime | None = None,
-    recheck_minutes: int | None = None,
-    final_until: datetime | None = None,
-) -> list[Signal]:
-    """One detector tick at clock time `now` (wall time live, the watermark in a replay).
-
-    Returns one Signal per topic/entity key seen in the baseline or recent span, or
-    ``[]`` when another daemon holds the detector lease. `lock=False` skips the lease
-    (a replay is a single process working on its own database). `recheck_minutes`
-    overrides how far back minute buckets are re-read every tick (a replay, whose
-    watermark guarantees complete minutes, passes 0).
-    """
-    if now.tzinfo is None:
-        raise ValueError("tick(now=...) needs a timezone-aware UTC datetime")
-    det = detector_for(engine, settings)
-    if recheck_minutes is not None:
-        det.recheck_minutes = max(0, int(recheck_minutes))
-    with engine.begin() as conn:
-        if lock:
-            if conn.dialect.name == "postgresql":
-                got = conn.execute(select(func.pg_try_advisory_xact_lock(ADVISORY_KEY))).scalar()
-                if not got:
-                    log.debug("detector tick skipped: another daemon holds the advisory lock")
-                    return []
-            lease_s = max(3 * settings.detect.interval_seconds, 60.0)
-            if not _acquire_lease(conn, owner or _OWNER, wall or datetime.now(UTC), lease_s):
-                log.debug("detector tick skipped: another daemon holds the lease")
-                return []
-        return det.tick(SqlSource(conn), now, final_until)
-
-
-def schedule(
-    scheduler: Any,
-    engine: Engine,
-    settings: Settings,
-    clock: Clock,
-    on_signals: Callable[[list[Signal], datetime], None],
-    *,
-    job_id: str = "detect",
-) -> Any:
-    """Register the detector on an apscheduler (3.x) BackgroundScheduler; returns the Job.
-
-    Every `detect.interval_seconds` it ticks at `clock.now()` and calls
-    ``on_signals(signals, now)`` (the alert lifecycle, e.g. `monitor.alerting.outbox.apply_signals`),
-    every tick, also with ``[]`` when another daemon holds the lease, so group waits and
-    repeats still flush on the clock. Runs one at a time and coalesces missed runs.
-    """
-
-    def _job() -> None:
-        now = clock.now()
-        if now is None:
-            return
-        try:
-            signals = tick(engine, settings, now)
-        except Exception:
-            log.exception("detector tick at %s failed; the next tick retries", now.isoformat())
-            return
-        on_signals(signals, now)
-
-    return scheduler.add_job(
-        _job,
-        "interval",
-        seconds=settings.detect.interval_seconds,
-        id=job_id,
-        replace_existing=True,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=max(1, int(settings.detect.interval_seconds)),
-    )

@@ -7,27 +7,24 @@ the minute: the minute that is still filling is never looked at, so a tick's ans
 not depend on how much of the current minute has arrived yet (what makes a replay give
 the same answer at any speed).
 
-`MinuteCounts` is an in-memory twin of the `minute_counts` table for tests, simulations
-and benchmarks; `rolling_sums` turns a dense key x minute matrix into the sums of the
+`rolling_sums` turns a dense key x minute matrix into the sums of the
 windows ending at each of the last few minutes (the firing test uses the last one, the
 resolve test all of them).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from monitor.store.keys import RowKey
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
-# Key of a row in minute_counts: (key_kind, key_value), kind "topic" | "entity" | "all".
-RowKey = tuple[str, str]
-ALL: RowKey = ("all", "all")
 
 
 def _check_aware(dt: datetime) -> None:
@@ -92,70 +89,6 @@ class Rows:
     def empty() -> Rows:
         z = np.zeros(0, dtype=np.int64)
         return Rows([], z, z, z, z, z)
-
-
-class MinuteCounts:
-    """In-memory minute_counts (only the columns detection reads), with the table's semantics."""
-
-    def __init__(self) -> None:
-        self._cells: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
-        self._arrays: tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def add(self, kind: str, value: str, minute: int, total: int, novel_total: int, novel_negative: int) -> None:
-        c = self._cells[(kind, value, int(minute))]
-        c[0] += total
-        c[1] += novel_total
-        c[2] += novel_negative
-        self._arrays = None
-
-    def add_document(
-        self, minute: int, topic: str | None, entities: Iterable[str], sentiment: str, novel: bool = True
-    ) -> None:
-        """Bump the buckets one classified document touches, like the store does."""
-        keys: list[RowKey] = [ALL]
-        if topic:
-            keys.append(("topic", topic))
-        keys += [("entity", e) for e in dict.fromkeys(entities)]
-        neg = int(sentiment == "negative")
-        for kind, value in keys:
-            self.add(kind, value, minute, 1, int(novel), neg * int(novel))
-
-    def __len__(self) -> int:
-        return len(self._cells)
-
-    def cells(self) -> dict[tuple[str, str, int], tuple[int, int, int]]:
-        """(kind, value, minute) -> (total, novel_total, novel_negative)."""
-        return {k: (v[0], v[1], v[2]) for k, v in self._cells.items()}
-
-    def _build(self) -> tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if self._arrays is None:
-            items = sorted((m, k, v) for (k0, k1, m), v in self._cells.items() for k in [(k0, k1)] if v[0] > 0)
-            keys: list[RowKey] = sorted({k for _, k, _ in items})
-            index = {k: i for i, k in enumerate(keys)}
-            minute = np.fromiter((m for m, _, _ in items), dtype=np.int64, count=len(items))
-            kidx = np.fromiter((index[k] for _, k, _ in items), dtype=np.int64, count=len(items))
-            vals = np.asarray([v for _, _, v in items], dtype=np.int64).reshape(-1, 3)
-            self._arrays = (keys, minute, kidx, vals[:, 0], vals[:, 1], vals[:, 2])
-        return self._arrays
-
-    def fetch(self, start: int, end: int, per: int = 1) -> Rows:
-        """Rows with minute in [start, end), grouped into buckets of `per` minutes (1 or 60)."""
-        keys, minute, kidx, _tot, ntot, nneg = self._build()
-        a, z = np.searchsorted(minute, [start, end])
-        if z <= a:
-            return Rows.empty()
-        m, k = minute[a:z], kidx[a:z]
-        bucket = m // per
-        nb = int(bucket.max() - bucket.min() + 1)
-        code = k * nb + (bucket - bucket.min())
-        uniq, inv = np.unique(code, return_inverse=True)
-        sums = np.zeros((len(uniq), 3), dtype=np.int64)
-        np.add.at(sums, inv, np.stack([ntot[a:z], nneg[a:z], np.ones(z - a, dtype=np.int64)], axis=1))
-        uk, ub = uniq // nb, uniq % nb + bucket.min()
-        used = np.unique(uk)
-        remap = np.full(len(keys), -1, dtype=np.int64)
-        remap[used] = np.arange(len(used))
-        return Rows([keys[i] for i in used.tolist()], remap[uk], ub, sums[:, 0], sums[:, 1], sums[:, 2])
 
 
 def rows_from_records(records: Iterable[Sequence]) -> Rows:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -163,20 +163,3 @@ def jaccard(a: str, b: str) -> float:
     if not sa and not sb:
         return 1.0
     return len(sa & sb) / len(sa | sb)
-
-
-def first_duplicates(texts: Sequence[str], threshold: float = 0.7) -> list[int | None]:
-    """In-memory reference of what the store does: index of the first earlier near-duplicate.
-
-    Useful in tests and in replays without a database; the store's table lookup must
-    agree with it on the same sequence.
-    """
-    seen: dict[str, int] = {}
-    out: list[int | None] = []
-    for i, t in enumerate(texts):
-        keys = bands(t, threshold)
-        hit = min((seen[k] for k in keys if k in seen), default=None)
-        out.append(hit)
-        for k in keys:
-            seen.setdefault(k, i)
-    return out

@@ -44,9 +44,9 @@ from sqlalchemy.exc import OperationalError
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from monitor.config import Settings
-from monitor.store.schema import notification_attempts, notifications
 from monitor.notify.delivery import SendResult, default_rate_per_minute, deliver
 from monitor.redact import REDACTING_FILTER, redact, register_settings_secrets
+from monitor.store.schema import notification_attempts, notifications
 
 log = logging.getLogger(__name__)
 log.addFilter(REDACTING_FILTER)
@@ -260,60 +260,14 @@ def _fail_unknown_channel(engine: Engine, nid: int, ch_name: str, now: datetime)
     log.warning("notification %s failed: channel %r is no longer configured", nid, ch_name)
 
 
-# --- scheduling --------------------------------------------------------------------------
+class Sender:
+    """The outbox sender for one database and one set of channels (built by the
+    composition root; any number of processes may run one)."""
 
+    def __init__(self, engine: Engine, settings: Settings, client: httpx.Client | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.client = client
 
-def register_jobs(
-    scheduler: Any,
-    engine: Engine,
-    settings: Settings,
-    now: Callable[[], datetime] | None = None,
-) -> list[Any]:
-    """Add the sender (every `alerting.sender_interval_seconds`) and, when
-    `alerting.digest_channel` is set, the daily digest (`alerting.digest_cron`, UTC) to an
-    apscheduler 3.x scheduler (e.g. BackgroundScheduler). Returns the jobs."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    from monitor.alerting.outbox import digest
-
-    clock = now or (lambda: datetime.now(UTC))
-
-    def send_job() -> None:
-        try:
-            stats = send_due(engine, settings, clock() if now else None)
-            if stats.due:
-                log.debug("sender tick: %s", stats.as_dict())
-        except Exception as exc:  # keep the job alive; never print a traceback with a URL
-            log.error("sender tick failed: %s: %s", type(exc).__name__, redact(exc))
-
-    def digest_job() -> None:
-        try:
-            key = digest(engine, settings, clock())
-            if key:
-                log.info("daily digest %s enqueued", key)
-        except Exception as exc:
-            log.error("daily digest failed: %s: %s", type(exc).__name__, redact(exc))
-
-    jobs = [
-        scheduler.add_job(
-            send_job,
-            "interval",
-            seconds=settings.alerting.sender_interval_seconds,
-            id="finsent-sender",
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-        )
-    ]
-    if settings.alerting.digest_channel:
-        jobs.append(
-            scheduler.add_job(
-                digest_job,
-                CronTrigger.from_crontab(settings.alerting.digest_cron, timezone=UTC),
-                id="finsent-digest",
-                replace_existing=True,
-                coalesce=True,
-                max_instances=1,
-            )
-        )
-    return jobs
+    def send_due(self, now: datetime | None = None, **kwargs: Any) -> SendStats:
+        return send_due(self.engine, self.settings, now, client=self.client, **kwargs)

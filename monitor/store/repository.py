@@ -19,8 +19,9 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.classify.base import Prediction
-from monitor.store.schema import dead_letters, document_entities, documents, minute_counts, near_dup_bands
 from monitor.ingest.schemas import Document, Rejection
+from monitor.store.keys import row_keys
+from monitor.store.schema import dead_letters, document_entities, documents, minute_counts, near_dup_bands
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,6 @@ def _minute(ts: datetime) -> datetime:
     return ts.replace(second=0, microsecond=0)
 
 
-def _keys(topic: str | None, entities: Iterable[str]) -> list[tuple[str, str]]:
-    keys = [("all", "*")]
-    if topic:
-        keys.append(("topic", topic))
-    keys.extend(("entity", e) for e in entities)
-    return keys
-
-
 def _delta(sentiment: str | None, novel: bool, sign: int = 1) -> dict[str, int]:
     d = dict.fromkeys(COUNT_COLUMNS, 0)
     d["total"] = sign
@@ -84,7 +77,7 @@ class CountAccumulator:
 
     def add(self, published_at: datetime, topic: str | None, entities: Iterable[str], delta: dict[str, int]) -> None:
         minute = _minute(published_at)
-        for kind, value in _keys(topic, entities):
+        for kind, value in row_keys(topic, entities):
             row = self._rows[(kind, value[:128], minute)]
             for k, v in delta.items():
                 row[k] += v

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from monitor.config import Settings
-from monitor.store.schema import alerts, dead_letters, documents, make_engine, notifications
 from monitor.store.repository import table_count
+from monitor.store.schema import alerts, dead_letters, documents, make_engine, notifications
 
 
 def collect(settings: Settings) -> dict[str, Any]:

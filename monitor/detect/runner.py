@@ -1,0 +1,132 @@
+"""Detector ticks against a database: the lease that makes one daemon tick at a time, and
+the warm `Detector` kept per database between ticks.
+
+Several daemons may share a database: a tick runs under a lease row in the `state`
+table (held by one process, renewed by each tick, taken over when it expires) and, on
+PostgreSQL, also under ``pg_try_advisory_xact_lock`` for the tick's transaction. A
+daemon that does not hold the lease gets ``[]`` (the holder's tick covers the minute).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from monitor.config import Settings
+from monitor.detect.detector import Detector
+from monitor.detect.signals import Signal
+from monitor.detect.source import SqlSource
+from monitor.detect.spike import Params
+from monitor.store.schema import state
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "detector.lease"
+ADVISORY_KEY = 0x66696E73656E74  # "finsent"
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+_detectors: dict[tuple[str, Params], Detector] = {}
+_detectors_lock = threading.Lock()
+
+
+def detector_for(engine: Engine, settings: Settings) -> Detector:
+    key = (str(engine.url), Params.from_settings(settings.detect))
+    with _detectors_lock:
+        det = _detectors.get(key)
+        if det is None:
+            det = _detectors[key] = Detector(key[1])
+        return det
+
+
+def forget(engine: Engine) -> None:
+    """Drop the cached detectors of this database (a replay starting over, a wiped database)."""
+    url = str(engine.url)
+    with _detectors_lock:
+        for key in [k for k in _detectors if k[0] == url]:
+            del _detectors[key]
+
+
+def _acquire_lease(conn: Connection, owner: str, wall: datetime, seconds: float) -> bool:
+    """Take or renew the detector lease; False if another live process holds it."""
+    me = {"owner": owner}
+    expired_before = wall - timedelta(seconds=seconds)
+    res = conn.execute(
+        update(state)
+        .where(state.c.name == LEASE_NAME)
+        .where((cast(state.c.value, Text) == json.dumps(me)) | (state.c.updated_at < expired_before))
+        .values(value=me, updated_at=wall)
+    )
+    if res.rowcount:
+        return True
+    exists = conn.execute(select(state.c.name).where(state.c.name == LEASE_NAME)).first()
+    if exists:
+        return False
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(state).values(name=LEASE_NAME, value=me, updated_at=wall))
+        return True
+    except IntegrityError:
+        return False
+
+
+def tick(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    *,
+    lock: bool = True,
+    owner: str | None = None,
+    wall: datetime | None = None,
+    recheck_minutes: int | None = None,
+    final_until: datetime | None = None,
+) -> list[Signal]:
+    """One detector tick at clock time `now` (wall time live, the watermark in a replay).
+
+    Returns one Signal per topic/entity key seen in the baseline or recent span, or
+    ``[]`` when another daemon holds the detector lease. `lock=False` skips the lease
+    (a replay is a single process working on its own database). `recheck_minutes`
+    overrides how far back minute buckets are re-read every tick (a replay, whose
+    watermark guarantees complete minutes, passes 0).
+    """
+    if now.tzinfo is None:
+        raise ValueError("tick(now=...) needs a timezone-aware UTC datetime")
+    det = detector_for(engine, settings)
+    if recheck_minutes is not None:
+        det.recheck_minutes = max(0, int(recheck_minutes))
+    with engine.begin() as conn:
+        if lock:
+            if conn.dialect.name == "postgresql":
+                got = conn.execute(select(func.pg_try_advisory_xact_lock(ADVISORY_KEY))).scalar()
+                if not got:
+                    log.debug("detector tick skipped: another daemon holds the advisory lock")
+                    return []
+            lease_s = max(3 * settings.detect.interval_seconds, 60.0)
+            if not _acquire_lease(conn, owner or _OWNER, wall or datetime.now(UTC), lease_s):
+                log.debug("detector tick skipped: another daemon holds the lease")
+                return []
+        return det.tick(SqlSource(conn), now, final_until)
+
+
+class DetectorRunner:
+    """One database's detector, as the composition root hands it to the daemon and replay."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    def tick(self, now: datetime, **kwargs: Any) -> list[Signal]:
+        """See `tick`; the keyword arguments are its (lock, owner, wall, recheck_minutes, final_until)."""
+        return tick(self.engine, self.settings, now, **kwargs)
+
+    def forget(self) -> None:
+        """Start over from the database (a replay's own history, a wiped database)."""
+        forget(self.engine)

@@ -1,0 +1,96 @@
+"""Channel bodies from messages: Jinja2 templates (`templates/`) plus each channel's module.
+
+Pure apart from reading the template files: a message dict in, the vendor request body
+(before signing) out. Alerting renders at enqueue time, so the outbox row holds exactly
+what will be sent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from monitor.notify.channels import module_for
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+
+def _pct(v: Any) -> str:
+    return f"{v:.1%}" if isinstance(v, int | float) else "n/a"
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return f"{v:,}" if isinstance(v, int | float) else "n/a"
+
+
+def _pval(v: Any) -> str:
+    if not isinstance(v, int | float):
+        return "n/a"
+    return f"{v:.2e}" if v < 0.001 else f"{v:.3f}"
+
+
+def _when(v: Any) -> str:
+    if not v:
+        return "n/a"
+    try:
+        t = datetime.fromisoformat(str(v)).astimezone(UTC)
+    except ValueError:
+        return str(v)
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _md(v: Any) -> str:
+    """Keep headline text from breaking Markdown links and emphasis."""
+    s = "" if v is None else str(v)
+    for ch in "\\[]*_`":
+        s = s.replace(ch, "\\" + ch)
+    return s.replace("\n", " ")
+
+
+def _mrkdwn(v: Any) -> str:
+    s = "" if v is None else str(v)
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+@lru_cache(maxsize=8)
+def _env(extra_dir: str | None = None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if extra_dir:
+        loaders.append(jinja2.FileSystemLoader(extra_dir))
+    loaders.append(jinja2.FileSystemLoader(str(TEMPLATES)))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=False,  # chat markup, not HTML; escaping is per dialect (md, mrkdwn filters)
+        trim_blocks=False,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters.update(pct=_pct, num=_num, pval=_pval, when=_when, md=_md, mrkdwn=_mrkdwn)
+    return env
+
+
+def render_text(channel_type: str, message: dict[str, Any], templates_dir: str | None = None) -> tuple[str, str]:
+    """(title, body text) from `title.j2` and `<type>.j2` (else `markdown.j2`)."""
+    env = _env(templates_dir)
+    title = " ".join(env.get_template("title.j2").render(m=message).split())
+    try:
+        tpl = env.get_template(f"{channel_type}.j2")
+    except jinja2.TemplateNotFound:
+        tpl = env.get_template("markdown.j2")
+    text = tpl.render(m=message).strip()
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return title, text
+
+
+def render_body(channel_type: str, message: dict[str, Any], templates_dir: str | None = None) -> dict[str, Any]:
+    """The vendor request body (before signing) for a message."""
+    title, text = render_text(channel_type, message, templates_dir)
+    return module_for(channel_type).render(message, title, text)
