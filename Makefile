@@ -29,6 +29,8 @@ lint: install
 	$(BIN)/ruff check monitor pipelines dashboards models tests
 	$(BIN)/ruff format --check monitor pipelines dashboards models tests
 	$(BIN)/mypy monitor pipelines models dashboards
+	# Architecture contracts: [tool.importlinter] in pyproject.toml; the map is docs/architecture.md.
+	$(BIN)/lint-imports
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/finsent bench

@@ -103,6 +103,9 @@ def mask_url(url: str | None) -> str:
     return f"{u.scheme}://{u.hostname}{port}/{MASK}"
 
 
+_TRACEBACKS = logging.Formatter()
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites a record's message with `redact` before any handler formats it."""
 
@@ -116,11 +119,12 @@ class RedactingFilter(logging.Filter):
             record.msg = clean
             record.args = ()
         if record.exc_info and record.exc_info[1] is not None:
-            # Tracebacks of HTTP errors print the URL; keep the type and a redacted message only.
-            exc = record.exc_info[1]
-            record.msg = f"{record.msg} ({type(exc).__name__}: {redact(exc)})"
-            record.exc_info = None
-            record.exc_text = None
+            # Tracebacks of HTTP errors print the URL: keep the traceback (an operator needs
+            # it to debug a crash) and redact its text. Formatters print `exc_text` when it
+            # is set, so the raw traceback is never formatted.
+            record.exc_text = redact(record.exc_text or _TRACEBACKS.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

@@ -294,8 +294,12 @@ def bench_classify(
     show_default=True,
     help="compare: also time fp32 and int8 engines; on: the engine itself is int8.",
 )
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default="auto", show_default=True)
-@click.option("--rounds", type=int, default=3, show_default=True, help="Alternating engine/naive rounds; medians are reported.")
+@click.option(
+    "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default="auto", show_default=True
+)
+@click.option(
+    "--rounds", type=int, default=3, show_default=True, help="Alternating engine/naive rounds; medians are reported."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @ignores_config_and_db
 def command(as_json: bool, **kw: Any) -> None:

@@ -308,7 +308,9 @@ _PRECISIONS = click.Choice(["auto", "fp32", "bf16", "fp16", "int8"])
 
 
 @click.command("evaluate")
-@click.option("--csv", "csv_path", default=None, help="One labelled CSV (needs --task); default: the validation splits.")
+@click.option(
+    "--csv", "csv_path", default=None, help="One labelled CSV (needs --task); default: the validation splits."
+)
 @click.option("--task", type=click.Choice(TASKS), default=None)
 @click.option("--data-dir", default=None, help="Folder with {topic,sent}_valid.csv.")
 @click.option("--model", "model_dir", default=None, help="Artifact folder (default: the shipped model).")
@@ -345,9 +347,7 @@ def command(
         if not task:
             raise click.UsageError("--csv needs --task topic|sentiment")
         reports = {
-            task: evaluate(
-                csv_path, task, model_dir, out_dir, text_column, label_column, device, batch_size, int8
-            )
+            task: evaluate(csv_path, task, model_dir, out_dir, text_column, label_column, device, batch_size, int8)
         }
     else:
         reports = evaluate_validation(data_dir, model_dir, out_dir, device, batch_size, int8, precision)

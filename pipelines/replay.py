@@ -34,8 +34,8 @@ import click
 from monitor.app.options import column_options, columns_from, with_settings
 from monitor.config import Settings
 from monitor.detect.clock import WatermarkClock, tick_times
+from monitor.detect.params import Params
 from monitor.detect.signals import Signal
-from monitor.detect.spike import Params
 from monitor.detect.windows import to_minute
 
 log = logging.getLogger(__name__)

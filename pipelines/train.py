@@ -570,16 +570,22 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 @click.option("--weight-decay", type=float, default=_D.weight_decay, show_default=True)
 @click.option("--warmup", type=float, default=_D.warmup, show_default=True, help="Warm-up fraction of all steps.")
 @click.option("--label-smoothing", type=float, default=_D.label_smoothing, show_default=True)
-@click.option("--class-weight-power", type=float, default=_D.class_weight_power, show_default=True, help="0 = no class weights.")
+@click.option(
+    "--class-weight-power", type=float, default=_D.class_weight_power, show_default=True, help="0 = no class weights."
+)
 @click.option("--max-length", type=int, default=_D.max_length, show_default=True)
-@click.option("--patience", type=int, default=_D.patience, show_default=True, help="Epochs without gain before stopping.")
+@click.option(
+    "--patience", type=int, default=_D.patience, show_default=True, help="Epochs without gain before stopping."
+)
 @click.option("--seed", type=int, default=_D.seed, show_default=True)
 @click.option("--device", type=_DEVICES, default=_D.device, show_default=True)
 @click.option("--threads", type=int, default=None, help="Torch CPU threads.")
 @click.option("--limit", type=int, default=None, help="Use only the first N rows per file (smoke tests).")
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this many minutes.")
 @click.option("--eval-from", type=int, default=_D.eval_from, show_default=True, help="First epoch to validate.")
-@click.option("--bf16", type=click.Choice(["auto", "on", "off"]), default=_D.bf16, show_default=True, help="bf16 autocast.")
+@click.option(
+    "--bf16", type=click.Choice(["auto", "on", "off"]), default=_D.bf16, show_default=True, help="bf16 autocast."
+)
 @click.option("--init-from", default=None, help="Start from this fine-tuned artifact instead of the base.")
 @click.option("--no-temperature", is_flag=True, help="Skip temperature calibration.")
 @click.option(
@@ -588,7 +594,9 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
     metavar="ARTIFACT",
     help="Teacher artifact folder (repeat for an ensemble): learn from its calibrated probabilities too.",
 )
-@click.option("--distill-weight", type=float, default=_D.distill_weight, show_default=True, help="Share of the teacher loss.")
+@click.option(
+    "--distill-weight", type=float, default=_D.distill_weight, show_default=True, help="Share of the teacher loss."
+)
 @click.option("--no-distill-cross", is_flag=True, help="Do not train each head on the other task's texts.")
 @ignores_config_and_db
 def command(no_temperature: bool, distill_from: tuple[str, ...], no_distill_cross: bool, **kw: Any) -> None:

@@ -423,7 +423,9 @@ def test_the_packaged_files_the_services_need_are_package_data() -> None:
     import tomllib
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert any("migrations" in p for p in data["monitor.store"]) and any("templates" in p for p in data["monitor.notify"])
+    assert any("migrations" in p for p in data["monitor.store"]) and any(
+        "templates" in p for p in data["monitor.notify"]
+    )
     assert "*.py" in data["dashboards"] and any(p.startswith("finsent-minilm") for p in data["models"])
 
 

@@ -21,9 +21,9 @@ from monitor.alerting.lifecycle import evaluate as alert_evaluate
 from monitor.classify.base import KeywordTestDouble
 from monitor.config import DetectSettings, Settings
 from monitor.detect.detector import Detector
+from monitor.detect.params import Params
 from monitor.detect.runner import tick
 from monitor.detect.signals import Signal
-from monitor.detect.spike import Params
 from monitor.detect.windows import from_minute, to_minute
 from monitor.enrich.novelty import bands
 from monitor.ingest.schemas import parse_time

@@ -335,3 +335,35 @@ def test_dashboard_search_cannot_inject_sql(db_url: str) -> None:
         with engine.connect() as c:
             assert c.execute(select(func.count()).select_from(documents)).scalar_one() == len(texts)
     engine.dispose()
+
+
+def test_log_redaction_keeps_tracebacks_and_redacts_them() -> None:
+    """A crash logged with `log.exception` keeps its traceback (the operator needs the
+    frames to debug it); the secrets in the traceback's text are masked."""
+    import io
+
+    from monitor.redact import REDACTING_FILTER, register_secrets
+
+    register_secrets(["tb-secret-7f3a9c"])
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.addFilter(REDACTING_FILTER)
+    log = logging.getLogger("finsent.test.traceback")
+    log.addHandler(handler)
+    log.propagate = False
+
+    def deliver_to_channel() -> None:
+        raise RuntimeError("POST https://hooks.example.com/services/T000/B000/tb-secret-7f3a9c?token=abc123xyz failed")
+
+    try:
+        try:
+            deliver_to_channel()
+        except RuntimeError:
+            log.exception("sender crashed")
+    finally:
+        log.removeHandler(handler)
+    out = buf.getvalue()
+    assert "sender crashed" in out
+    assert "Traceback (most recent call last)" in out and "deliver_to_channel" in out  # the frames are kept
+    assert "RuntimeError" in out
+    assert "tb-secret-7f3a9c" not in out and "abc123xyz" not in out and "/services/T000" not in out

@@ -10,17 +10,9 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from monitor.detect.spike import (
-    Evidence,
-    Params,
-    baseline,
-    beta_binomial_sf,
-    evaluate,
-    shrink,
-    span_bounds,
-    surge_mask,
-    to_signals,
-)
+from monitor.detect.baseline import baseline, beta_binomial_sf, shrink, surge_mask
+from monitor.detect.params import Params, span_bounds
+from monitor.detect.spike import Evidence, evaluate, to_signals
 from monitor.detect.windows import from_minute
 
 P = Params()

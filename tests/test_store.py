@@ -133,3 +133,46 @@ def test_record_the_database_refuses_is_isolated(migrated: str) -> None:
         assert any("database refused the record" in x and "out of range" in x for x in reasons)
         assert table_count(c, documents) == 9
     engine.dispose()
+
+
+def test_detector_reads_the_feed_row_the_store_writes(migrated: str) -> None:
+    """The store bumps one feed-wide minute_counts row per document; the detector must find
+    that row (its parent baseline and feed history), not fall back to pooling the topics.
+
+    Pooling undercounts the feed's live minutes: three documents in three minutes of one
+    hour, under two topics, are 3 live feed minutes but at most 2 for any single topic.
+    """
+    from monitor.classify.base import Prediction
+    from monitor.detect.detector import Detector
+    from monitor.detect.params import Params, span_bounds
+    from monitor.detect.source import SqlSource
+    from monitor.detect.windows import to_minute
+    from monitor.ingest.schemas import Document
+    from monitor.store.keys import FEED
+    from monitor.store.repository import Classified
+
+    engine = make_engine(migrated)
+    hour = T0.replace(minute=0)
+    items = [
+        Classified(
+            doc=Document(id=f"d{i}", text=f"story {i}", published_at=hour + timedelta(minutes=i)),
+            pred=Prediction(topic, 0.9, "negative" if i == 1 else "neutral", 0.8),
+            entities=(),
+        )
+        for i, topic in enumerate(["Earnings", "Macro", "Earnings"])
+    ]
+    Store(engine).write_batch(items, [], T0)
+    with engine.connect() as c:
+        keys = {
+            (r.key_kind, r.key_value) for r in c.execute(select(minute_counts.c.key_kind, minute_counts.c.key_value))
+        }
+        assert FEED in keys
+        p = Params()
+        end = to_minute(hour) + p.span_minutes + 60 * 2  # the hour is well inside the baseline
+        h0, h1, _ = span_bounds(end, p)
+        ev = Detector(p).evidence(SqlSource(c), end)
+    col = to_minute(hour) // 60 - h0
+    assert 0 <= col < h1 - h0
+    assert int(ev.parent_block_tot[col]) == 3 and int(ev.parent_block_neg[col]) == 1
+    assert int(ev.parent_block_live[col]) == 3  # pooled topics would say 2
+    engine.dispose()

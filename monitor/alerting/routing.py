@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from monitor.config import Route
+if TYPE_CHECKING:  # a type only: this module reads plain values, not the settings loader
+    from monitor.config import Route
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,9 @@ class AlertService:
                 for r in conn.execute(q):
                     n, t = int(r.neg or 0), int(r.tot or 0)
                     if n:
-                        rows[kind].append({"value": r.key_value, "negative": n, "total": t, "share": n / t if t else None})
+                        rows[kind].append(
+                            {"value": r.key_value, "negative": n, "total": t, "share": n / t if t else None}
+                        )
             fired = conn.execute(
                 select(func.count()).select_from(alerts).where(alerts.c.fired_at >= since, alerts.c.fired_at < now)
             ).scalar_one()
@@ -138,7 +140,9 @@ def service_for(bind: repo.Bind, settings: Any) -> AlertService:
     return AlertService(bind, Policy.from_settings(settings), settings.alerting.digest_channel)
 
 
-def apply_signals(bind: repo.Bind, settings: Any, signals: Iterable[Signal], now: Any, notify: bool = True) -> ApplyResult:
+def apply_signals(
+    bind: repo.Bind, settings: Any, signals: Iterable[Signal], now: Any, notify: bool = True
+) -> ApplyResult:
     """One tick with the policy of `settings` (for callers without a composition root)."""
     return service_for(bind, settings).apply(signals, now, notify)
 

@@ -19,6 +19,7 @@ from monitor.store.schema import silences
 
 log = logging.getLogger(__name__)
 
+
 def add_silence(
     bind: Bind,
     matchers: Sequence[Matcher | str],

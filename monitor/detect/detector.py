@@ -22,15 +22,19 @@ import os
 import socket
 import threading
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from monitor.config import Settings
+from monitor.detect.baseline import BaselineStats, baseline_stats
+from monitor.detect.params import Params, span_bounds
 from monitor.detect.signals import Signal
-from monitor.detect.spike import BaselineStats, Evidence, Params, baseline_stats, evaluate, span_bounds, to_signals
+from monitor.detect.spike import Evidence, evaluate, to_signals
 from monitor.detect.windows import Rows, to_minute
 from monitor.store.keys import FEED, RowKey
+
+if TYPE_CHECKING:  # a type only: this module reads plain values, not the settings loader
+    from monitor.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -218,5 +222,3 @@ def _dense(blocks: dict[int, _Block], lo: int, hi: int, g: int) -> tuple[np.ndar
         vals = np.concatenate([getattr(blk, attr) for blk, _ in parts])
         out.append(np.bincount(flat, weights=vals, minlength=g * width).astype(np.int64).reshape(g, width))
     return out[0], out[1], out[2]
-
-

@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 
 from monitor.config import Settings
 from monitor.detect.detector import Detector
+from monitor.detect.params import Params
 from monitor.detect.signals import Signal
 from monitor.detect.source import SqlSource
-from monitor.detect.spike import Params
 from monitor.store.schema import state
 
 log = logging.getLogger(__name__)

@@ -6,23 +6,8 @@ Only novel documents count (near-duplicates, retweets and syndicated copies once
 a repost storm of one headline is one document, and volume alone never fires: more
 documents at the usual negative share is a busy day, not bad news.
 
-Baseline
-    The pooled negative share of the key over the trailing ``baseline_days`` of complete
-    hours that end before the oldest minute any window looks at (windows and baseline
-    never overlap). Pooling counts (sum of negatives / sum of documents) means minutes
-    and hours with no volume (nights, feed outages) add nothing and dilute nothing.
-    Anomalies are not learned: an hour block whose negative count is itself a surge
-    (same effect gates as firing, one-sided binomial p < `EXCLUDE_ALPHA`) is left out,
-    so yesterday's scandal does not raise today's bar. The reference for that test is
-    the median of the key's daily shares, which a bad day or two cannot move (the
-    pooled share of a sparse company with one scandal in its week *is* the scandal).
-    Excluded hours are reported.
-
-Shrinkage (empirical Bayes)
-    A sparse company's own share is noise, so the key's rate gets a Beta prior centred
-    on the parent rate (the whole feed, the ``all`` row) worth ``prior_strength``
-    pseudo-documents: ``shrunk = (s*p_parent + neg) / (s + total)``. A key with 5
-    documents of history sits at the feed's rate; one with 50,000 at its own.
+The baseline and its shrinkage are in `monitor.detect.baseline`; this module tests the
+recent windows against them.
 
 Test
     Under "nothing happened", the window's negative count is beta-binomial: the
@@ -67,82 +52,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from monitor.detect.baseline import BaselineStats, baseline_stats, beta_binomial_sf, lift_share, shrink
+from monitor.detect.params import Params
 from monitor.detect.signals import Key, Signal
-from monitor.detect.windows import RowKey, from_minute
+from monitor.detect.windows import from_minute
+from monitor.store.keys import RowKey
 
-EXCLUDE_ALPHA = 1e-3  # per hour block: how surprising an hour must be to be left out of the baseline
-DEFAULT_PARENT_SHARE = 0.25  # only used before the feed has any history at all
 CRITICAL_LIFT = 3.0  # a firing key at this lift or more is marked severity "critical"
-
-
-@dataclass(frozen=True, slots=True)
-class Params:
-    """The [detect] settings the statistics use (built from DetectSettings)."""
-
-    windows: tuple[int, ...] = (15, 60, 240)
-    alpha: float = 0.001
-    min_negative: int = 8
-    min_lift: float = 1.8
-    min_share_delta: float = 0.10
-    warmup_minutes: int = 120
-    resolve_minutes: int = 15
-    prior_strength: float = 50.0
-    max_concentration: float = 400.0
-    baseline_days: float = 7.0
-
-    @staticmethod
-    def from_settings(cfg: Any) -> Params:
-        extra = tuple(getattr(cfg, "extra_windows_minutes", (60, 240)) or ())
-        windows = tuple(sorted({int(cfg.window_minutes), *(int(w) for w in extra)}))
-        return Params(
-            windows=windows,
-            alpha=float(cfg.alpha),
-            min_negative=int(cfg.min_negative),
-            min_lift=float(cfg.min_lift),
-            min_share_delta=float(cfg.min_share_delta),
-            warmup_minutes=int(cfg.warmup_minutes),
-            resolve_minutes=int(cfg.resolve_minutes),
-            prior_strength=float(cfg.prior_strength),
-            max_concentration=float(getattr(cfg, "max_concentration", 400.0)),
-            baseline_days=float(cfg.baseline_days),
-        )
-
-    @property
-    def main_window(self) -> int:
-        return self.windows[0]
-
-    @property
-    def positions(self) -> int:
-        """How many window ends the resolve test looks at."""
-        return max(1, self.resolve_minutes)
-
-    @property
-    def span_minutes(self) -> int:
-        """Minutes of minute-level data the windows need, ending at the tick's minute."""
-        return max(self.windows) + self.positions - 1
-
-    @property
-    def baseline_hours(self) -> int:
-        return max(1, math.ceil(self.baseline_days * 24))
-
-    @property
-    def resolve_negative(self) -> int:
-        return max(1, math.ceil(self.min_negative / 2))
-
-
-def span_bounds(end: int, p: Params) -> tuple[int, int, int]:
-    """(first baseline hour, baseline end hour (exclusive), first recent minute) for a tick ending at `end`.
-
-    The baseline is made of complete hours ending at or before the oldest minute any
-    window or resolve position looks at; the minute-level span starts where it ends.
-    """
-    base_end_h = (end - p.span_minutes) // 60
-    return base_end_h - p.baseline_hours, base_end_h, base_end_h * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,126 +85,6 @@ class Evidence:
     parent_recent_live: np.ndarray
     seen_before: np.ndarray | None = None  # keys known from before the baseline span
     base: BaselineStats | None = None  # precomputed `baseline_stats` (the detector caches it per hour)
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineStats:
-    """The baseline half of a tick, which changes only when the baseline hours move."""
-
-    parent_share: float
-    neg: np.ndarray
-    tot: np.ndarray
-    excluded: np.ndarray
-
-    def take(self, idx: np.ndarray) -> BaselineStats:
-        return BaselineStats(self.parent_share, self.neg[idx], self.tot[idx], self.excluded[idx])
-
-
-def shrink(neg: np.ndarray, tot: np.ndarray, parent_share: float, prior_strength: float) -> np.ndarray:
-    """Posterior mean of the key's negative rate under a Beta(s*p, s*(1-p)) prior."""
-    neg = np.asarray(neg, dtype=float)
-    tot = np.asarray(tot, dtype=float)
-    denom = prior_strength + tot
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (prior_strength * parent_share + neg) / denom
-    return np.where(denom > 0, out, parent_share)
-
-
-def lift_share(base: np.ndarray, min_lift: float) -> np.ndarray:
-    """The share the lift gate asks for: ``min_lift * base``, but never more than halfway
-    from the baseline to 100% negative (a key that is normally 60% negative could never
-    reach a lift of 1.8)."""
-    base = np.asarray(base, dtype=float)
-    return np.minimum(min_lift * base, (1.0 + base) / 2.0)
-
-
-def surge_mask(
-    neg: np.ndarray, tot: np.ndarray, ref: np.ndarray, p: Params, alpha: float = EXCLUDE_ALPHA
-) -> np.ndarray:
-    """Cells (key x block) that are surges against the reference share `ref` (per key)."""
-    neg = np.asarray(neg)
-    tot = np.asarray(tot)
-    ref_b = np.broadcast_to(np.asarray(ref, dtype=float).reshape(-1, *([1] * (neg.ndim - 1))), neg.shape)
-    mask = neg >= p.resolve_negative
-    if not mask.any():
-        return mask
-    idx = np.nonzero(mask)
-    n, k, r = tot[idx], neg[idx], np.clip(ref_b[idx], 1e-9, 1 - 1e-9)
-    share = k / n
-    big = (share >= lift_share(r, p.min_lift)) & (share - r >= p.min_share_delta)
-    pv = np.ones_like(share)
-    if big.any():
-        pv[big] = stats.binom.sf(k[big] - 1, n[big], r[big])
-    out = np.zeros_like(mask)
-    out[idx] = big & (pv < alpha)
-    return out
-
-
-def robust_reference(block_neg: np.ndarray, block_tot: np.ndarray, parent_share: float, p: Params) -> np.ndarray:
-    """A per-key share that a few surge hours cannot drag up: the median of daily shrunk shares.
-
-    The pooled share of a sparse company with one bad day in its week is mostly that
-    day; the median over days is not. Keys with no volume at all get the parent share.
-    """
-    k, nb = block_tot.shape
-    days = max(1, math.ceil(nb / 24))
-    pad = days * 24 - nb
-    bt = np.pad(block_tot, ((0, 0), (pad, 0))).reshape(k, days, 24).sum(axis=2)
-    bn = np.pad(block_neg, ((0, 0), (pad, 0))).reshape(k, days, 24).sum(axis=2)
-    daily = np.where(bt > 0, shrink(bn, bt, parent_share, p.prior_strength), np.nan)
-    has = (bt > 0).any(axis=1)
-    out = np.full(k, parent_share, dtype=float)
-    if has.any():
-        out[has] = np.nanmedian(daily[has], axis=1)
-    return out
-
-
-def baseline(
-    block_neg: np.ndarray, block_tot: np.ndarray, parent_share: float, p: Params
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(baseline negatives, baseline total, excluded hour count) per key, surge hours left out.
-
-    Hours are flagged against a robust reference (median of daily shares), then once
-    more against the pooled share of what is left; both sets are excluded.
-    """
-    ref = robust_reference(block_neg, block_tot, parent_share, p)
-    drop = surge_mask(block_neg, block_tot, ref, p)
-    n1 = np.where(drop, 0, block_neg).sum(axis=1)
-    t1 = np.where(drop, 0, block_tot).sum(axis=1)
-    drop |= surge_mask(block_neg, block_tot, shrink(n1, t1, parent_share, p.prior_strength), p)
-    neg = np.where(drop, 0, block_neg).sum(axis=1)
-    tot = np.where(drop, 0, block_tot).sum(axis=1)
-    return neg, tot, drop.sum(axis=1)
-
-
-def parent_rate(block_neg: np.ndarray, block_tot: np.ndarray, p: Params) -> tuple[float, int, int]:
-    """The feed's negative share over the baseline (surge hours left out), with its counts."""
-    if block_tot.sum() == 0:
-        return DEFAULT_PARENT_SHARE, 0, 0
-    pooled = block_neg.sum() / block_tot.sum()
-    neg, tot, _ = baseline(
-        block_neg[None, :], block_tot[None, :], pooled, Params(**{**_asdict(p), "prior_strength": 0.0})
-    )
-    n, t = int(neg[0]), int(tot[0])
-    return ((n + 0.5) / (t + 1.0) if t else float(pooled)), n, t
-
-
-def _asdict(p: Params) -> dict[str, Any]:
-    return {f: getattr(p, f) for f in p.__dataclass_fields__}
-
-
-def beta_binomial_sf(k: np.ndarray, n: np.ndarray, mean: np.ndarray, concentration: np.ndarray) -> np.ndarray:
-    """P(X >= k) for X ~ BetaBinomial(n, c*mean, c*(1-mean)); 1 where n == 0 or k <= 0."""
-    k = np.asarray(k)
-    n = np.asarray(n)
-    m = np.clip(np.asarray(mean, dtype=float), 1e-9, 1 - 1e-9)
-    c = np.asarray(concentration, dtype=float)
-    out = np.ones(np.broadcast(k, n, m, c).shape, dtype=float)
-    k, n, m, c = np.broadcast_arrays(k, n, m, c)
-    sel = (n > 0) & (k > 0)
-    if sel.any():
-        out[sel] = stats.betabinom.sf(k[sel] - 1, n[sel], c[sel] * m[sel], c[sel] * (1 - m[sel]))
-    return np.clip(out, 0.0, 1.0)
 
 
 def history_minutes(ev: Evidence, p: Params) -> np.ndarray:
@@ -355,14 +154,6 @@ class Verdicts:
     keys_tested: int
     corrected_alpha: float
     alpha: float
-
-
-def baseline_stats(
-    block_neg: np.ndarray, block_tot: np.ndarray, parent_block_neg: np.ndarray, parent_block_tot: np.ndarray, p: Params
-) -> BaselineStats:
-    parent, _, _ = parent_rate(np.asarray(parent_block_neg), np.asarray(parent_block_tot), p)
-    neg, tot, excluded = baseline(block_neg, block_tot, parent, p)
-    return BaselineStats(parent, neg, tot, excluded)
 
 
 def _cumsum(a: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
 
-
 def _check_aware(dt: datetime) -> None:
     if dt.tzinfo is None:
         raise ValueError("naive datetime; the detector works in timezone-aware UTC only")

@@ -78,15 +78,3 @@ class EntityMatcher:
             for m in self._insensitive.finditer(text):
                 add(self._by_alias.get(m.group(0).lower(), ""))
         return out[:20]
-
-
-def split_entity_cell(cell: object) -> list[str]:
-    """A CSV/JSONL entity cell may hold several symbols separated by ';' or ','."""
-    if cell is None:
-        return []
-    if isinstance(cell, list | tuple):
-        return [str(c).strip().lstrip("$").upper() for c in cell if str(c).strip()]
-    s = str(cell).strip()
-    if not s or s.lower() == "nan":
-        return []
-    return [p.strip().lstrip("$").upper() for p in re.split(r"[;,]", s) if p.strip()]

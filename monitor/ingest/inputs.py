@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from monitor.enrich.entities import split_entity_cell
 
 
 class InputError(ValueError):
@@ -99,3 +98,15 @@ def check_columns(path: str | Path, cols: Columns) -> None:
                 f"column {cols.text!r} not in {str(path)!r}; columns are {sorted(row)} (use --text-column)"
             )
         return
+
+
+def split_entity_cell(cell: object) -> list[str]:
+    """A CSV/JSONL entity cell may hold several symbols separated by ';' or ','."""
+    if cell is None:
+        return []
+    if isinstance(cell, list | tuple):
+        return [str(c).strip().lstrip("$").upper() for c in cell if str(c).strip()]
+    s = str(cell).strip()
+    if not s or s.lower() == "nan":
+        return []
+    return [p.strip().lstrip("$").upper() for p in re.split(r"[;,]", s) if p.strip()]

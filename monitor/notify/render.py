@@ -19,7 +19,6 @@ from monitor.notify.channels import module_for
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-
 def _pct(v: Any) -> str:
     return f"{v:.1%}" if isinstance(v, int | float) else "n/a"
 

@@ -1,0 +1,155 @@
+"""What is normal for each key: the baseline negative share, shrunk toward the feed. Pure numpy/scipy.
+
+Baseline
+    The pooled negative share of the key over the trailing ``baseline_days`` of complete
+    hours that end before the oldest minute any window looks at (windows and baseline
+    never overlap). Pooling counts (sum of negatives / sum of documents) means minutes
+    and hours with no volume (nights, feed outages) add nothing and dilute nothing.
+    Anomalies are not learned: an hour block whose negative count is itself a surge
+    (same effect gates as firing, one-sided binomial p < `EXCLUDE_ALPHA`) is left out,
+    so yesterday's scandal does not raise today's bar. The reference for that test is
+    the median of the key's daily shares, which a bad day or two cannot move (the
+    pooled share of a sparse company with one scandal in its week *is* the scandal).
+    Excluded hours are reported.
+
+Shrinkage (empirical Bayes)
+    A sparse company's own share is noise, so the key's rate gets a Beta prior centred
+    on the parent rate (the whole feed, the ``all`` row) worth ``prior_strength``
+    pseudo-documents: ``shrunk = (s*p_parent + neg) / (s + total)``. A key with 5
+    documents of history sits at the feed's rate; one with 50,000 at its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import stats
+
+from monitor.detect.params import Params
+
+EXCLUDE_ALPHA = 1e-3  # per hour block: how surprising an hour must be to be left out of the baseline
+DEFAULT_PARENT_SHARE = 0.25  # only used before the feed has any history at all
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineStats:
+    """The baseline half of a tick, which changes only when the baseline hours move."""
+
+    parent_share: float
+    neg: np.ndarray
+    tot: np.ndarray
+    excluded: np.ndarray
+
+    def take(self, idx: np.ndarray) -> BaselineStats:
+        return BaselineStats(self.parent_share, self.neg[idx], self.tot[idx], self.excluded[idx])
+
+
+def shrink(neg: np.ndarray, tot: np.ndarray, parent_share: float, prior_strength: float) -> np.ndarray:
+    """Posterior mean of the key's negative rate under a Beta(s*p, s*(1-p)) prior."""
+    neg = np.asarray(neg, dtype=float)
+    tot = np.asarray(tot, dtype=float)
+    denom = prior_strength + tot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (prior_strength * parent_share + neg) / denom
+    return np.where(denom > 0, out, parent_share)
+
+
+def lift_share(base: np.ndarray, min_lift: float) -> np.ndarray:
+    """The share the lift gate asks for: ``min_lift * base``, but never more than halfway
+    from the baseline to 100% negative (a key that is normally 60% negative could never
+    reach a lift of 1.8)."""
+    base = np.asarray(base, dtype=float)
+    return np.minimum(min_lift * base, (1.0 + base) / 2.0)
+
+
+def surge_mask(
+    neg: np.ndarray, tot: np.ndarray, ref: np.ndarray, p: Params, alpha: float = EXCLUDE_ALPHA
+) -> np.ndarray:
+    """Cells (key x block) that are surges against the reference share `ref` (per key)."""
+    neg = np.asarray(neg)
+    tot = np.asarray(tot)
+    ref_b = np.broadcast_to(np.asarray(ref, dtype=float).reshape(-1, *([1] * (neg.ndim - 1))), neg.shape)
+    mask = neg >= p.resolve_negative
+    if not mask.any():
+        return mask
+    idx = np.nonzero(mask)
+    n, k, r = tot[idx], neg[idx], np.clip(ref_b[idx], 1e-9, 1 - 1e-9)
+    share = k / n
+    big = (share >= lift_share(r, p.min_lift)) & (share - r >= p.min_share_delta)
+    pv = np.ones_like(share)
+    if big.any():
+        pv[big] = stats.binom.sf(k[big] - 1, n[big], r[big])
+    out = np.zeros_like(mask)
+    out[idx] = big & (pv < alpha)
+    return out
+
+
+def robust_reference(block_neg: np.ndarray, block_tot: np.ndarray, parent_share: float, p: Params) -> np.ndarray:
+    """A per-key share that a few surge hours cannot drag up: the median of daily shrunk shares.
+
+    The pooled share of a sparse company with one bad day in its week is mostly that
+    day; the median over days is not. Keys with no volume at all get the parent share.
+    """
+    k, nb = block_tot.shape
+    days = max(1, math.ceil(nb / 24))
+    pad = days * 24 - nb
+    bt = np.pad(block_tot, ((0, 0), (pad, 0))).reshape(k, days, 24).sum(axis=2)
+    bn = np.pad(block_neg, ((0, 0), (pad, 0))).reshape(k, days, 24).sum(axis=2)
+    daily = np.where(bt > 0, shrink(bn, bt, parent_share, p.prior_strength), np.nan)
+    has = (bt > 0).any(axis=1)
+    out = np.full(k, parent_share, dtype=float)
+    if has.any():
+        out[has] = np.nanmedian(daily[has], axis=1)
+    return out
+
+
+def baseline(
+    block_neg: np.ndarray, block_tot: np.ndarray, parent_share: float, p: Params
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(baseline negatives, baseline total, excluded hour count) per key, surge hours left out.
+
+    Hours are flagged against a robust reference (median of daily shares), then once
+    more against the pooled share of what is left; both sets are excluded.
+    """
+    ref = robust_reference(block_neg, block_tot, parent_share, p)
+    drop = surge_mask(block_neg, block_tot, ref, p)
+    n1 = np.where(drop, 0, block_neg).sum(axis=1)
+    t1 = np.where(drop, 0, block_tot).sum(axis=1)
+    drop |= surge_mask(block_neg, block_tot, shrink(n1, t1, parent_share, p.prior_strength), p)
+    neg = np.where(drop, 0, block_neg).sum(axis=1)
+    tot = np.where(drop, 0, block_tot).sum(axis=1)
+    return neg, tot, drop.sum(axis=1)
+
+
+def parent_rate(block_neg: np.ndarray, block_tot: np.ndarray, p: Params) -> tuple[float, int, int]:
+    """The feed's negative share over the baseline (surge hours left out), with its counts."""
+    if block_tot.sum() == 0:
+        return DEFAULT_PARENT_SHARE, 0, 0
+    pooled = block_neg.sum() / block_tot.sum()
+    neg, tot, _ = baseline(block_neg[None, :], block_tot[None, :], pooled, replace(p, prior_strength=0.0))
+    n, t = int(neg[0]), int(tot[0])
+    return ((n + 0.5) / (t + 1.0) if t else float(pooled)), n, t
+
+
+def beta_binomial_sf(k: np.ndarray, n: np.ndarray, mean: np.ndarray, concentration: np.ndarray) -> np.ndarray:
+    """P(X >= k) for X ~ BetaBinomial(n, c*mean, c*(1-mean)); 1 where n == 0 or k <= 0."""
+    k = np.asarray(k)
+    n = np.asarray(n)
+    m = np.clip(np.asarray(mean, dtype=float), 1e-9, 1 - 1e-9)
+    c = np.asarray(concentration, dtype=float)
+    out = np.ones(np.broadcast(k, n, m, c).shape, dtype=float)
+    k, n, m, c = np.broadcast_arrays(k, n, m, c)
+    sel = (n > 0) & (k > 0)
+    if sel.any():
+        out[sel] = stats.betabinom.sf(k[sel] - 1, n[sel], c[sel] * m[sel], c[sel] * (1 - m[sel]))
+    return np.clip(out, 0.0, 1.0)
+
+
+def baseline_stats(
+    block_neg: np.ndarray, block_tot: np.ndarray, parent_block_neg: np.ndarray, parent_block_tot: np.ndarray, p: Params
+) -> BaselineStats:
+    parent, _, _ = parent_rate(np.asarray(parent_block_neg), np.asarray(parent_block_tot), p)
+    neg, tot, excluded = baseline(block_neg, block_tot, parent, p)
+    return BaselineStats(parent, neg, tot, excluded)
