@@ -2,7 +2,8 @@
 
 - `MinuteCounts`: an in-memory twin of the `minute_counts` table (the columns detection
   reads, with the store's semantics), a `Source` for `monitor.detect.detector.Detector`.
-- `first_duplicates`: the in-memory reference of the store's near-duplicate lookup.
+- `first_duplicates`: the in-memory reference of the store's near-duplicate lookup, and
+  `jaccard`, the exact similarity MinHash estimates.
 - `schedule`: the detector on an apscheduler job with an injected clock.
 """
 
@@ -22,7 +23,7 @@ from monitor.detect.clock import Clock
 from monitor.detect.runner import tick
 from monitor.detect.signals import Signal
 from monitor.detect.windows import Rows
-from monitor.enrich.novelty import bands
+from monitor.enrich.novelty import bands, normalize, shingles
 from monitor.store.keys import RowKey, row_keys
 
 log = logging.getLogger(__name__)
@@ -142,3 +143,11 @@ def schedule(
         coalesce=True,
         misfire_grace_time=max(1, int(settings.detect.interval_seconds)),
     )
+
+
+def jaccard(a: str, b: str) -> float:
+    """Exact Jaccard similarity of two texts' shingle sets (the reference the MinHash estimates)."""
+    sa, sb = shingles(normalize(a)), shingles(normalize(b))
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)

@@ -120,3 +120,29 @@ def test_channel_errors(tmp_path) -> None:
                 tmp_path, '[[channels]]\nname = "a"\ntype = "webhook"\nurl = "http://x"\n[[routes]]\nchannels = ["b"]\n'
             )
         )
+
+
+def test_the_composition_root_builds_every_part_on_one_engine(tmp_path) -> None:
+    """`monitor.app.wiring.build` is the one place that turns settings into parts: they share
+    the engine, and the alerting policy and router come from the same settings."""
+    from monitor.app.wiring import build
+
+    s = load_settings(
+        database_url=f"sqlite:///{tmp_path}/w.db",
+        channels=[{"name": "desk", "type": "webhook", "url": "http://127.0.0.1:9/h"}],
+        routes=[{"channels": ["desk"], "key_kind": "entity"}],
+        alerting={"group_wait_seconds": 7, "inhibit_topic_by_entity": True},
+    )
+    parts = build(s)
+    try:
+        assert parts.store.engine is parts.engine is parts.detector.engine is parts.sender.engine
+        assert parts.alerting.bind is parts.engine
+        assert parts.alerting.policy.router is parts.router
+        assert parts.router.channels({"key_kind": "entity", "key_value": "AAPL"}) == ["desk"]
+        assert parts.router.channels({"key_kind": "topic", "key_value": "Macro"}) == []
+        assert parts.alerting.policy.timing.group_wait.total_seconds() == 7
+        assert parts.alerting.policy.inhibit_topic_by_entity and parts.alerting.policy.channel_types == {
+            "desk": "webhook"
+        }
+    finally:
+        parts.engine.dispose()

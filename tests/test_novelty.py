@@ -11,7 +11,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from monitor.enrich import novelty as nv
-from tests.doubles import first_duplicates
+from tests.doubles import first_duplicates, jaccard
 
 BASE = "Tesla shares plunge after recall of 2 million vehicles over brake fault"
 
@@ -72,7 +72,7 @@ def test_bands_are_stable_across_processes() -> None:
     ],
 )
 def test_reposts_are_duplicates(copy: str) -> None:
-    assert nv.jaccard(BASE, copy) > 0.8
+    assert jaccard(BASE, copy) > 0.8
     assert set(nv.bands(BASE)) & set(nv.bands(copy))
 
 
@@ -86,7 +86,7 @@ def test_reposts_are_duplicates(copy: str) -> None:
     ],
 )
 def test_distinct_headlines_are_novel(other: str) -> None:
-    assert nv.jaccard(BASE, other) < 0.4
+    assert jaccard(BASE, other) < 0.4
     assert not set(nv.bands(BASE)) & set(nv.bands(other))
 
 

@@ -155,11 +155,3 @@ def bands(text: str, threshold: float = 0.7, num_perm: int = NUM_PERM) -> list[s
 def bands_many(texts: Iterable[str], threshold: float = 0.7, num_perm: int = NUM_PERM) -> list[list[str]]:
     """`bands` for a batch (what the store calls per poll batch)."""
     return [bands(t, threshold, num_perm) for t in texts]
-
-
-def jaccard(a: str, b: str) -> float:
-    """Exact Jaccard similarity of two texts' shingle sets (for tests and explanations)."""
-    sa, sb = shingles(normalize(a)), shingles(normalize(b))
-    if not sa and not sb:
-        return 1.0
-    return len(sa & sb) / len(sa | sb)
