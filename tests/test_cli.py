@@ -165,3 +165,16 @@ def test_demo_children_read_the_same_config_file(tmp_path: Path) -> None:
     got = json.loads(r.stdout)
     assert got["alerting"]["inhibit_topic_by_entity"] is True and [c["name"] for c in got["channels"]] == ["hook"]
     assert got["kafka_bootstrap"] == "127.0.0.1:9092" and got["database_url"] == "sqlite:///demo.db"
+
+
+def test_help_lists_the_offline_jobs_without_importing_them() -> None:
+    """`finsent --help` names every job, but loads none of them (training pulls in torch)."""
+    code = (
+        "import sys; from click.testing import CliRunner; from monitor.cli import main; "
+        "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert all(f'  {n} ' in r.output for n in ('train', 'evaluate', 'replay', 'bench', 'feed')), r.output; "
+        "loaded = sorted(m for m in ('torch', 'pipelines.train', 'pipelines.bench_classify') if m in sys.modules); "
+        "assert not loaded, loaded"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

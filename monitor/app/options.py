@@ -24,24 +24,44 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class LazyGroup(click.Group):
-    """A group whose heavy sub-commands (training, benchmarks) are imported only when used:
-    `lazy` maps a name to "module:attribute" of a click command."""
+    """A group whose heavy sub-commands (training, benchmarks) are imported only when used.
 
-    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+    `lazy` maps a name to "module:attribute" of a click command, or to ("module:attribute",
+    "short help"): with the short help, `--help` on the group lists the command without
+    importing it (so `finsent --help` does not load torch)."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str | tuple[str, str]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.lazy = dict(lazy or {})
+        self.lazy = {k: (v, "") if isinstance(v, str) else v for k, v in (lazy or {}).items()}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
-            module, _, attr = self.lazy[cmd_name].partition(":")
+            target = self.lazy[cmd_name][0]
+            module, _, attr = target.partition(":")
             cmd = getattr(importlib.import_module(module), attr)
             if not isinstance(cmd, click.Command):  # pragma: no cover - a wiring mistake
-                raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+                raise TypeError(f"{target} is not a click command")
             return cmd
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(n) for n in names), default=0)  # as click's own listing
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            static = self.lazy[name][1] if name in self.lazy else ""
+            if static:
+                rows.append((name, click.Command(name, help=static).get_short_help_str(limit)))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def ignores_config_and_db(fn: F) -> F:

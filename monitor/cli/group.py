@@ -18,11 +18,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 JOBS = {
-    "train": "pipelines.train:command",
-    "evaluate": "pipelines.evaluate:command",
-    "replay": "pipelines.replay:command",
-    "bench": "pipelines.bench:command",
-    "feed": "pipelines.feed:command",
+    "train": ("pipelines.train:command", "Fine-tune the topic + sentiment model."),
+    "evaluate": ("pipelines.evaluate:command", "Evaluate a model on labelled CSVs: accuracy, macro-F1, calibration."),
+    "replay": ("pipelines.replay:command", "The whole pipeline without Kafka, in event time, as fast as it can."),
+    "bench": ("pipelines.bench:command", "Throughput, latency and memory, with the naive baseline and the ratio."),
+    "feed": ("pipelines.feed:command", "Write the generated demo feed (planted surges, decoys, outages)."),
 }
 
 
