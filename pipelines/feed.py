@@ -34,6 +34,7 @@ from typing import Any
 import click
 
 from models.labels import TOPICS
+from monitor.app.options import ignores_config_and_db
 
 # (symbol, name, relative volume): a few busy names, a middle, and a sparse tail.
 COMPANIES: tuple[tuple[str, str, float], ...] = (
@@ -453,8 +454,7 @@ def _time(s: str) -> datetime:
 )
 @click.option("--decoy", multiple=True, metavar="KEY,START,MINUTES,PER_MIN")
 @click.option("--outage", multiple=True, metavar="START,MINUTES")
-@click.option("--config", "_config", type=click.Path(dir_okay=False), hidden=True, expose_value=False)
-@click.option("--db", "_db", hidden=True, expose_value=False)
+@ignores_config_and_db
 def command(
     out: str,
     seed: int,
