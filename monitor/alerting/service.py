@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -28,6 +28,7 @@ from monitor.alerting import stages
 from monitor.alerting.lifecycle import Change
 from monitor.alerting.message import digest_message
 from monitor.alerting.stages import Outgoing, Policy
+from monitor.config import Settings
 from monitor.detect.signals import Signal
 from monitor.redact import REDACTING_FILTER
 from monitor.store.schema import alerts, minute_counts
@@ -57,7 +58,7 @@ class AlertService:
         self.policy = policy
         self.digest_channel = digest_channel
 
-    def apply(self, signals: Iterable[Signal], now: Any, notify: bool = True) -> ApplyResult:
+    def apply(self, signals: Iterable[Signal], now: datetime, notify: bool = True) -> ApplyResult:
         """Apply one detector tick (or several) and enqueue the notifications it causes.
 
         `now` is the detector clock (wall clock live, stream watermark in a replay); alert
@@ -89,7 +90,7 @@ class AlertService:
             log.info("notification %s enqueued%s", key, "" if notify else " (suppressed: notify is off)")
         return result
 
-    def digest(self, now: Any, *, top: int = DIGEST_TOP, notify: bool = True) -> str | None:
+    def digest(self, now: datetime, *, top: int = DIGEST_TOP, notify: bool = True) -> str | None:
         """Enqueue the daily digest (top negative topics and companies over the last 24 h) to
         the digest channel. One per UTC day: running it twice enqueues nothing new.
         Returns the dedup key when a row was written, None otherwise."""
@@ -136,7 +137,7 @@ class AlertService:
         return key if ok else None
 
 
-def service_for(bind: repo.Bind, settings: Any) -> AlertService:
+def service_for(bind: repo.Bind, settings: Settings) -> AlertService:
     return AlertService(bind, Policy.from_settings(settings), settings.alerting.digest_channel)
 
 
@@ -147,6 +148,8 @@ def apply_signals(
     return service_for(bind, settings).apply(signals, now, notify)
 
 
-def digest(bind: repo.Bind, settings: Any, now: Any, *, top: int = DIGEST_TOP, notify: bool = True) -> str | None:
+def digest(
+    bind: repo.Bind, settings: Settings, now: datetime, *, top: int = DIGEST_TOP, notify: bool = True
+) -> str | None:
     """The daily digest with the settings' channels (see `AlertService.digest`)."""
     return service_for(bind, settings).digest(now, top=top, notify=notify)
