@@ -27,6 +27,7 @@ from monitor.alerting import repository as repo
 from monitor.alerting import stages
 from monitor.alerting.lifecycle import Change
 from monitor.alerting.message import digest_message
+from monitor.alerting.routing import Router
 from monitor.alerting.stages import Outgoing, Policy
 from monitor.config import Settings
 from monitor.detect.signals import Signal
@@ -137,8 +138,9 @@ class AlertService:
         return key if ok else None
 
 
-def service_for(bind: repo.Bind, settings: Settings) -> AlertService:
-    return AlertService(bind, Policy.from_settings(settings), settings.alerting.digest_channel)
+def service_for(bind: repo.Bind, settings: Settings, router: Router | None = None) -> AlertService:
+    """The alerting of `settings` over `bind` (the composition root passes its router)."""
+    return AlertService(bind, Policy.from_settings(settings, router), settings.alerting.digest_channel)
 
 
 def apply_signals(

@@ -14,8 +14,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from monitor.alerting.routing import Router
-from monitor.alerting.service import AlertService
-from monitor.alerting.stages import Policy
+from monitor.alerting.service import AlertService, service_for
 from monitor.app.batch import BatchProcessor
 from monitor.classify.base import Classifier
 from monitor.config import Settings
@@ -50,8 +49,7 @@ def build_router(settings: Settings) -> Router:
 
 
 def build_alerting(settings: Settings, engine: Engine, router: Router | None = None) -> AlertService:
-    policy = Policy.from_settings(settings, router or build_router(settings))
-    return AlertService(engine, policy, settings.alerting.digest_channel)
+    return service_for(engine, settings, router or build_router(settings))
 
 
 @dataclass
