@@ -145,12 +145,16 @@ def in_view(snapshot: Snapshot, changed: Sequence[Alert]) -> list[Alert]:
     return sorted(view, key=lambda a: (a.started_at, a.id))
 
 
+def _wants_topic(c: Change) -> bool:
+    """A new company alert the detector gave no topic (looked up once, when it starts)."""
+    return c.alert.key.kind == "entity" and c.alert.topic is None and c.kind in ("pending", "fired")
+
+
 def needs(snapshot: Snapshot, changes: Sequence[Change], policy: Policy) -> Needs:
     topic_for: dict[str, Alert] = {}
     for c in changes:
-        a = c.alert
-        if a.key.kind == "entity" and a.topic is None and c.kind in ("pending", "fired"):
-            topic_for.setdefault(a.id, a)
+        if _wants_topic(c):
+            topic_for.setdefault(c.alert.id, c.alert)
     firing: tuple[Alert, ...] = ()
     if policy.has_channels:
         firing = tuple(a for a in in_view(snapshot, final_alerts(changes)) if a.state == "firing")
@@ -168,7 +172,7 @@ def with_topics(changes: Sequence[Change], topics: Mapping[str, str | None]) -> 
     out = []
     for c in changes:
         a = c.alert
-        if a.key.kind == "entity" and a.topic is None and (c.kind in ("pending", "fired") or topics.get(a.id)):
+        if _wants_topic(c) or (a.key.kind == "entity" and a.topic is None and topics.get(a.id)):
             c = Change(c.kind, replace(a, topic=topics.get(a.id)), c.before)
         out.append(c)
     return out
