@@ -36,26 +36,42 @@ class _Frozen(BaseModel):
 class DetectSettings(_Frozen):
     """Spike detection; see the README's tuning guide for what each one trades off."""
 
-    window_minutes: int = Field(15, ge=1, le=24 * 60, description="length of the recent window")
+    window_minutes: int = Field(15, ge=1, le=24 * 60, description="the shortest horizon (and the dashboard's recent window)")
+    extra_windows_minutes: tuple[int, ...] = Field(
+        (60, 240, 720, 1440), description="longer horizons also tested (sparse keys whose bad news unfolds over a day)"
+    )
     baseline_days: float = Field(7.0, gt=0, le=90, description="trailing span the baseline is estimated from")
-    alpha: float = Field(0.001, gt=0, lt=0.5, description="family-wise false-alarm rate per tick, Bonferroni over keys")
-    min_negative: int = Field(8, ge=1, description="fewest negative documents in the window before a key can fire")
-    min_lift: float = Field(1.8, ge=1.0, description="window negative share must be at least this multiple of baseline")
+    false_alarm_budget: float = Field(
+        0.05, gt=0, le=10, description="expected false alerts per key per 30 days of quiet traffic, shared over horizons"
+    )
+    min_negative: int = Field(3, ge=1, description="fewest negative documents (stories + copy evidence) to fire")
+    min_negative_ratio: float = Field(
+        2.0, ge=0, description="and at least this multiple of the negatives the key usually has in that horizon"
+    )
+    min_lift: float = Field(1.5, ge=1.0, description="window negative share must be at least this multiple of baseline")
     min_share_delta: float = Field(0.10, ge=0, le=1, description="and at least this many points above baseline")
     warmup_minutes: int = Field(120, ge=0, description="history a key needs before it can fire")
     resolve_minutes: int = Field(15, ge=0, description="how long a key must stay below the resolve level to resolve")
-    prior_strength: float = Field(50.0, ge=0, description="pseudo-documents of shrinkage toward the parent rate")
+    prior_strength: float = Field(
+        30.0, ge=0, description="pseudo-documents of shrinkage toward the population when it cannot be estimated"
+    )
+    max_concentration: float = Field(
+        200.0, ge=2, description="cap on baseline certainty in pseudo-documents (real shares drift between windows)"
+    )
+    overdispersion: float = Field(
+        0.3, ge=0, description="volume test: variance = mean + overdispersion * mean^2 (real counts are bursty)"
+    )
+    rate_prior_hours: float = Field(
+        24.0, ge=0, description="hours of the population's typical volume a key's own volume is shrunk with"
+    )
+    copy_weight: float = Field(0.25, ge=0, le=1, description="evidence one copy of a negative story adds")
+    copy_cap: float = Field(0.5, ge=0, description="copy evidence is capped at this multiple of the negative stories")
+    fresh_minutes: int = Field(2, ge=1, le=60, description="a key can start firing only this soon after a new story")
     interval_seconds: float = Field(30.0, gt=0, description="how often the live detector ticks")
     allowed_lateness_minutes: int = Field(2, ge=0, description="replay watermark lag behind max event time")
     novelty_horizon_minutes: int = Field(360, ge=0, description="near-duplicates within this horizon count once")
     novelty_threshold: float = Field(0.7, gt=0, le=1, description="Jaccard similarity that makes two texts duplicates")
     pending_minutes: int = Field(0, ge=0, description="a spike must hold this long before it fires")
-    extra_windows_minutes: tuple[int, ...] = Field(
-        (60, 240), description="longer windows also tested (sparse keys whose bad news unfolds over hours)"
-    )
-    max_concentration: float = Field(
-        400.0, ge=2, description="cap on baseline certainty in pseudo-documents (real shares drift between windows)"
-    )
 
     @field_validator("extra_windows_minutes")
     @classmethod

@@ -184,7 +184,8 @@ def run_stream(
         lateness=timedelta(minutes=lateness_min),
         interval_seconds=30,
         span_minutes=p.span_minutes,
-        min_negative=p.min_negative,
+        fresh_minutes=p.fresh_minutes,
+        busy=det.watching,
         process=process,
         detect=lambda t: det.tick(mc, t),
         on_tick=on_tick,
@@ -239,9 +240,9 @@ def load_counts(url: str, mc: MinuteCounts) -> Any:
 
     engine = make_engine(url)
     rows = [
-        {"key_kind": k, "key_value": v, "minute": from_minute(m), "total": t, "negative": 0, "neutral": 0, "positive": 0,
-         "novel_total": nt, "novel_negative": nn}
-        for (k, v, m), (t, nt, nn) in mc.cells().items()
+        {"key_kind": k, "key_value": v, "minute": from_minute(m), "total": t, "negative": neg, "neutral": 0,
+         "positive": 0, "novel_total": nt, "novel_negative": nn}
+        for (k, v, m), (t, nt, nn, neg) in mc.cells().items()
     ]  # fmt: skip
     with engine.begin() as conn:
         for i in range(0, len(rows), 5000):
