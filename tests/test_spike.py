@@ -239,7 +239,7 @@ def test_key_with_high_baseline_can_still_fire() -> None:
 def test_hysteresis_calm_needs_every_stretched_window_below_the_resolve_level() -> None:
     calm = evaluate(make_ev(window(4, 0), fresh=False), P)
     assert calm.calm[0]
-    busy = evaluate(make_ev(window(20, 6), fresh=False), P)
+    busy = evaluate(make_ev(window(20, 10), fresh=False), P)
     assert not busy.spiking[0] and not busy.calm[0]  # in between: an open alert keeps its state
 
 

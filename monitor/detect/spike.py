@@ -40,9 +40,11 @@ Tests, per horizon
     data without changing any alert.
 
 Hysteresis
-    A key is calm when, at every horizon, the window stretched by ``resolve_minutes`` holds
-    no volume, fewer than half of ``min_negative`` negatives, or a share below halfway
-    between the baseline and the firing share. In between an alert keeps its state.
+    A key is calm when no horizon's window, stretched by ``resolve_minutes``, is still
+    elevated: at least half of ``min_negative`` negatives, a share at least halfway
+    between the baseline and the firing share, and a share test still at p <= 0.01. In
+    between an alert keeps its state. (Without the last condition a busy company whose
+    share sits a little above its norm for weeks would hold one alert open for weeks.)
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from monitor.detect.windows import from_minute
 from monitor.store.keys import RowKey
 
 CRITICAL_LIFT = 3.0  # a firing key at this lift or more is marked severity "critical"
+RESOLVE_ALPHA = 0.01  # a window stays "elevated" (not calm) while its share test is still this strong
 FIELDS = ("novel_total", "novel_negative", "total", "negative")  # columns of Evidence.sums
 
 
@@ -218,7 +221,11 @@ def evaluate(ev: Evidence, p: Params) -> Verdicts:
     ku, nu, _, _ = _counts(U, p)
     with np.errstate(invalid="ignore", divide="ignore"):
         su = ku / np.maximum(nu, 1)
-    calm = ((nu == 0) | (ku < p.resolve_negative) | (su < resolve_share[:, None])).all(axis=1)
+    elevated = (nu > 0) & (ku >= p.resolve_negative) & (su >= resolve_share[:, None])
+    if elevated.any():  # still elevated only while the share is still clearly above normal
+        r, c = np.nonzero(elevated)
+        elevated[r, c] = beta_binomial_sf(ku[r, c], nu[r, c], shrunk[r], conc[r]) <= RESOLVE_ALPHA
+    calm = ~elevated.any(axis=1)
     # p-values only where every other gate holds (scipy per call is what a tick costs).
     cand = gates[0] & gates[1] & gates[3] & gates[4] & fresh[:, None]
     if cand.any():
