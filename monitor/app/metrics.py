@@ -51,6 +51,11 @@ LAG = Gauge("finsent_consumer_lag", "records behind the partition's end", ["topi
 RETRIES = Counter("finsent_retries_total", "waits on an unavailable dependency", ["dependency"], registry=REGISTRY)
 LAST_BEAT = Gauge("finsent_loop_heartbeat_timestamp_seconds", "last iteration of the consume loop", registry=REGISTRY)
 UP = Gauge("finsent_up", "1 while the daemon's loop runs", registry=REGISTRY)
+UNDECODABLE = Counter(
+    "finsent_undecodable_batches_total",
+    "polls that met a record batch this process cannot decode (missing codec, corrupt batch)",
+    registry=REGISTRY,
+)
 
 
 class Health:
@@ -58,6 +63,18 @@ class Health:
         self.stuck_after_s = stuck_after_s
         self._last = time.monotonic()
         self.status: dict[str, Any] = {"state": "starting"}
+        # A fault the loop survives but cannot get past on its own (a batch it cannot
+        # decode): the loop still beats, yet /healthz must say it is not doing its job.
+        self.fault: str | None = None
+
+    def set_fault(self, reason: str) -> None:
+        self.fault = reason
+        self.status["fault"] = reason
+
+    def clear_fault(self) -> None:
+        if self.fault is not None:
+            self.fault = None
+            self.status.pop("fault", None)
 
     def beat(self, **status: Any) -> None:
         self._last = time.monotonic()
@@ -66,7 +83,7 @@ class Health:
             self.status.update(status)
 
     def healthy(self) -> bool:
-        return time.monotonic() - self._last < self.stuck_after_s
+        return self.fault is None and time.monotonic() - self._last < self.stuck_after_s
 
     def report(self) -> dict[str, Any]:
         return {**self.status, "healthy": self.healthy(), "seconds_since_beat": round(time.monotonic() - self._last, 1)}
