@@ -85,6 +85,55 @@ class AlertSettings(_Frozen):
     digest_cron: str = "0 18 * * *"
 
 
+_INPUT_FIELDS = ("id", "text", "title", "published_at", "source", "url", "lang", "kind", "tickers")
+
+
+class InputSettings(_Frozen):
+    """How the input topics' records map onto the message contract (`[input]`).
+
+    Each field names a dotted path into the record (`text = "payload.body"`); a field left
+    out is read from the top-level key of its own name. A Kafka Connect JSON envelope is
+    unwrapped first; paths may be written against the payload or the whole envelope.
+    """
+
+    id: str | None = None
+    text: str | None = None
+    title: str | None = None
+    published_at: str | None = Field(None, description="RFC 3339, or epoch seconds / milliseconds")
+    source: str | None = None
+    url: str | None = None
+    lang: str | None = None
+    kind: str | None = None
+    tickers: str | None = None
+    id_from_key: bool = Field(False, description="take the document id from the Kafka record key when it has one")
+    unwrap_envelope: bool = Field(True, description="unwrap Kafka Connect's {schema, payload} JSON envelope")
+    required: tuple[str, ...] = Field(
+        ("text",), description="fields whose path must be present, else the record is dead-lettered"
+    )
+
+    @field_validator("id", "text", "title", "published_at", "source", "url", "lang", "kind", "tickers")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        if not v or any(not part for part in v.split(".")):
+            raise ValueError(f"{v!r} is not a dotted path (e.g. payload.body)")
+        return v
+
+    @field_validator("required")
+    @classmethod
+    def _required(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in v if f not in _INPUT_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; choose from {', '.join(_INPUT_FIELDS)}")
+        return v
+
+    def paths(self) -> dict[str, str]:
+        """The mapped fields and their paths (unmapped fields are absent)."""
+        return {f: p for f in _INPUT_FIELDS if (p := getattr(self, f)) is not None}
+
+
 class Entity(_Frozen):
     symbol: str
     name: str | None = None
@@ -189,6 +238,7 @@ class Settings(BaseSettings):
 
     detect: DetectSettings = DetectSettings()  # type: ignore[call-arg]
     alerting: AlertSettings = AlertSettings()  # type: ignore[call-arg]
+    input: InputSettings = InputSettings()  # type: ignore[call-arg]
     entities: tuple[Entity, ...] = ()
     channels: tuple[Channel, ...] = ()
     routes: tuple[Route, ...] = ()

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from monitor.classify.base import Classifier, Prediction
 from monitor.config import Settings
 from monitor.enrich.entities import EntityMatcher, WatchEntity
+from monitor.ingest.mapping import FieldMap
 from monitor.ingest.schemas import Document, Rejection, decode
 from monitor.ingest.source import RawRecord
 from monitor.store.repository import BatchResult, Classified, Store
@@ -53,6 +54,7 @@ class BatchProcessor:
         )
         self.bands = _bands_fn(settings)
         self.max_future_skew = timedelta(seconds=settings.max_future_skew_seconds)
+        self.mapping = FieldMap.from_input(settings.input)
         self.timings = Timings()
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[Document], list[Rejection]]:
@@ -67,6 +69,8 @@ class BatchProcessor:
                 record_time=r.timestamp,
                 max_bytes=self.settings.max_message_bytes,
                 max_future_skew=self.max_future_skew,
+                mapping=self.mapping,
+                key=r.key,
             )
             (docs if isinstance(out, Document) else rejected).append(out)  # type: ignore[arg-type]
         return docs, rejected
