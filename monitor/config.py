@@ -83,6 +83,9 @@ class AlertSettings(_Frozen):
     evidence_count: int = Field(5, ge=0, le=10)
     digest_channel: str | None = None
     digest_cron: str = "0 18 * * *"
+    # `alertmanager` channels: firing alerts are re-posted this often, well inside the
+    # endsAt each post sets (15 minutes), so Alertmanager keeps them firing.
+    alertmanager_repost_seconds: float = Field(60.0, ge=5, le=300)
 
 
 _INPUT_FIELDS = ("id", "text", "title", "published_at", "source", "url", "lang", "kind", "tickers")
@@ -148,7 +151,7 @@ class Entity(_Frozen):
         return v
 
 
-ChannelType = Literal["webhook", "slack", "teams", "feishu", "dingtalk"]
+ChannelType = Literal["webhook", "slack", "teams", "feishu", "dingtalk", "alertmanager"]
 
 
 class Channel(_Frozen):

@@ -5,6 +5,9 @@
   detector holds a database lease, so with several daemons one tick runs at a time.
 - send: the outbox sender, every `alerting.sender_interval_seconds`.
 - digest: the daily digest, when `alerting.digest_channel` is set.
+- alertmanager re-post: every `alerting.alertmanager_repost_seconds`, when an
+  `alertmanager` channel is configured: still-firing alerts posted again with a fresh
+  endsAt (`monitor.notify.repost`).
 - prune: forget near-duplicate bands older than twice the novelty horizon.
 
 Every job reads and writes only the database, so any number of daemons can run them.
@@ -65,6 +68,14 @@ def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | No
         except Exception as exc:
             log.error("daily digest failed: %s", _short(exc))
 
+    def repost_job() -> None:
+        from monitor.notify.repost import repost_firing
+
+        try:
+            repost_firing(parts.engine, settings, clock())
+        except Exception as exc:
+            log.error("Alertmanager re-post failed: %s", _short(exc))
+
     jobs = [
         scheduler.add_job(
             send_job,
@@ -76,6 +87,18 @@ def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | No
             max_instances=1,
         )
     ]
+    if any(c.type == "alertmanager" for c in settings.channels):
+        jobs.append(
+            scheduler.add_job(
+                repost_job,
+                "interval",
+                seconds=settings.alerting.alertmanager_repost_seconds,
+                id="finsent-alertmanager-repost",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+            )
+        )
     if settings.alerting.digest_channel:
         jobs.append(
             scheduler.add_job(
