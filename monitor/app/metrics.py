@@ -56,6 +56,28 @@ UNDECODABLE = Counter(
     "polls that met a record batch this process cannot decode (missing codec, corrupt batch)",
     registry=REGISTRY,
 )
+DETECTOR_TICK_SECONDS = Histogram(
+    "finsent_detector_tick_seconds",
+    "seconds per scheduled detector tick, alert stages included",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+DETECTOR_LAST_TICK = Gauge(
+    "finsent_detector_last_tick_timestamp_seconds", "end of the last detector tick that succeeded", registry=REGISTRY
+)
+JOB_FAILURES = Counter(
+    "finsent_job_failures_total", "scheduled jobs that raised (detect, send, repost)", ["job"], registry=REGISTRY
+)
+NOTIFICATIONS = Counter(
+    "finsent_notifications_total",
+    "outbox deliveries by outcome: sent, retrying (failed, will retry), failed (given up), deferred (rate limit)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge("finsent_outbox_pending", "notifications waiting to be delivered", registry=REGISTRY)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "finsent_outbox_oldest_pending_seconds", "age of the oldest notification still pending (0: none)", registry=REGISTRY
+)
 
 
 class Health:

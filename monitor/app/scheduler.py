@@ -17,6 +17,7 @@ The parts come from the composition root (`monitor.app.wiring.build`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from monitor.app import metrics
 from monitor.app.wiring import Parts
 from monitor.redact import redact
 
@@ -45,6 +47,14 @@ def detect_and_alert(parts: Parts, now: datetime) -> int:
     return len(changed)
 
 
+def _report_backlog(parts: Parts, now: datetime) -> None:
+    from monitor.notify.outbox import backlog
+
+    pending, oldest = backlog(parts.engine, now)
+    metrics.OUTBOX_PENDING.set(pending)
+    metrics.OUTBOX_OLDEST_SECONDS.set(oldest)
+
+
 def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | None = None) -> list[Any]:
     """Add the sender (every `alerting.sender_interval_seconds`) and, when
     `alerting.digest_channel` is set, the daily digest (`alerting.digest_cron`, UTC) to an
@@ -57,7 +67,11 @@ def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | No
             stats = parts.sender.send_due(clock() if now else None)
             if stats.due:
                 log.debug("sender tick: %s", stats.as_dict())
+            for outcome in ("sent", "retrying", "failed", "deferred"):
+                metrics.NOTIFICATIONS.labels(outcome).inc(getattr(stats, outcome))
+            _report_backlog(parts, clock())
         except Exception as exc:  # keep the job alive; never print a traceback with a URL
+            metrics.JOB_FAILURES.labels("send").inc()
             log.error("sender tick failed: %s", _short(exc))
 
     def digest_job() -> None:
@@ -74,6 +88,7 @@ def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | No
         try:
             repost_firing(parts.engine, settings, clock())
         except Exception as exc:
+            metrics.JOB_FAILURES.labels("repost").inc()
             log.error("Alertmanager re-post failed: %s", _short(exc))
 
     jobs = [
@@ -122,9 +137,13 @@ def start_background(parts: Parts, now: Callable[[], datetime]) -> BackgroundSch
 
     def detect_job() -> None:
         t = now()
+        started = time.perf_counter()
         try:
             detect_and_alert(parts, t)
+            metrics.DETECTOR_TICK_SECONDS.observe(time.perf_counter() - started)
+            metrics.DETECTOR_LAST_TICK.set_to_current_time()
         except Exception as exc:
+            metrics.JOB_FAILURES.labels("detect").inc()
             log.error("detector tick at %s failed (%s); the next tick retries", t.isoformat(), _short(exc))
 
     def prune_job() -> None:
