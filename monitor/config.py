@@ -226,6 +226,10 @@ class Settings(BaseSettings):
     max_future_skew_seconds: int = Field(86_400, ge=0)
     stuck_after_seconds: float = Field(120.0, gt=0)
 
+    # Results out: stored documents to `<topic>.scored`, alert transitions to `alerts_topic`
+    publish_results: bool = True
+    alerts_topic: str = Field("finsent.alerts", min_length=1, max_length=249)
+
     # Inference
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     max_length: int = Field(128, ge=8, le=512)

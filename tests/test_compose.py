@@ -472,14 +472,14 @@ def test_kafka_init_creates_topics_and_dead_letter_topics_and_grows_partitions(t
     )
     assert r.returncode == 0, r.stderr
     lines = calls.read_text().splitlines()
-    topics = ["news", "news.dlq", "comments", "comments.dlq"]
+    topics = ["news", "news.dlq", "news.scored", "comments", "comments.dlq", "comments.scored", "finsent.alerts"]
     for t in topics:
         assert (
             f"--bootstrap-server kafka:9092 --create --if-not-exists --topic {t} --partitions 6 --replication-factor 1"
             in lines
         )
         assert f"--bootstrap-server kafka:9092 --alter --topic {t} --partitions 6" in lines
-    assert r.stdout.count("partitions (had 3)") == 4
+    assert r.stdout.count("partitions (had 3)") == len(topics)
 
 
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
