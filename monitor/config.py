@@ -137,6 +137,26 @@ class InputSettings(_Frozen):
         return {f: p for f in _INPUT_FIELDS if (p := getattr(self, f)) is not None}
 
 
+class FeedSource(_Frozen):
+    """A news feed polled by `finsent sources run` (`[[sources]]`)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    type: Literal["rss", "atom"] = Field("rss", description="informative: the format is detected from the document")
+    url: str
+    topic: str = "news"
+    interval_seconds: float = Field(300.0, ge=1, le=7 * 86_400)
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    max_backoff_seconds: float = Field(3600.0, ge=1)
+    max_text_chars: int = Field(20_000, ge=100, le=1_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"source url must be http(s), got {v[:40]!r}")
+        return v
+
+
 class Entity(_Frozen):
     symbol: str
     name: str | None = None
@@ -249,6 +269,7 @@ class Settings(BaseSettings):
     entities: tuple[Entity, ...] = ()
     channels: tuple[Channel, ...] = ()
     routes: tuple[Route, ...] = ()
+    sources: tuple[FeedSource, ...] = ()
 
     @field_validator("kafka_topics", mode="before")
     @classmethod
@@ -277,6 +298,9 @@ class Settings(BaseSettings):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(sorted(dupes))}")
+        src = [x.name for x in self.sources]
+        if len(src) != len(set(src)):
+            raise ValueError(f"source names must be unique; repeated: {sorted({n for n in src if src.count(n) > 1})}")
         for r in self.routes:
             unknown = [c for c in r.channels if c not in names]
             if unknown:

@@ -42,7 +42,7 @@ from tests.compose_file import (
 SCHEMA = ROOT / "tests" / "data" / "compose-spec" / "compose-spec.json"
 ENV_EXAMPLE = ROOT / ".env.example"
 TOML_EXAMPLE = ROOT / "finsent.example.toml"
-FINSENT_SERVICES = ("migrate", "monitor", "dashboard", "feed")
+FINSENT_SERVICES = ("migrate", "monitor", "dashboard", "feed", "sources")
 
 # FINSENT_* variables that are not Settings fields but are read by the loader itself.
 LOADER_VARIABLES = {"FINSENT_CONFIG"}
@@ -174,6 +174,10 @@ def test_the_services_of_the_deployment() -> None:
     cmd = service_command(dash)
     assert cmd[:2] == ["finsent", "dashboard"] and cmd[cmd.index("--host") + 1] == "0.0.0.0"
     assert any(str(p).endswith(":8501") for p in dash["ports"])
+
+    sources = svc["sources"]
+    assert sources["profiles"] == ["sources"] and service_command(sources) == ["finsent", "sources", "run"]
+    assert sources["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
     feed = svc["feed"]
     assert feed["profiles"] == ["demo"]
