@@ -366,3 +366,68 @@ def test_scheduler_registers_the_repost_job_only_with_an_alertmanager_channel() 
         register_jobs(rec, SimpleNamespace(settings=settings))  # type: ignore[arg-type]
         got = dict(rec.jobs).get("finsent-alertmanager-repost", None)
         assert got == expected, rec.jobs
+
+
+@pytest.mark.integration
+def test_replay_with_a_planted_surge_posts_to_a_real_alertmanager(real_am: RealAlertmanager, tmp_path: Path) -> None:
+    """`finsent replay --notify` with an alertmanager channel: the surge still firing at the
+    end of the stream is listed by Alertmanager with finsent's labels; the one that resolved
+    within the stream was delivered as firing, then resolved, and is not listed."""
+    import os
+    import sys
+
+    from sqlalchemy import select
+
+    from monitor.store.schema import notifications
+    from pipelines.feed import Surge, generate, write
+
+    t0 = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)
+    feed = tmp_path / "feed.csv"
+    minutes = 9 * 60
+    write(
+        feed,
+        generate(
+            14,
+            t0,
+            minutes,
+            6.0,
+            surges=[
+                Surge("NVDA", t0 + timedelta(hours=4), 30, 3.0),
+                Surge("TSLA", t0 + timedelta(minutes=minutes - 25), 25, 4.0),
+            ],
+        ),
+    )
+    cfg = tmp_path / "finsent.toml"
+    cfg.write_text(f'[[channels]]\nname = "am"\ntype = "alertmanager"\nurl = "{real_am.base}"\n')
+    db = f"sqlite:///{tmp_path / 'replay.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    r = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "replay", str(feed), "--notify", "--model", "test-double", "--json"],
+        env={**env, "FINSENT_CONFIG": str(cfg), "FINSENT_DATABASE_URL": db},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    fired = {f["value"] for f in out["fired"]}
+    assert {"NVDA", "TSLA"} <= fired, out["fired"]
+
+    listed = {a["labels"]["key"]: a for a in real_am.alerts() if a["labels"].get("alertname") == "FinsentNegativeSurge"}
+    assert "TSLA" in listed and "NVDA" not in listed, sorted(listed)
+    tsla = listed["TSLA"]
+    assert tsla["labels"]["kind"] == "entity" and tsla["labels"]["severity"]
+    assert tsla["status"]["state"] == "active"
+    assert tsla["annotations"]["summary"] and tsla["annotations"]["numbers"]
+    assert datetime.fromisoformat(tsla["startsAt"].replace("Z", "+00:00")) > t0 + timedelta(minutes=minutes - 30)
+
+    engine = make_engine(db)
+    with engine.connect() as c:
+        rows = c.execute(
+            select(notifications.c.kind, notifications.c.status, notifications.c.payload).where(
+                notifications.c.channel == "am"
+            )
+        ).all()
+    engine.dispose()
+    nvda = [(k, s) for k, s, p in rows if any(a["key"]["value"] == "NVDA" for a in p["message"]["alerts"])]
+    assert ("firing", "sent") in nvda and ("resolved", "sent") in nvda, nvda
