@@ -148,6 +148,9 @@ class FeedSource(_Frozen):
     timeout_seconds: float = Field(20.0, gt=0, le=300)
     max_backoff_seconds: float = Field(3600.0, ge=1)
     max_text_chars: int = Field(20_000, ge=100, le=1_000_000)
+    extract_text: bool = Field(
+        False, description="fetch each new item's page and take its article text (needs the `extract` extra)"
+    )
 
     @field_validator("url")
     @classmethod

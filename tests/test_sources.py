@@ -316,3 +316,45 @@ def test_finsent_sources_run_in_the_foreground(broker: Any, feeds: FeedServer, t
         log.close()
     got = read_all(broker.bootstrap, topic, expect=3)
     assert sorted(m["guid"] for m in got) == ["http://wire.example/3", "wire-1", "wire-2"]
+
+
+ARTICLE = """<!doctype html><html><head><title>Acme cuts guidance</title></head><body>
+<nav><a href="/">Home</a> | <a href="/markets">Markets</a> | Subscribe now</nav>
+<article><h1>Acme cuts guidance</h1>
+<p>Acme Corp lowered its full-year revenue outlook on Monday, citing weaker demand in its
+industrial segment and higher input costs across its European plants.</p>
+<p>Shares of the company fell eight percent in early trading as analysts questioned whether
+the new targets were conservative enough, and two brokers cut their price targets.</p>
+<p>The chief financial officer said the company would accelerate its cost programme and
+expected margins to recover in the second half of next year.</p>
+</article><footer>Copyright Wire Example. All rights reserved. Cookie settings.</footer></body></html>"""
+
+
+@pytest.mark.integration
+def test_article_text_extraction(broker: Any, feeds: FeedServer, tmp_path: Path) -> None:
+    pytest.importorskip("trafilatura", reason="trafilatura (the `extract` extra) is not installed")
+    from monitor.app.broker import create_topics
+    from monitor.app.sources import SourcePoller
+    from monitor.store.migrate import upgrade
+    from monitor.store.schema import make_engine
+
+    topic = f"feeds-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.bootstrap, [topic], partitions=3)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    doc = RSS.replace("http://wire.example/1", f"{feeds.base}/article/1").replace(
+        "http://wire.example/2", f"{feeds.base}/article/missing"
+    )
+    feeds.default["/rss"] = (200, {"Content-Type": "application/rss+xml"}, doc.encode())
+    feeds.default["/article/1"] = (200, {"Content-Type": "text/html; charset=utf-8"}, ARTICLE.encode())
+    src = FeedSource(name="wire", url=f"{feeds.base}/rss", topic=topic, extract_text=True)
+    poller = SourcePoller(Settings(database_url=url, kafka_bootstrap=broker.bootstrap), engine)
+    assert poller.poll(src).produced == 3
+    poller.close()
+    engine.dispose()
+    by_guid = {m["guid"]: m for m in read_all(broker.bootstrap, topic, expect=3)}
+    extracted = by_guid["wire-1"]["text"]
+    assert "lowered its full-year revenue outlook" in extracted and "second half of next year" in extracted
+    assert "Cookie settings" not in extracted and "Subscribe now" not in extracted
+    assert by_guid["wire-2"]["text"] == "Globex results beat estimates."  # page 404: the summary stays

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 REMEMBER = 5000  # item ids kept per source: far more than any feed lists at once
 MAX_FEED_BYTES = 20 * 1024 * 1024
+MAX_PAGE_BYTES = 5 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -188,7 +189,12 @@ class SourcePoller:
         seen = set(st.seen)
         new = [item for item in feed.items if item.id not in seen]
         if new:
-            self.producer.send_all(source.topic, [self._fit(i.message) for i in new])
+            messages = (
+                [self._with_article(source, i.message) for i in new]
+                if source.extract_text
+                else [i.message for i in new]
+            )
+            self.producer.send_all(source.topic, [self._fit(m) for m in messages])
             st.seen.extend(i.id for i in new)
         st.etag = headers.get("ETag") or None
         st.last_modified = headers.get("Last-Modified") or None
@@ -197,6 +203,36 @@ class SourcePoller:
         if new:
             log.info("source %s: %d new item(s) to %s", source.name, len(new), source.topic)
         return PollResult("new" if new else "unchanged", produced=len(new))
+
+    def _with_article(self, source: FeedSource, message: dict[str, Any]) -> dict[str, Any]:
+        """The item's page's article text instead of the feed's summary, when one is found.
+
+        A page that cannot be fetched or read keeps the summary: the item is not held back.
+        """
+        from monitor.ingest.feeds import article_text
+
+        url = message.get("url")
+        if not url:
+            return message
+        try:
+            with self.client.stream("GET", url, timeout=source.timeout_seconds) as resp:
+                if resp.status_code != 200:
+                    return message
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body.extend(chunk)
+                    if len(body) > MAX_PAGE_BYTES:
+                        return message
+                page = bytes(body).decode(resp.encoding or "utf-8", "replace")
+            text = article_text(page, url)
+        except Exception as exc:  # httpx errors, undecodable pages, extractor failures
+            log.debug("source %s: no article text from %s: %s", source.name, url, exc)
+            return message
+        if not text or len(text) <= len(message["text"]):
+            return message
+        if len(text) > source.max_text_chars:
+            text = text[: source.max_text_chars - 1].rstrip() + "…"
+        return {**message, "text": text}
 
     def _ok(self, source: FeedSource) -> None:
         self.failures.pop(source.name, None)
@@ -224,6 +260,12 @@ def run(settings: Settings, stop: threading.Event, engine: Engine | None = None)
     if not settings.sources:
         log.error("no [[sources]] in the configuration; nothing to poll")
         return 2
+    if any(s.extract_text for s in settings.sources):
+        try:
+            import trafilatura  # noqa: F401
+        except ImportError:
+            log.error("extract_text needs trafilatura: pip install 'finsent[extract]'")
+            return 2
     engine = engine or make_engine(settings.database_url)
     upgrade(settings.database_url, engine)
     poller = SourcePoller(settings, engine)

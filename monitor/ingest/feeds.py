@@ -169,3 +169,12 @@ def parse(
         items.append(item)
     title = parsed.feed.get("title") if parsed.get("feed") else None
     return Feed("atom" if version.startswith("atom") else "rss", title, items)
+
+
+def article_text(page: str, url: str | None = None) -> str | None:
+    """The main text of an article page (trafilatura), or None when none is found."""
+    import trafilatura
+
+    text = trafilatura.extract(page, url=url, include_comments=False, include_tables=False, favor_precision=True)
+    text = " ".join(text.split()) if text else ""
+    return text or None
