@@ -358,3 +358,65 @@ def test_article_text_extraction(broker: Any, feeds: FeedServer, tmp_path: Path)
     assert "lowered its full-year revenue outlook" in extracted and "second half of next year" in extracted
     assert "Cookie settings" not in extracted and "Subscribe now" not in extracted
     assert by_guid["wire-2"]["text"] == "Globex results beat estimates."  # page 404: the summary stays
+
+
+def test_demo_feed_server_publishes_items_as_their_time_comes() -> None:
+    import httpx
+
+    from monitor.app.demo_feeds import DemoFeedServer
+
+    start = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    server = DemoFeedServer(start).start()
+    clock = [start]
+    server.now = lambda: clock[0]
+    try:
+        r1 = httpx.get(server.url)
+        first = parse(r1.content, "demo")
+        assert r1.status_code == 200 and 0 < len(first.items) < len(server.items)
+        assert all(datetime.fromisoformat(i.message["published_at"]) <= start for i in first.items)
+        assert httpx.get(server.url, headers={"If-None-Match": r1.headers["ETag"]}).status_code == 304
+        clock[0] = start + timedelta(hours=1)
+        r2 = httpx.get(server.url, headers={"If-None-Match": r1.headers["ETag"]})
+        assert r2.status_code == 200 and len(parse(r2.content, "demo").items) == len(server.items)
+    finally:
+        server.stop()
+
+
+@pytest.mark.integration
+def test_demo_news_feed_reaches_the_database(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from monitor.store.schema import documents, make_engine
+
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
+    env.update(FINSENT_MODEL="test-double", FINSENT_METRICS_PORT="0", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "demo", "--no-dashboard", "--minutes", "60", "--db", db],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def from_feed() -> int:
+        eng = make_engine(db)
+        try:
+            with eng.connect() as c:
+                n = c.execute(select(func.count()).select_from(documents).where(documents.c.source == "demo-wire"))
+                return int(n.scalar_one())
+        except Exception:
+            return 0
+        finally:
+            eng.dispose()
+
+    try:
+        end = time.monotonic() + 150
+        while time.monotonic() < end and from_feed() < 10:
+            time.sleep(2)
+        assert from_feed() >= 10, "the demo's news feed did not reach the database"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    assert "news feed" in out, out
+    assert proc.returncode == 0, out

@@ -267,7 +267,14 @@ def run(settings: Settings, stop: threading.Event, engine: Engine | None = None)
             log.error("extract_text needs trafilatura: pip install 'finsent[extract]'")
             return 2
     engine = engine or make_engine(settings.database_url)
-    upgrade(settings.database_url, engine)
+    for attempt in range(1, 6):  # another process (the daemon) may be migrating the same database
+        try:
+            upgrade(settings.database_url, engine)
+            break
+        except Exception as exc:
+            if attempt == 5 or stop.wait(2.0 * attempt):
+                raise
+            log.warning("database not ready (%s); retrying", str(exc).splitlines()[0][:200])
     poller = SourcePoller(settings, engine)
     sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
 
