@@ -199,3 +199,66 @@ def test_alert_changes_are_published_keyed_by_alert_id(broker: EmbeddedBroker, t
     assert fired["severity"] == "critical" and fired["fired_at"] == T0.isoformat()
     resolved = got[-1][1]
     assert resolved["state"] == "resolved" and resolved["resolved_at"] == later.isoformat()
+
+
+class _FlakyProducer:
+    """A stand-in for KafkaProducer whose sends fail `failures` times (a unit-test fake)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> Any:
+        outer = self
+
+        class Future:
+            def get(self, timeout: float = 0) -> None:
+                if outer.failures > 0:
+                    outer.failures -= 1
+                    raise RuntimeError("broker said no")
+                outer.sent.append((topic, key))
+
+        return Future()
+
+    def flush(self, timeout: float) -> None:
+        pass
+
+
+def _items() -> tuple[list[Any], Any]:
+    from monitor.classify.base import Prediction
+    from monitor.ingest.schemas import Document, Rejection
+    from monitor.store.repository import BatchResult, Classified
+
+    pred = Prediction("Earnings", 0.9, "negative", 0.8, {"topic": {}, "sentiment": {}}, "v1")
+    items = [
+        Classified(Document(f"d{i}", "t", T0, kafka_topic="news", kafka_partition=0, kafka_offset=i), pred, ("ACME",))
+        for i in range(3)
+    ]
+    refused = Rejection("database refused the record", b"", "news", 0, 2)
+    return items, BatchResult(inserted=2, rejections=[refused])
+
+
+def test_publisher_retries_failed_records_then_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.app import outputs
+    from monitor.config import Settings
+
+    monkeypatch.setattr(outputs.time, "sleep", lambda _s: None)
+    items, result = _items()
+    pub = outputs.ResultsPublisher(Settings())
+    pub._producer = _FlakyProducer(failures=1)
+    assert pub.publish_documents(items, result) == 2  # the refused record is not published
+    assert sorted(pub._producer.sent) == [("news.scored", b"d0"), ("news.scored", b"d1")]
+
+    pub._producer = _FlakyProducer(failures=10**6)
+    with pytest.raises(outputs.OutputUnavailable):
+        pub.publish_documents(items, result)
+
+
+def test_scored_record_shape() -> None:
+    from monitor.app.outputs import scored_record
+
+    items, _ = _items()
+    rec = scored_record(items[0])
+    assert rec["id"] == "d0" and rec["published_at"] == T0.isoformat()
+    assert rec["entities"] == [{"symbol": "ACME", "sentiment": "negative", "sentiment_score": 0.8}]
+    assert (rec["topic"], rec["sentiment"], rec["model_version"]) == ("Earnings", "negative", "v1")

@@ -125,10 +125,14 @@ class ResultsPublisher:
         """Send (topic, key, value) records and wait for every ack; retry what failed."""
         pending = list(records)
         for attempt in range(1, ATTEMPTS + 1):
-            producer = self._ensure()
-            futures = [(r, producer.send(r[0], key=r[1].encode(), value=r[2])) for r in pending]
-            producer.flush(timeout=60)
-            failed = []
+            failed: list[tuple[tuple[str, str, bytes], Exception]] = []
+            try:
+                producer = self._ensure()
+                futures = [(r, producer.send(r[0], key=r[1].encode(), value=r[2])) for r in pending]
+                producer.flush(timeout=60)
+            except Exception as exc:  # no broker yet, a closed producer: the whole lot again
+                futures = []
+                failed = [(r, exc) for r in pending]
             for rec, fut in futures:
                 try:
                     fut.get(timeout=0)
