@@ -99,6 +99,81 @@ class AlertSettings(_Frozen):
     evidence_count: int = Field(5, ge=0, le=10)
     digest_channel: str | None = None
     digest_cron: str = "0 18 * * *"
+    # `alertmanager` channels: firing alerts are re-posted this often, well inside the
+    # endsAt each post sets (15 minutes), so Alertmanager keeps them firing.
+    alertmanager_repost_seconds: float = Field(60.0, ge=5, le=300)
+
+
+_INPUT_FIELDS = ("id", "text", "title", "published_at", "source", "url", "lang", "kind", "tickers")
+
+
+class InputSettings(_Frozen):
+    """How the input topics' records map onto the message contract (`[input]`).
+
+    Each field names a dotted path into the record (`text = "payload.body"`); a field left
+    out is read from the top-level key of its own name. A Kafka Connect JSON envelope is
+    unwrapped first; paths may be written against the payload or the whole envelope.
+    """
+
+    id: str | None = None
+    text: str | None = None
+    title: str | None = None
+    published_at: str | None = Field(None, description="RFC 3339, or epoch seconds / milliseconds")
+    source: str | None = None
+    url: str | None = None
+    lang: str | None = None
+    kind: str | None = None
+    tickers: str | None = None
+    id_from_key: bool = Field(False, description="take the document id from the Kafka record key when it has one")
+    unwrap_envelope: bool = Field(True, description="unwrap Kafka Connect's {schema, payload} JSON envelope")
+    required: tuple[str, ...] = Field(
+        ("text",), description="fields whose path must be present, else the record is dead-lettered"
+    )
+
+    @field_validator("id", "text", "title", "published_at", "source", "url", "lang", "kind", "tickers")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        if not v or any(not part for part in v.split(".")):
+            raise ValueError(f"{v!r} is not a dotted path (e.g. payload.body)")
+        return v
+
+    @field_validator("required")
+    @classmethod
+    def _required(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in v if f not in _INPUT_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; choose from {', '.join(_INPUT_FIELDS)}")
+        return v
+
+    def paths(self) -> dict[str, str]:
+        """The mapped fields and their paths (unmapped fields are absent)."""
+        return {f: p for f in _INPUT_FIELDS if (p := getattr(self, f)) is not None}
+
+
+class FeedSource(_Frozen):
+    """A news feed polled by `finsent sources run` (`[[sources]]`)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    type: Literal["rss", "atom"] = Field("rss", description="informative: the format is detected from the document")
+    url: str
+    topic: str = "news"
+    interval_seconds: float = Field(300.0, ge=1, le=7 * 86_400)
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    max_backoff_seconds: float = Field(3600.0, ge=1)
+    max_text_chars: int = Field(20_000, ge=100, le=1_000_000)
+    extract_text: bool = Field(
+        False, description="fetch each new item's page and take its article text (needs the `extract` extra)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"source url must be http(s), got {v[:40]!r}")
+        return v
 
 
 class Entity(_Frozen):
@@ -115,7 +190,7 @@ class Entity(_Frozen):
         return v
 
 
-ChannelType = Literal["webhook", "slack", "teams", "feishu", "dingtalk"]
+ChannelType = Literal["webhook", "slack", "teams", "feishu", "dingtalk", "alertmanager"]
 
 
 class Channel(_Frozen):
@@ -190,6 +265,10 @@ class Settings(BaseSettings):
     max_future_skew_seconds: int = Field(86_400, ge=0)
     stuck_after_seconds: float = Field(120.0, gt=0)
 
+    # Results out: stored documents to `<topic>.scored`, alert transitions to `alerts_topic`
+    publish_results: bool = True
+    alerts_topic: str = Field("finsent.alerts", min_length=1, max_length=249)
+
     # Inference
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     max_length: int = Field(128, ge=8, le=512)
@@ -205,9 +284,11 @@ class Settings(BaseSettings):
 
     detect: DetectSettings = DetectSettings()  # type: ignore[call-arg]
     alerting: AlertSettings = AlertSettings()  # type: ignore[call-arg]
+    input: InputSettings = InputSettings()  # type: ignore[call-arg]
     entities: tuple[Entity, ...] = ()
     channels: tuple[Channel, ...] = ()
     routes: tuple[Route, ...] = ()
+    sources: tuple[FeedSource, ...] = ()
 
     @field_validator("kafka_topics", mode="before")
     @classmethod
@@ -236,6 +317,9 @@ class Settings(BaseSettings):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(sorted(dupes))}")
+        src = [x.name for x in self.sources]
+        if len(src) != len(set(src)):
+            raise ValueError(f"source names must be unique; repeated: {sorted({n for n in src if src.count(n) > 1})}")
         for r in self.routes:
             unknown = [c for c in r.channels if c not in names]
             if unknown:
