@@ -219,7 +219,7 @@ def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sqlalchemy import and_, func, select
+    from sqlalchemy import and_, select
 
     from monitor.store.schema import minute_counts as mc
 
@@ -238,7 +238,6 @@ def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: P
                     and_(mc.c.key_kind == "entity", mc.c.key_value == r["ticker"], mc.c.minute >= lo, mc.c.minute < hi)
                 )
                 data = conn.execute(q).fetchall()
-                del func
             hours = int((hi - lo).total_seconds() // 3600)
             stories, negs, copies = [0] * hours, [0] * hours, [0] * hours
             for m, nt, nn, tt in data:
@@ -262,6 +261,7 @@ def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: P
             ax2.plot(xs, share, color="#2c3e50", lw=1.2, label="negative share (24 h)")
             ax2.set_ylim(0, 1)
             ax2.set_ylabel("negative share")
+            ax.legend(loc="upper left", fontsize=7)
             ax.axvspan(start - timedelta(hours=6), start + timedelta(hours=30), color="#f6e58d", alpha=0.25)
             for t in by_key.get(r["ticker"], []):
                 if lo <= t < hi:
