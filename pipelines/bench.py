@@ -249,6 +249,7 @@ def run_bench(
         "classify": "pipelines.bench_classify:command",
         "detect": "pipelines.bench_detect:command",
         "dashboard": "pipelines.bench_dashboard:command",
+        "replay": "pipelines.bench_replay:command",
     },
     invoke_without_command=True,
 )

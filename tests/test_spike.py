@@ -13,7 +13,6 @@ from monitor.detect.baseline import (
     Prior,
     baseline,
     beta_binomial_sf,
-    fisher,
     nb_sf,
     population_prior,
     shrink,
@@ -105,11 +104,6 @@ def test_negative_binomial_volume_test_matches_scipy_and_poisson_limit() -> None
     assert nb_sf(np.array([0]), np.array([mu]), od)[0] == 1.0
 
 
-def test_fisher_matches_scipy() -> None:
-    p1, p2 = 0.01, 0.2
-    assert fisher(np.array([p1]), np.array([p2]))[0] == pytest.approx(stats.combine_pvalues([p1, p2]).pvalue)
-
-
 def test_population_prior_method_of_moments() -> None:
     rng = np.random.default_rng(1)
     # 200 companies whose true shares are Beta(mean 0.1, strength 40): the estimate lands near 40.
@@ -164,7 +158,7 @@ def test_bad_day_of_a_sparse_company_fires_with_all_numbers() -> None:
     assert sig.spiking, sig.numbers
     n = sig.numbers
     assert n["window_minutes"] in (720, 1440)
-    for name in ("stories", "copies", "expected_stories", "volume_ratio", "p_share", "p_volume", "alpha",
+    for name in ("stories", "copies", "expected_stories", "volume_ratio", "p_share", "p_count", "alpha",
                  "shrunk_baseline", "population_share", "prior_strength", "min_negative", "false_alarm_budget"):  # fmt: skip
         assert name in n, name
     assert n["p_value"] <= n["alpha"]
@@ -179,15 +173,15 @@ def test_volume_alone_at_the_usual_share_does_not_fire() -> None:
 
 
 def test_volume_makes_a_moderate_share_significant() -> None:
-    # 6 of 24 negative (25% vs 8%): with the usual volume the share test alone is not
-    # enough at the day horizon's level; with 24 stories where 2 are usual it is.
+    # 6 of 24 negative (25% vs 8%): the share test alone is not enough at the day
+    # horizon's level, but 6 negatives where 2 stories a day (0.2 negatives) are usual is.
     busy = make_ev({w: window(24, 6) for w in P.windows}, base_per_hour=0.1)
     usual = make_ev({w: window(24, 6) for w in P.windows}, base_per_hour=1.0)
     vb, sb = one(busy)
     vu, su = one(usual)
-    assert sb.spiking and sb.numbers["p_volume"] < 1e-6
-    assert sb.numbers["p_value"] < sb.numbers["p_share"]
-    assert su.numbers["p_volume"] > sb.numbers["p_volume"]
+    assert sb.spiking and sb.numbers["p_count"] < sb.numbers["alpha"] < sb.numbers["p_share"]
+    assert sb.numbers["p_value"] == sb.numbers["p_count"]
+    assert su.numbers["p_count"] > sb.numbers["p_count"]
 
 
 def test_copies_of_neutral_posts_add_nothing_and_negative_copies_are_capped() -> None:

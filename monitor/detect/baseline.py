@@ -172,12 +172,6 @@ def nb_sf(n: np.ndarray, mean: np.ndarray, overdispersion: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def fisher(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
-    """Fisher's combination of two independent p-values (chi-squared with 4 degrees of freedom)."""
-    x = -2.0 * (np.log(np.clip(p1, 1e-300, 1.0)) + np.log(np.clip(p2, 1e-300, 1.0)))
-    return np.asarray(stats.chi2.sf(x, 4), dtype=float)
-
-
 @dataclass(frozen=True, slots=True)
 class Prior:
     """Empirical-Bayes prior of one kind of key (companies, or topics), from the population's baselines."""

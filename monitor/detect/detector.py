@@ -315,6 +315,7 @@ class Detector:
             self._minutes.clear()
             self._nonempty.clear()
             self._lo = self._hi = m0
+            self._end = None  # the window sums held buckets that are gone: rebuild them
         if self._hi < end:
             lo, hi = self._hi, end
             if final_until is not None and recheck == 0 and final_until > end:
@@ -337,12 +338,19 @@ class Detector:
             present = (self._ring_sum[0, :g] > 0) | (widest[:g, 2] > 0)
             cand = set(np.nonzero(present)[0].tolist())
         else:
-            # Fresh keys, and watched keys whose own windows or baseline moved (a watched key
-            # that is not fresh cannot spike, and its calm verdict depends on nothing else).
-            cand = set(np.nonzero(self._sums[p.fresh_minutes][:g, 2] > 0)[0].tolist())
+            # Fresh keys that hold enough negative evidence to fire at some horizon (the
+            # day-long window holds every shorter one), and watched keys whose own windows
+            # or baseline moved (a watched key that is not fresh cannot spike, and its calm
+            # verdict depends on nothing else).
+            day = self._sums[max(p.windows)][:g]
+            evidence = day[:, 1] + copy_evidence(day[:, 1], np.maximum(day[:, 3] - day[:, 1], 0), p)
+            fresh = (self._sums[p.fresh_minutes][:g, 2] > 0) & (evidence >= p.min_negative)
+            cand = set(np.nonzero(fresh)[0].tolist())
             cand |= {i for i in self._watch if self._dirty[i] or self._seen_version[i] != self._version}
         active = sorted((i for i in cand if self._keys[i][0] in ("topic", "entity")), key=lambda i: self._keys[i])
         idx = np.asarray(active, dtype=np.int64)
+        if not active:  # nothing can change this minute: skip building the evidence
+            return Evidence([], end, {}, {}, np.zeros((0, 0)), np.zeros((0, 0)), 0.0, {}, np.zeros(0, dtype=np.int64))
         order = (np.arange(h0, h1) % self._nb).astype(np.int64)
         feed = {w: (s[feed_g] if feed_g is not None else np.zeros(NF, dtype=np.int64)) for w, s in self._sums.items()}
         feed_base = float(self._ring_sum[0, feed_g]) if feed_g is not None else 0.0
@@ -403,7 +411,8 @@ class Detector:
             ev = self.evidence(source, end, to_minute(final_until) if final_until is not None else None)
             self._full_tick, self._full = self._full, False
             if not ev.keys:
-                self._watch = set()
+                if self._full_tick:
+                    self._watch = set()
                 return []
             v = evaluate(ev, self.params)
             watched = np.asarray([self._index[k] in self._watch for k in ev.keys], dtype=bool)

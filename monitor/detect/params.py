@@ -6,8 +6,8 @@ Horizons
     Every key is tested at several horizons (window lengths), from minutes (a busy topic's
     burst) to a day (a company with two items a day). The false-alarm *budget* is the
     expected number of false alerts per key per 30 days of quiet traffic; it is shared
-    equally over the horizons and the two tests made at each (share, and share combined
-    with volume). A window of ``w`` minutes has about ``30 days / w`` independent
+    equally over the horizons and the two tests made at each (the share, and the
+    negative count against the key's usual volume). A window of ``w`` minutes has about ``30 days / w`` independent
     outcomes in 30 days, so the per-test level is ``budget / (2 * horizons * 30d / w)``:
     a day-long window gets a looser level than a 15-minute one, and a key's quiet-traffic
     rate stays near the budget whatever its volume.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MONTH_MINUTES = 30 * 24 * 60
-TESTS_PER_HORIZON = 2  # the share test and the share-and-volume (Fisher) test
+TESTS_PER_HORIZON = 2  # the share test and the negative-count test
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,11 +22,13 @@ Baseline (`monitor.detect.baseline`)
 
 Tests, per horizon
     * share: beta-binomial P(X >= k) of the negatives among the window's documents;
-    * share and volume: the stories' count against what the key's share of the feed
-      predicts from the rest of the feed in the same window (negative binomial, so
-      bursty real counts are not a surprise), combined with the share test by Fisher's
-      method: the classic bad day is ten times the usual volume at a share well above
-      normal. Volume alone never fires: the share gates below still apply.
+    * count: the negatives against the count the key's usual volume and share predict,
+      its volume taken as its usual share of the feed's stories in the same window (so
+      nights, weekends and outages need no model of their own); negative binomial, so
+      bursty real counts are not a surprise. The classic bad day, ten times the usual
+      volume at a share well above normal, is a count far above its expectation even
+      when the share alone is not conclusive. Volume alone never fires: the share gates
+      below still apply.
 
     A key fires at a horizon when the smaller p is under that horizon's level
     (`Params.alpha_for`: the false-alarm budget per key per 30 days shared over horizons
@@ -60,7 +62,6 @@ from monitor.detect.baseline import (
     Prior,
     baseline,
     beta_binomial_sf,
-    fisher,
     lift_share,
     nb_sf,
     shrink,
@@ -125,7 +126,7 @@ class Verdicts:
     lift: np.ndarray
     pvalue: np.ndarray
     p_share: np.ndarray
-    p_volume: np.ndarray
+    p_count: np.ndarray
     level: np.ndarray  # the chosen horizon's per-test level
     min_k: np.ndarray
     fire_share: np.ndarray
@@ -234,9 +235,9 @@ def evaluate(ev: Evidence, p: Params) -> Verdicts:
         ps = beta_binomial_sf(kc, nc, sc, conc[r])
         pv = np.ones_like(ps)
         finite = np.isfinite(ec)
-        if finite.any():
-            pv[finite] = nb_sf(STO[r, c][finite], ec[finite], p.overdispersion)
-        pmin = np.minimum(ps, fisher(ps, pv))
+        if finite.any():  # the negatives against the count the key's usual volume and share predict
+            pv[finite] = nb_sf(kc[finite], sc[finite] * ec[finite], p.overdispersion)
+        pmin = np.minimum(ps, pv)
         PS[r, c], PV[r, c], P[r, c] = ps, pv, pmin
         gates[2, r, c] = pmin <= LVL[r, c]
     fire = cand & gates[2]
@@ -303,7 +304,7 @@ def evaluate(ev: Evidence, p: Params) -> Verdicts:
         lift=lift,
         pvalue=pick(P),
         p_share=pick(PS),
-        p_volume=pick(PV),
+        p_count=pick(PV),
         level=pick(LVL),
         min_k=pick(KMIN),
         fire_share=fire_share,
@@ -346,7 +347,7 @@ def to_signals(v: Verdicts, at: datetime, only: np.ndarray | None = None) -> lis
         for name in (
             "window", "k", "n", "stories", "copies", "negative_stories", "negative_copies", "expected", "share",
             "base_neg", "base_tot", "base_share", "shrunk", "population_share", "prior_strength", "lift", "pvalue",
-            "p_share", "p_volume", "level", "min_k", "fire_share", "resolve_share", "history", "excluded_hours",
+            "p_share", "p_count", "level", "min_k", "fire_share", "resolve_share", "history", "excluded_hours",
         )
     }  # fmt: skip
     flags = {name: np.asarray(getattr(v, name)).astype(bool).tolist() for name in ("spiking", "calm", "warm", "fresh")}
@@ -367,6 +368,7 @@ def to_signals(v: Verdicts, at: datetime, only: np.ndarray | None = None) -> lis
             "negative_stories": _int(c["negative_stories"]),
             "negative_copies": _int(c["negative_copies"]),
             "expected_stories": _f(expected, 4),
+            "expected_negative": _f(expected * shrunk, 4) if math.isfinite(expected) else None,
             "volume_ratio": _f(stories / expected, 4) if math.isfinite(expected) and expected > 0 else None,
             "share": _f(share),
             "baseline_negative": _int(c["base_neg"]),
@@ -379,7 +381,7 @@ def to_signals(v: Verdicts, at: datetime, only: np.ndarray | None = None) -> lis
             "share_delta": _f(share - shrunk) if n > 0 else None,
             "p_value": _f(c["pvalue"]),
             "p_share": _f(c["p_share"]) if math.isfinite(c["pvalue"]) else None,
-            "p_volume": _f(c["p_volume"]) if math.isfinite(c["pvalue"]) else None,
+            "p_count": _f(c["p_count"]) if math.isfinite(c["pvalue"]) else None,
             "alpha": _f(c["level"]),
             "false_alarm_budget": v.budget,
             "min_negative": _int(c["min_k"]),
