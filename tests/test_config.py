@@ -34,16 +34,16 @@ def test_defaults_match_contract() -> None:
 
 def test_precedence_flag_env_toml_default(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = write(
-        tmp_path, 'kafka_group = "toml"\nkafka_bootstrap = "toml:1"\nmetrics_port = 1111\n[detect]\nalpha = 0.01\n'
+        tmp_path, 'kafka_group = "toml"\nkafka_bootstrap = "toml:1"\nmetrics_port = 1111\n[detect]\nfalse_alarm_budget = 0.01\n'
     )
     monkeypatch.setenv("FINSENT_KAFKA_BOOTSTRAP", "env:2")
     monkeypatch.setenv("FINSENT_METRICS_PORT", "2222")
-    monkeypatch.setenv("FINSENT_DETECT__MIN_NEGATIVE", "3")
+    monkeypatch.setenv("FINSENT_DETECT__MIN_NEGATIVE", "5")
     s = load_settings(cfg, metrics_port=3333)
     assert s.kafka_group == "toml"  # TOML over default
     assert s.kafka_bootstrap == "env:2"  # env over TOML
     assert s.metrics_port == 3333  # flag over env
-    assert s.detect.alpha == 0.01 and s.detect.min_negative == 3  # nested sections merge
+    assert s.detect.false_alarm_budget == 0.01 and s.detect.min_negative == 5  # nested sections merge
     assert s.detect.window_minutes == 15  # untouched default
 
 
