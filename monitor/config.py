@@ -36,13 +36,18 @@ class _Frozen(BaseModel):
 class DetectSettings(_Frozen):
     """Spike detection; see the README's tuning guide for what each one trades off."""
 
-    window_minutes: int = Field(15, ge=1, le=24 * 60, description="the shortest horizon (and the dashboard's recent window)")
+    window_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="the shortest horizon (and the dashboard's recent window)"
+    )
     extra_windows_minutes: tuple[int, ...] = Field(
         (60, 240, 720, 1440), description="longer horizons also tested (sparse keys whose bad news unfolds over a day)"
     )
     baseline_days: float = Field(7.0, gt=0, le=90, description="trailing span the baseline is estimated from")
     false_alarm_budget: float = Field(
-        0.05, gt=0, le=10, description="expected false alerts per key per 30 days of quiet traffic, shared over horizons"
+        0.05,
+        gt=0,
+        le=10,
+        description="expected false alerts per key per 30 days of quiet traffic, shared over horizons",
     )
     min_negative: int = Field(3, ge=1, description="fewest negative documents (stories + copy evidence) to fire")
     min_negative_ratio: float = Field(

@@ -213,12 +213,21 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: Path, tz: ZoneInfo) -> list[Path]:
+def plot_events(
+    engine: Any,
+    sc: Score,
+    alerts: Sequence[AlertStart],
+    out_dir: Path,
+    tz: ZoneInfo,
+    before_h: float = 6.0,
+    after_h: float = 30.0,
+) -> list[Path]:
     """One PNG per event: the company's hourly documents and negative share over five days, alert marks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.dates import date2num
     from sqlalchemy import and_, select
 
     from monitor.store.schema import minute_counts as mc
@@ -226,8 +235,8 @@ def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: P
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     by_key: dict[str, list[datetime]] = defaultdict(list)
-    for a in alerts:
-        by_key[a.key.upper()].append(a.started_at)
+    for al in alerts:
+        by_key[al.key.upper()].append(al.started_at)
     for kind, rows in (("drop", sc.drops), ("rise", sc.rises)):
         for r in rows:
             d = date.fromisoformat(r["date"])
@@ -246,7 +255,7 @@ def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: P
                     stories[i] += int(nt or 0)
                     negs[i] += int(nn or 0)
                     copies[i] += int((tt or 0) - (nt or 0))
-            xs = [lo + timedelta(hours=i) for i in range(hours)]
+            xs = [float(date2num(lo + timedelta(hours=i))) for i in range(hours)]
             fig, ax = plt.subplots(figsize=(9, 3.2))
             ax.bar(xs, stories, width=1 / 24, color="#9db4d0", label="stories / hour", align="edge")
             ax.bar(xs, negs, width=1 / 24, color="#c0392b", label="negative stories", align="edge")
@@ -255,17 +264,23 @@ def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: P
             ax2 = ax.twinx()
             share = []
             for i in range(hours):  # negative share over the trailing 24 hours
-                a = max(0, i - 23)
-                s, n = sum(stories[a : i + 1]), sum(negs[a : i + 1])
+                first = max(0, i - 23)
+                s, n = sum(stories[first : i + 1]), sum(negs[first : i + 1])
                 share.append(n / s if s else float("nan"))
             ax2.plot(xs, share, color="#2c3e50", lw=1.2, label="negative share (24 h)")
             ax2.set_ylim(0, 1)
             ax2.set_ylabel("negative share")
             ax.legend(loc="upper left", fontsize=7)
-            ax.axvspan(start - timedelta(hours=6), start + timedelta(hours=30), color="#f6e58d", alpha=0.25)
+            ax.axvspan(
+                float(date2num(start - timedelta(hours=before_h))),
+                float(date2num(start + timedelta(hours=after_h))),
+                color="#f6e58d",
+                alpha=0.25,
+            )
             for t in by_key.get(r["ticker"], []):
                 if lo <= t < hi:
-                    ax.axvline(t, color="#e67e22", lw=2)
+                    ax.axvline(float(date2num(t)), color="#e67e22", lw=2)
+            ax.xaxis_date()
             ax.set_title(
                 f"{r['ticker']} {kind} day {r['date']}: {'alerted' if r['hit'] else 'no alert'} "
                 "(orange lines: alerts; band: scored span)"
@@ -283,16 +298,37 @@ def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: P
 @click.argument("stream", type=click.Path(exists=True, dir_okay=False))
 @click.argument("events", type=click.Path(exists=True, dir_okay=False))
 @column_options
-@click.option("--prices", type=click.Path(exists=True, dir_okay=False), help="Daily returns (default: prices.csv beside EVENTS).")
-@click.option("--before", "before_h", type=float, default=6.0, show_default=True, help="Hours before the day an alert counts.")
-@click.option("--after", "after_h", type=float, default=30.0, show_default=True, help="Hours after the day starts an alert counts.")
-@click.option("--quiet-move", type=float, default=0.03, show_default=True, help="A quiet day moves less than this, and so does the next.")
+@click.option(
+    "--prices", type=click.Path(exists=True, dir_okay=False), help="Daily returns (default: prices.csv beside EVENTS)."
+)
+@click.option(
+    "--before", "before_h", type=float, default=6.0, show_default=True, help="Hours before the day an alert counts."
+)
+@click.option(
+    "--after",
+    "after_h",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Hours after the day starts an alert counts.",
+)
+@click.option(
+    "--quiet-move",
+    type=float,
+    default=0.03,
+    show_default=True,
+    help="A quiet day moves less than this, and so does the next.",
+)
 @click.option("--timezone", "tz_name", default="UTC", show_default=True, help="Time zone the event dates are days of.")
 @click.option("--model", default=None, help="Model directory, or 'test-double' (FINSENT_MODEL).")
 @click.option("--batch-size", type=int, default=None, help="Documents per pipeline batch (does not change the alerts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON instead of the table.")
-@click.option("--report", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
-@click.option("--plots", "plots", type=click.Path(file_okay=False), default=None, help="Write a timeline PNG per event here.")
+@click.option(
+    "--report", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here."
+)
+@click.option(
+    "--plots", "plots", type=click.Path(file_okay=False), default=None, help="Write a timeline PNG per event here."
+)
 @with_settings(model="model")
 def command(
     settings: Settings,
@@ -319,7 +355,9 @@ def command(
     evs = load_events(events)
     price_path = Path(prices) if prices else Path(events).with_name("prices.csv")
     if not price_path.exists():
-        raise click.ClickException(f"no daily prices at {price_path}; pass --prices PATH (columns ticker, date, return)")
+        raise click.ClickException(
+            f"no daily prices at {price_path}; pass --prices PATH (columns ticker, date, return)"
+        )
     try:
         tz = ZoneInfo(tz_name)
     except Exception as exc:
@@ -347,10 +385,15 @@ def command(
         report = {
             **sc.as_dict(),
             "replay": res.as_dict(),
-            "settings": {"before_hours": before_h, "after_hours": after_h, "quiet_move": quiet_move, "timezone": tz_name},
+            "settings": {
+                "before_hours": before_h,
+                "after_hours": after_h,
+                "quiet_move": quiet_move,
+                "timezone": tz_name,
+            },
         }
         if plots:
-            paths = plot_events(engine, sc, starts, Path(plots), tz)
+            paths = plot_events(engine, sc, starts, Path(plots), tz, before_h, after_h)
             report["plots"] = [str(p) for p in paths]
             say(f"wrote {len(paths)} timelines to {plots}")
         if json_out:

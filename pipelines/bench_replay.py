@@ -120,7 +120,9 @@ def command(settings: Settings, file: str, batch_size: int, limit: int | None, a
         f"{res['detector_runs']:,} detector runs over {res['ticks']:,} ticks, {res['alerts_fired']} alerts)"
     )
     click.echo(f"  ratio: {res['ratio']} (target >= 0.70)")
-    click.echo(f"  hardware: {hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads, load {hw['load_average']}")
+    click.echo(
+        f"  hardware: {hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads, load {hw['load_average']}"
+    )
 
 
 if __name__ == "__main__":  # `python -m pipelines.bench_replay FILE`, the same as `finsent bench replay FILE`

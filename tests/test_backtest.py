@@ -22,7 +22,11 @@ def test_quiet_days_need_a_quiet_next_day_too() -> None:
 
 
 def test_score_spans_rise_days_and_the_quiet_rate() -> None:
-    events = [Event("ACME", date(2024, 5, 7), "drop"), Event("BETA", date(2024, 5, 7), "drop"), Event("ACME", date(2024, 5, 9), "rise")]
+    events = [
+        Event("ACME", date(2024, 5, 7), "drop"),
+        Event("BETA", date(2024, 5, 7), "drop"),
+        Event("ACME", date(2024, 5, 9), "rise"),
+    ]
     quiet = {"ACME": {date(2024, 5, d) for d in range(10, 25)}, "BETA": {date(2024, 5, d) for d in range(10, 25)}}
     alerts = [
         AlertStart("ACME", datetime(2024, 5, 6, 20, tzinfo=UTC)),  # 4 h before the day: counts
@@ -60,7 +64,17 @@ def test_backtest_command_scores_a_planted_surge(tmp_path) -> None:
     plots = tmp_path / "plots"
     res = CliRunner().invoke(
         main,
-        ["backtest", str(stream), str(events), "--model", "test-double", "--report", str(report), "--plots", str(plots)],
+        [
+            "backtest",
+            str(stream),
+            str(events),
+            "--model",
+            "test-double",
+            "--report",
+            str(report),
+            "--plots",
+            str(plots),
+        ],
         catch_exceptions=False,
     )
     assert res.exit_code == 0, res.output

@@ -34,7 +34,8 @@ def test_defaults_match_contract() -> None:
 
 def test_precedence_flag_env_toml_default(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = write(
-        tmp_path, 'kafka_group = "toml"\nkafka_bootstrap = "toml:1"\nmetrics_port = 1111\n[detect]\nfalse_alarm_budget = 0.01\n'
+        tmp_path,
+        'kafka_group = "toml"\nkafka_bootstrap = "toml:1"\nmetrics_port = 1111\n[detect]\nfalse_alarm_budget = 0.01\n',
     )
     monkeypatch.setenv("FINSENT_KAFKA_BOOTSTRAP", "env:2")
     monkeypatch.setenv("FINSENT_METRICS_PORT", "2222")

@@ -154,7 +154,9 @@ def test_span_bounds_keep_baseline_before_windows() -> None:
 
 def test_bad_day_of_a_sparse_company_fires_with_all_numbers() -> None:
     # Two items a day, 8% negative; today 20 stories in a day, 8 of them negative.
-    v, sig = one(make_ev({15: window(2, 1), 60: window(3, 1), 240: window(6, 3), 720: window(14, 6), 1440: window(20, 8)}))
+    v, sig = one(
+        make_ev({15: window(2, 1), 60: window(3, 1), 240: window(6, 3), 720: window(14, 6), 1440: window(20, 8)})
+    )
     assert sig.spiking, sig.numbers
     n = sig.numbers
     assert n["window_minutes"] in (720, 1440)

@@ -72,7 +72,11 @@ def test_minute_counts_fetch_matches_reference() -> None:
         r = mc.fetch(start, end, per)
         got = {
             (r.keys[r.key_idx[i]], int(r.bucket[i])): [
-                int(r.novel_total[i]), int(r.novel_negative[i]), int(r.live[i]), int(r.total[i]), int(r.negative[i])
+                int(r.novel_total[i]),
+                int(r.novel_negative[i]),
+                int(r.live[i]),
+                int(r.total[i]),
+                int(r.negative[i]),
             ]
             for i in range(len(r.bucket))
         }

@@ -20,9 +20,9 @@ from monitor.alerting.grouping import GroupState
 from monitor.alerting.lifecycle import Alert
 from monitor.alerting.matchers import Silence, matchers_from_json
 from monitor.alerting.message import evidence_item
-from monitor.enrich.novelty import normalize
 from monitor.alerting.stages import Facts, Needs, Outgoing, Plan, Snapshot
 from monitor.detect.signals import Key
+from monitor.enrich.novelty import normalize
 from monitor.redact import REDACTING_FILTER
 from monitor.store.schema import alerts, document_entities, documents, notifications, silences, state
 

@@ -64,7 +64,6 @@ from monitor.detect.baseline import (
     beta_binomial_sf,
     lift_share,
     nb_sf,
-    shrink,
 )
 from monitor.detect.params import Params
 from monitor.detect.signals import Key, Signal
@@ -216,7 +215,7 @@ def evaluate(ev: Evidence, p: Params) -> Verdicts:
     gates[0] = warm[:, None] & (N > 0)
     gates[1] = K >= KMIN
     with np.errstate(invalid="ignore"):
-        gates[3] = SH >= lift_share(shrunk, p.min_lift)[:, None]
+        gates[3] = lift_share(shrunk, p.min_lift)[:, None] <= SH
         gates[4] = (SH - shrunk[:, None]) >= p.min_share_delta
     PS, PV, P = (np.full((kk, nw), np.nan) for _ in range(3))
     ku, nu, _, _ = _counts(U, p)
