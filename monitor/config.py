@@ -54,7 +54,7 @@ class DetectSettings(_Frozen):
         2.0, ge=0, description="and at least this multiple of the negatives the key usually has in that horizon"
     )
     min_lift: float = Field(1.5, ge=1.0, description="window negative share must be at least this multiple of baseline")
-    min_share_delta: float = Field(0.10, ge=0, le=1, description="and at least this many points above baseline")
+    min_share_delta: float = Field(0.15, ge=0, le=1, description="and at least this many points above baseline")
     warmup_minutes: int = Field(120, ge=0, description="history a key needs before it can fire")
     resolve_minutes: int = Field(15, ge=0, description="how long a key must stay below the resolve level to resolve")
     prior_strength: float = Field(
@@ -64,7 +64,7 @@ class DetectSettings(_Frozen):
         200.0, ge=2, description="cap on baseline certainty in pseudo-documents (real shares drift between windows)"
     )
     overdispersion: float = Field(
-        0.3, ge=0, description="volume test: variance = mean + overdispersion * mean^2 (real counts are bursty)"
+        0.6, ge=0, description="volume test: variance = mean + overdispersion * mean^2 (real counts are bursty)"
     )
     rate_prior_hours: float = Field(
         24.0, ge=0, description="hours of the population's typical volume a key's own volume is shrunk with"

@@ -1,4 +1,4 @@
-"""What is normal for each key: the baseline negative share, shrunk toward the feed. Pure numpy/scipy.
+"""What is normal for each key: the baseline negative share, shrunk toward its population. Pure numpy/scipy.
 
 Baseline
     The pooled negative share of the key over the trailing ``baseline_days`` of complete
@@ -14,15 +14,16 @@ Baseline
 
 Shrinkage (empirical Bayes)
     A sparse company's own share is noise, so the key's rate gets a Beta prior centred
-    on the parent rate (the whole feed, the ``all`` row) worth ``prior_strength``
-    pseudo-documents: ``shrunk = (s*p_parent + neg) / (s + total)``. A key with 5
-    documents of history sits at the feed's rate; one with 50,000 at its own.
+    on its population's pooled share (companies for a company, topics for a topic) whose
+    strength is estimated from how much the population's keys differ
+    (`population_prior`): ``shrunk = (s*p_population + neg) / (s + total)``. A key with
+    5 documents of history sits near its population's share; one with 50,000 at its own.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -30,20 +31,6 @@ from scipy import stats
 from monitor.detect.params import Params
 
 EXCLUDE_ALPHA = 1e-3  # per hour block: how surprising an hour must be to be left out of the baseline
-DEFAULT_PARENT_SHARE = 0.25  # only used before the feed has any history at all
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineStats:
-    """The baseline half of a tick, which changes only when the baseline hours move."""
-
-    parent_share: float
-    neg: np.ndarray
-    tot: np.ndarray
-    excluded: np.ndarray
-
-    def take(self, idx: np.ndarray) -> BaselineStats:
-        return BaselineStats(self.parent_share, self.neg[idx], self.tot[idx], self.excluded[idx])
 
 
 def shrink(neg: np.ndarray, tot: np.ndarray, parent_share: float, prior_strength: float) -> np.ndarray:
@@ -130,16 +117,6 @@ def baseline(
     return neg, tot, drop.sum(axis=1)
 
 
-def parent_rate(block_neg: np.ndarray, block_tot: np.ndarray, p: Params) -> tuple[float, int, int]:
-    """The feed's negative share over the baseline (surge hours left out), with its counts."""
-    if block_tot.sum() == 0:
-        return DEFAULT_PARENT_SHARE, 0, 0
-    pooled = block_neg.sum() / block_tot.sum()
-    neg, tot, _ = baseline(block_neg[None, :], block_tot[None, :], pooled, replace(p, prior_strength=0.0))
-    n, t = int(neg[0]), int(tot[0])
-    return ((n + 0.5) / (t + 1.0) if t else float(pooled)), n, t
-
-
 def beta_binomial_sf(k: np.ndarray, n: np.ndarray, mean: np.ndarray, concentration: np.ndarray) -> np.ndarray:
     """P(X >= k) for X ~ BetaBinomial(n, c*mean, c*(1-mean)); 1 where n == 0 or k <= 0."""
     k = np.asarray(k)
@@ -210,11 +187,3 @@ def population_prior(neg: np.ndarray, tot: np.ndarray, hours: int, fallback_shar
         strength = p.max_concentration if between <= 0 else mean * (1 - mean) / between - 1.0
         strength = float(min(max(strength, 2.0), p.max_concentration))
     return Prior(mean, strength, rate, int(has.sum()))
-
-
-def baseline_stats(
-    block_neg: np.ndarray, block_tot: np.ndarray, parent_block_neg: np.ndarray, parent_block_tot: np.ndarray, p: Params
-) -> BaselineStats:
-    parent, _, _ = parent_rate(np.asarray(parent_block_neg), np.asarray(parent_block_tot), p)
-    neg, tot, excluded = baseline(block_neg, block_tot, parent, p)
-    return BaselineStats(parent, neg, tot, excluded)

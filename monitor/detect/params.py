@@ -32,13 +32,13 @@ class Params:
     min_negative: int = 3
     min_negative_ratio: float = 2.0
     min_lift: float = 1.5
-    min_share_delta: float = 0.10
+    min_share_delta: float = 0.15
     warmup_minutes: int = 120
     resolve_minutes: int = 15
     prior_strength: float = 30.0
     max_concentration: float = 200.0
     baseline_days: float = 7.0
-    overdispersion: float = 0.3
+    overdispersion: float = 0.6
     rate_prior_hours: float = 24.0
     copy_weight: float = 0.25
     copy_cap: float = 0.5

@@ -36,4 +36,4 @@ class SqlSource:
             .group_by(mc.key_kind, mc.key_value, literal_column("bucket"))
         )
         rows = self.conn.execute(q).fetchall()
-        return rows_from_records(((r[0], r[1]), *r[2:]) for r in rows)
+        return rows_from_records([((r[0], r[1]), *r[2:]) for r in rows])
