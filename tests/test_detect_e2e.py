@@ -401,7 +401,8 @@ def test_schedule_registers_an_interval_job(tmp_path) -> None:
 def test_quiet_company_with_eight_negative_stories_and_sixty_copies_fires() -> None:
     """Ten days without one negative item (two items a day), then 8 distinct negative
     stories and 60 near-copies of them within 90 minutes: the company must alert, and
-    the alert must count stories and copies apart."""
+    the alert must count stories and copies apart. The universe has 300 other
+    companies, so the company's population prior is estimated, not configured."""
     rng = np.random.default_rng(4)
     mc = MinuteCounts()
     start = to_minute(T0)
@@ -410,9 +411,9 @@ def test_quiet_company_with_eight_negative_stories_and_sixty_copies_fires() -> N
         mc.add_document(minute, "Company | Product News", [company], "negative" if negative else "neutral", novel)
 
     for day in range(10):
-        for c in range(40):  # the rest of the universe: two items a day, ~8% negative
+        for c in range(300):  # the rest of the universe: two items a day, ~8% negative
             for _ in range(2):
-                doc(start + day * 1440 + int(rng.integers(0, 1440)), f"C{c:02d}", bool(rng.random() < 0.08))
+                doc(start + day * 1440 + int(rng.integers(0, 1440)), f"C{c:04d}", bool(rng.random() < 0.08))
         for _ in range(2):
             doc(start + day * 1440 + int(rng.integers(0, 1440)), "QUIET", False)
     burst = start + 10 * 1440 + 14 * 60

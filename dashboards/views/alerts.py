@@ -12,6 +12,7 @@ from dashboards import charts, ui
 from dashboards import queries as q
 from monitor.alerting import queries, silences
 from monitor.alerting.matchers import Matcher, MatcherError, parse_matcher
+from monitor.alerting.message import lift_text
 
 DURATIONS = {"1 hour": 1, "4 hours": 4, "12 hours": 12, "1 day": 24, "3 days": 72, "1 week": 168}
 
@@ -94,9 +95,16 @@ def _detail(alert: dict) -> None:
         "acknowledged by": alert.get("acknowledged_by"),
     }
     share, base = _num(numbers, "share", "window_share"), _num(numbers, "baseline_share", "baseline")
-    m = st.columns(5)
+    m = st.columns(6)
     neg, tot = _num(numbers, "negative", "window_negative"), _num(numbers, "total", "window_total")
     m[0].metric("Negative / documents", "-" if neg is None or tot is None else f"{int(neg)} / {int(tot)}")
+    stories, copies, horizon = _num(numbers, "stories"), _num(numbers, "copies"), _num(numbers, "window_minutes")
+    m[5].metric(
+        "Stories / copies",
+        "-" if stories is None else f"{int(stories)} / {int(copies or 0)}",
+        None if horizon is None else f"over {int(horizon) // 60} h" if horizon >= 60 else f"over {int(horizon)} min",
+        delta_color="off",
+    )
     m[1].metric(
         "Negative share",
         "-" if share is None else f"{share:.1%}",
@@ -105,8 +113,8 @@ def _detail(alert: dict) -> None:
     )
     m[2].metric("Baseline share", "-" if base is None else f"{base:.1%}")
     lift, p = _num(numbers, "lift"), _num(numbers, "p_value", "pvalue", "p")
-    m[3].metric("Lift", "-" if lift is None else f"{lift:.2f}x")
-    m[4].metric("p-value", "-" if p is None else f"{p:.1e}")
+    m[3].metric("Lift", lift_text(lift, numbers) or "-")
+    m[4].metric("p-value", "-" if p is None else "< 1e-12" if p < 1e-12 else f"{p:.1e}")
     st.dataframe(
         ui.neutralise_frame(pd.DataFrame([{k: (str(v) if v is not None else "-") for k, v in view.items()}])),
         hide_index=True,
