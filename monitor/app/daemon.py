@@ -7,7 +7,9 @@ is idempotent, so a crash replays at most one batch and the replay changes nothi
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
 import threading
 import time
@@ -28,6 +30,14 @@ from monitor.store.repository import BatchResult
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 15.0
+CLOSE_TIMEOUT_MS = 2000
+COMMIT_TIMEOUT_MS = 10_000
+
+
+def _hard_exit(code: int) -> None:
+    """End the process without running anything else (no atexit, no thread joins)."""
+    logging.shutdown()
+    os._exit(code)
 
 
 def _backoff(attempt: int) -> float:
@@ -61,15 +71,56 @@ class Daemon:
         # time (epoch seconds): benchmarks measure produce-to-stored latency with it.
         self.observer: Callable[[list[RawRecord], float], None] | None = None
         self._waiting_for_db = False
+        self._watchdog: threading.Timer | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the daemon within `stop_timeout_seconds`, whatever the
+        broker, the database or the CPU are doing: the loop stops, the batch in flight gets
+        `stop_grace_seconds` to finish and is otherwise abandoned uncommitted, and a
+        watchdog ends the process if the orderly stop itself hangs. A second signal ends
+        it at once. Either way no offset of an unfinished batch is committed, so the batch
+        is replayed by whoever next owns its partitions, harmlessly."""
+
         def handler(signum: int, _frame: Any) -> None:
-            log.info("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
-            self.stop_event.set()
+            name = signal.Signals(signum).name
+            if self.stop_event.is_set():
+                log.warning("received %s again: exiting now; the batch in flight stays uncommitted", name)
+                _hard_exit(1)
+            log.info(
+                "received %s: stopping (a batch in flight gets %.0fs, the whole stop at most %.0fs)",
+                name,
+                self.settings.stop_grace_seconds,
+                self.settings.stop_timeout_seconds,
+            )
+            self.request_stop()
+            self._arm_watchdog()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (also from another thread); `run` returns soon after."""
+        self.stop_event.set()
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            return
+        limit = self.settings.stop_timeout_seconds
+
+        def expire() -> None:
+            log.error(
+                "did not stop within %.0fs of the signal; exiting now, the batch in flight uncommitted "
+                "(where each thread was: on stderr)",
+                limit,
+            )
+            faulthandler.dump_traceback(all_threads=True)
+            _hard_exit(1)
+
+        self._watchdog = threading.Timer(limit, expire)
+        self._watchdog.name = "finsent-stop-watchdog"
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def run(self) -> int:
         metrics.serve(self.settings.metrics_port, self.health)
@@ -161,7 +212,8 @@ class Daemon:
                 log.debug("scheduler shutdown", exc_info=True)
         if self.consumer is not None:
             try:
-                self.consumer.close(autocommit=False)
+                # Bounded: the coordinator may be gone; leaving the group is best effort.
+                self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
             except Exception as exc:
                 log.warning("closing the consumer: %s", _short(exc))
         if self.dead_letters is not None:
@@ -174,11 +226,19 @@ class Daemon:
     # -- the loop --------------------------------------------------------------------
     def _iteration(self) -> None:
         self.health.beat()
+        t0 = time.monotonic()
         polled = self.consumer.poll(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
         )
         self._maybe_report_lag()
         if not polled:
+            # With the broker gone, poll returns at once; wait out the rest of the poll
+            # timeout so the loop idles instead of spinning on metadata retries.
+            rest = self.settings.poll_timeout_ms / 1000 - (time.monotonic() - t0)
+            if rest > 0:
+                self.stop_event.wait(rest)
+            return
+        if self.stop_event.is_set():  # polled while asked to stop: leave it uncommitted
             return
         started = time.perf_counter()
         records, offsets = records_from_poll(polled, self.now)
@@ -212,9 +272,23 @@ class Daemon:
         self.consumer.pause(*self.consumer.assignment())
         worker = threading.Thread(target=work, name="finsent-batch", daemon=True)
         started = time.monotonic()
+        abandon_at: float | None = None
         worker.start()
         try:
             while worker.is_alive():
+                if self.stop_event.is_set():
+                    # Stopping: the batch gets a grace period, then is abandoned. Its
+                    # offsets stay uncommitted; the helper thread dies with the process.
+                    if abandon_at is None:
+                        abandon_at = time.monotonic() + self.settings.stop_grace_seconds
+                    if time.monotonic() >= abandon_at:
+                        log.warning(
+                            "stopping: abandoned a batch of %d records in flight; its offsets stay uncommitted",
+                            len(records),
+                        )
+                        return None
+                    worker.join(0.05)
+                    continue
                 self._poll_paused()
                 # Healthy while the batch makes progress or waits for the database; a batch
                 # stuck for longer than stuck_after_seconds turns /healthz red.
@@ -286,7 +360,9 @@ class Daemon:
         from kafka.errors import CommitFailedError, KafkaError
 
         try:
-            self.consumer.commit(offsets)
+            # Bounded, so a broker that vanished cannot hold the loop (and a stop) forever;
+            # an uncommitted batch is replayed harmlessly.
+            self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except CommitFailedError as exc:
             # The group rebalanced while we worked; the batch is stored, the new owner of
             # these partitions replays it and the store recognises every document.
@@ -312,7 +388,7 @@ class Daemon:
             assigned = list(self.consumer.assignment())
             if not assigned:
                 return
-            ends = self.consumer.end_offsets(assigned)
+            ends = self.consumer.end_offsets(assigned, timeout_ms=1000)
             for tp in assigned:
                 pos = self.consumer.position(tp, timeout_ms=1000)
                 if pos is not None and tp in ends:
