@@ -25,6 +25,16 @@ from monitor.store.repository import BatchResult, Classified, Store
 log = logging.getLogger(__name__)
 
 
+# A plain headline any working classifier labels: when it fails too, the fault is ours.
+PROBE_TEXT = "Acme Corp shares rose 3% after quarterly earnings beat analyst estimates."
+
+
+class ClassifierUnavailable(RuntimeError):
+    """The classifier fails on a known-good text as well as on the batch (out of memory, an
+    unreadable model file, a lost device): a fault of ours, not of the input. The caller
+    keeps the batch uncommitted and retries it; nothing is dead-lettered for it."""
+
+
 @dataclass(slots=True)
 class Timings:
     decode_s: float = 0.0
@@ -72,7 +82,9 @@ class BatchProcessor:
         return docs, rejected
 
     def classify(self, docs: Sequence[Document]) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
-        """Classify in one call; on failure retry once, then bisect to isolate poison records."""
+        """Classify in one call; on failure retry once, then tell a record fault from a
+        systemic one: bisect to the bad records only while a known-good probe text still
+        classifies, else raise `ClassifierUnavailable`."""
         if not docs:
             return [], []
         texts = [d.text for d in docs]
@@ -83,7 +95,24 @@ class BatchProcessor:
         try:
             return list(zip(docs, self.classifier.classify(texts), strict=True)), []
         except Exception as exc:
+            self._require_probe(exc)
+        return self._bisect(docs)
+
+    def _require_probe(self, cause: Exception) -> None:
+        try:
+            self.classifier.classify([PROBE_TEXT])
+        except Exception as probe_exc:
+            raise ClassifierUnavailable(
+                f"the classifier fails on a known-good text too ({type(probe_exc).__name__}: {probe_exc}); "
+                f"batch error: {type(cause).__name__}: {cause}"[:500]
+            ) from cause
+
+    def _bisect(self, docs: Sequence[Document]) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
+        try:
+            return list(zip(docs, self.classifier.classify([d.text for d in docs]), strict=True)), []
+        except Exception as exc:
             if len(docs) == 1:
+                self._require_probe(exc)  # the classifier may have broken meanwhile
                 d = docs[0]
                 log.error(
                     "classifier fails on %s[%s]@%s; sent to dead letters",
@@ -102,8 +131,8 @@ class BatchProcessor:
                     )
                 ]
         mid = len(docs) // 2
-        a_ok, a_bad = self.classify(docs[:mid])
-        b_ok, b_bad = self.classify(docs[mid:])
+        a_ok, a_bad = self._bisect(docs[:mid])
+        b_ok, b_bad = self._bisect(docs[mid:])
         return a_ok + b_ok, a_bad + b_bad
 
     def enrich(self, pairs: Sequence[tuple[Document, Prediction]]) -> list[Classified]:

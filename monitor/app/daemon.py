@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitor.app import metrics
+from monitor.app.batch import ClassifierUnavailable
 from monitor.app.wiring import build
 from monitor.classify.base import Classifier
 from monitor.config import Settings
@@ -324,6 +325,22 @@ class Daemon:
                 result = self.processor.process(records, self.now())
                 metrics.CLASSIFY_SECONDS.observe(self.processor.timings.classify_s - t0)
                 break
+            except ClassifierUnavailable as exc:
+                # Systemic: consumption stays paused, the offsets uncommitted, /healthz 503.
+                attempt += 1
+                metrics.RETRIES.labels("classifier").inc()
+                delay = _backoff(attempt)
+                log.error(
+                    "classifier unavailable (%s); holding %d records uncommitted, retry in %.1fs",
+                    _short(exc),
+                    len(records),
+                    delay,
+                )
+                self._waiting_for_db = True  # waiting on a dependency, not stuck
+                self.health.fault = f"classifier unavailable: {_short(exc)[:200]}"
+                self.health.status["state"] = "waiting for the classifier"
+                if self.stop_event.wait(delay):
+                    return None
             except (OperationalError, InterfaceError) as exc:
                 attempt += 1
                 metrics.RETRIES.labels("database").inc()
@@ -343,6 +360,7 @@ class Daemon:
         self._count(result)
         if self._waiting_for_db:
             self._waiting_for_db = False
+            self.health.fault = None
             self.health.status["state"] = "consuming"
         self._send_dead_letters(result, records)
         return result

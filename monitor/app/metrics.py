@@ -58,6 +58,9 @@ class Health:
         self.stuck_after_s = stuck_after_s
         self._last = time.monotonic()
         self.status: dict[str, Any] = {"state": "starting"}
+        # A fault of our own (the classifier cannot classify at all): unhealthy while set,
+        # even though the loop keeps beating while it retries.
+        self.fault: str | None = None
 
     def beat(self, **status: Any) -> None:
         self._last = time.monotonic()
@@ -66,10 +69,13 @@ class Health:
             self.status.update(status)
 
     def healthy(self) -> bool:
-        return time.monotonic() - self._last < self.stuck_after_s
+        return self.fault is None and time.monotonic() - self._last < self.stuck_after_s
 
     def report(self) -> dict[str, Any]:
-        return {**self.status, "healthy": self.healthy(), "seconds_since_beat": round(time.monotonic() - self._last, 1)}
+        out = {**self.status, "healthy": self.healthy(), "seconds_since_beat": round(time.monotonic() - self._last, 1)}
+        if self.fault is not None:
+            out["fault"] = self.fault
+        return out
 
 
 class _QuietHandler(WSGIRequestHandler):
