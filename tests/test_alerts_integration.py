@@ -130,8 +130,9 @@ def rows(engine, table=notifications):
 
 def verify_signature(rec: Recorded) -> None:
     if rec.path.startswith("/webhook"):
-        mac = hmac.new(SECRETS["webhook_secret"].encode(), rec.body, hashlib.sha256).hexdigest()
-        assert rec.headers["x-finsent-signature"] == f"sha256={mac}"
+        ts = rec.headers["x-finsent-timestamp"].encode()
+        mac = hmac.new(SECRETS["webhook_secret"].encode(), ts + b"." + rec.body, hashlib.sha256).hexdigest()
+        assert rec.headers["x-finsent-signature"] == f"v1={mac}"
         assert abs(int(rec.headers["x-finsent-timestamp"]) - time.time()) < 300
     elif rec.path.startswith("/feishu"):
         body = rec.json()
