@@ -1,4 +1,9 @@
-"""Bring a database's schema up to date with the project's Alembic migrations."""
+"""Bring a database's schema up to date with the project's Alembic migrations.
+
+Only `finsent migrate` and the daemon call `upgrade`; every other command calls
+`require_current`, which changes nothing (a read-only database user can run them) and
+says what to do when the schema is behind.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,30 @@ def head_revision() -> str:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the one this finsent was built for."""
+
+
+def require_current(url: str, engine: Engine) -> None:
+    """Raise `SchemaNotCurrent` unless the database is at the head revision; migrates nothing."""
+    from monitor.redact import redact_url
+
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return
+    where = f"database {redact_url(url)}"
+    known = {r.revision for r in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaNotCurrent(
+            f"{where} has schema revision {current}, newer than this finsent knows ({head}); upgrade finsent"
+        )
+    raise SchemaNotCurrent(
+        f"{where} schema is behind (at {current or 'no schema'}, this finsent needs {head}); "
+        "run `finsent migrate` (or start `finsent run`, which migrates) with a user that may change the schema"
+    )
 
 
 def upgrade(url: str, engine: Engine | None = None) -> str:
