@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 COUNT_COLUMNS = ("total", "negative", "neutral", "positive", "novel_total", "novel_negative")
 _CHUNK = 2000
+NOVELTY_LOCK_KEY = 0x6E6F76656C7479  # "novelty": the transaction-scoped advisory lock of band lookups
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,13 @@ def write_batch(
     conn: Connection, items: Sequence[Classified], rejections: Sequence[Rejection], now: datetime, horizon: timedelta
 ) -> BatchResult:
     result = BatchResult()
+    if conn.dialect.name == "postgresql" and horizon > timedelta(0) and any(it.bands for it in items):
+        # Workers storing copies of one story at the same moment must see each other's
+        # bands: without this, each (READ COMMITTED) looks up the bands before the other
+        # committed and both copies become originals. Taken first, before any row lock,
+        # so it cannot deadlock with the document inserts; held to commit. Every batch
+        # already serialises on its minute's feed-wide count row, so this costs little.
+        conn.execute(select(func.pg_advisory_xact_lock(NOVELTY_LOCK_KEY)))
     # A batch may carry the same id twice (a producer retry): the first one wins.
     unique: dict[str, Classified] = {}
     for it in items:
