@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -149,7 +149,8 @@ class BatchProcessor:
         t1 = time.perf_counter()
         pairs, poison = self.classify(docs)
         t2 = time.perf_counter()
-        result = self.process_classified(self.enrich(pairs), rejected + poison, now)
+        by_coord = {(r.topic, r.partition, r.offset): r for r in records}
+        result = self.process_classified(self.enrich(pairs), rejected + poison, now, by_coord)
         t3 = time.perf_counter()
         self.timings.decode_s += t1 - t0
         self.timings.classify_s += t2 - t1
@@ -162,7 +163,11 @@ class BatchProcessor:
         return self.process_classified(self.enrich(pairs), [*rejected, *poison], now)
 
     def process_classified(
-        self, items: Sequence[Classified], rejected: Sequence[Rejection], now: datetime
+        self,
+        items: Sequence[Classified],
+        rejected: Sequence[Rejection],
+        now: datetime,
+        records: Mapping[tuple[str, int, int], RawRecord] | None = None,
     ) -> BatchResult:
         """Store a batch; a record the database refuses is isolated into the dead letters.
 
@@ -172,7 +177,7 @@ class BatchProcessor:
         the offending record is found and dead-lettered with the database's reason.
         """
         try:
-            return self.store.write_batch(items, rejected, now)
+            return self.store.write_batch(items, rejected, now, records)
         except (OperationalError, InterfaceError):
             raise
         except DBAPIError as exc:
@@ -191,13 +196,13 @@ class BatchProcessor:
                     d.kafka_partition or 0,
                     d.kafka_offset or 0,
                 )
-                return self.store.write_batch([], [*rejected, bad], now)
+                return self.store.write_batch([], [*rejected, bad], now, records)
             log.warning(
                 "database refused a batch of %d (%s); bisecting to find the record", len(items), type(exc.orig).__name__
             )
         mid = len(items) // 2
-        a = self.process_classified(items[:mid], rejected, now)
-        b = self.process_classified(items[mid:], [], now)
+        a = self.process_classified(items[:mid], rejected, now, records)
+        b = self.process_classified(items[mid:], [], now, records)
         return BatchResult(
             inserted=a.inserted + b.inserted,
             duplicates=a.duplicates + b.duplicates,

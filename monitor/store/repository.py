@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,9 +106,15 @@ class Store:
         self.engine = engine
         self.horizon = novelty_horizon
 
-    def write_batch(self, items: Sequence[Classified], rejections: Sequence[Rejection], now: datetime) -> BatchResult:
+    def write_batch(
+        self,
+        items: Sequence[Classified],
+        rejections: Sequence[Rejection],
+        now: datetime,
+        records: Mapping[tuple[str, int, int], Any] | None = None,
+    ) -> BatchResult:
         with self.engine.begin() as conn:
-            return write_batch(conn, items, rejections, now, self.horizon)
+            return write_batch(conn, items, rejections, now, self.horizon, records)
 
     def prune_bands(self, older_than: datetime) -> int:
         """Forget near-duplicate bands beyond the horizon (they can no longer match)."""
@@ -117,8 +123,15 @@ class Store:
 
 
 def write_batch(
-    conn: Connection, items: Sequence[Classified], rejections: Sequence[Rejection], now: datetime, horizon: timedelta
+    conn: Connection,
+    items: Sequence[Classified],
+    rejections: Sequence[Rejection],
+    now: datetime,
+    horizon: timedelta,
+    records: Mapping[tuple[str, int, int], Any] | None = None,
 ) -> BatchResult:
+    """`records` maps (topic, partition, offset) to the consumed record (`value`, `key`,
+    `timestamp`): a dead letter keeps the record as it came, for `finsent dlq replay`."""
     result = BatchResult()
     if conn.dialect.name == "postgresql" and horizon > timedelta(0) and any(it.bands for it in items):
         # Workers storing copies of one story at the same moment must see each other's
@@ -166,17 +179,21 @@ def write_batch(
 
     result.rejections = list(rejections)
     if rejections:
-        dl_rows = [
-            {
-                "received_at": now,
-                "topic": r.topic,
-                "partition": r.partition,
-                "offset": r.offset,
-                "reason": r.reason[:2000],
-                "raw": r.raw,
-            }
-            for r in rejections
-        ]
+        dl_rows = []
+        for r in rejections:
+            rec = (records or {}).get((r.topic, r.partition, r.offset))
+            dl_rows.append(
+                {
+                    "received_at": now,
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "reason": r.reason[:2000],
+                    "raw": rec.value if rec is not None and rec.value is not None else r.raw,
+                    "key": rec.key if rec is not None else None,
+                    "record_time": rec.timestamp if rec is not None else None,
+                }
+            )
         res = conn.execute(
             _insert(conn, dead_letters)
             .on_conflict_do_nothing(index_elements=["topic", "partition", "offset"])
