@@ -200,8 +200,8 @@ class Settings(BaseSettings):
     stuck_after_seconds: float = Field(120.0, gt=0)
     # After SIGTERM/SIGINT: how long the batch in flight may still finish (then it is
     # abandoned, its offsets uncommitted), and the hard bound on the whole stop.
-    stop_grace_seconds: float = Field(3.0, ge=0)
-    stop_timeout_seconds: float = Field(10.0, gt=0)
+    stop_grace_seconds: float = Field(5.0, ge=0)
+    stop_timeout_seconds: float = Field(15.0, gt=0)
 
     # Inference
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
