@@ -55,3 +55,15 @@ def test_read_only_command_works_for_a_read_only_user_on_a_current_schema(pg_url
             c.execute(text(f'DROP OWNED BY "{role}"'))
             c.execute(text(f'DROP ROLE "{role}"'))
         admin.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_daemons_migrating_a_fresh_database_at_once_do_not_collide(pg_url: str) -> None:
+    """Three daemons starting together on an empty PostgreSQL database each migrate it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from monitor.store.migrate import head_revision, upgrade
+
+    with ThreadPoolExecutor(4) as pool:
+        revs = list(pool.map(lambda _: upgrade(pg_url), range(4)))
+    assert revs == [head_revision()] * 4

@@ -14,13 +14,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from monitor.store.schema import make_engine
 
 log = logging.getLogger(__name__)
 
 _SCRIPTS = Path(__file__).with_name("migrations")
+MIGRATE_LOCK_KEY = 0x6D696772617465  # "migrate"
 
 
 def alembic_config(url: str) -> Config:
@@ -70,6 +71,11 @@ def upgrade(url: str, engine: Engine | None = None) -> str:
     try:
         cfg = alembic_config(url)
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Daemons starting together on a fresh database would each create the
+                # schema; the second would fail on a duplicate table. One at a time: the
+                # others wait here, then find the schema at head and do nothing.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         rev = current_revision(engine) or ""
