@@ -36,26 +36,42 @@ class _Frozen(BaseModel):
 class DetectSettings(_Frozen):
     """Spike detection; see the README's tuning guide for what each one trades off."""
 
-    window_minutes: int = Field(15, ge=1, le=24 * 60, description="length of the recent window")
+    window_minutes: int = Field(15, ge=1, le=24 * 60, description="the shortest horizon (and the dashboard's recent window)")
+    extra_windows_minutes: tuple[int, ...] = Field(
+        (60, 240, 720, 1440), description="longer horizons also tested (sparse keys whose bad news unfolds over a day)"
+    )
     baseline_days: float = Field(7.0, gt=0, le=90, description="trailing span the baseline is estimated from")
-    alpha: float = Field(0.001, gt=0, lt=0.5, description="family-wise false-alarm rate per tick, Bonferroni over keys")
-    min_negative: int = Field(8, ge=1, description="fewest negative documents in the window before a key can fire")
-    min_lift: float = Field(1.8, ge=1.0, description="window negative share must be at least this multiple of baseline")
+    false_alarm_budget: float = Field(
+        0.05, gt=0, le=10, description="expected false alerts per key per 30 days of quiet traffic, shared over horizons"
+    )
+    min_negative: int = Field(3, ge=1, description="fewest negative documents (stories + copy evidence) to fire")
+    min_negative_ratio: float = Field(
+        2.0, ge=0, description="and at least this multiple of the negatives the key usually has in that horizon"
+    )
+    min_lift: float = Field(1.5, ge=1.0, description="window negative share must be at least this multiple of baseline")
     min_share_delta: float = Field(0.10, ge=0, le=1, description="and at least this many points above baseline")
     warmup_minutes: int = Field(120, ge=0, description="history a key needs before it can fire")
     resolve_minutes: int = Field(15, ge=0, description="how long a key must stay below the resolve level to resolve")
-    prior_strength: float = Field(50.0, ge=0, description="pseudo-documents of shrinkage toward the parent rate")
+    prior_strength: float = Field(
+        30.0, ge=0, description="pseudo-documents of shrinkage toward the population when it cannot be estimated"
+    )
+    max_concentration: float = Field(
+        200.0, ge=2, description="cap on baseline certainty in pseudo-documents (real shares drift between windows)"
+    )
+    overdispersion: float = Field(
+        0.3, ge=0, description="volume test: variance = mean + overdispersion * mean^2 (real counts are bursty)"
+    )
+    rate_prior_hours: float = Field(
+        24.0, ge=0, description="hours of the population's typical volume a key's own volume is shrunk with"
+    )
+    copy_weight: float = Field(0.25, ge=0, le=1, description="evidence one copy of a negative story adds")
+    copy_cap: float = Field(0.5, ge=0, description="copy evidence is capped at this multiple of the negative stories")
+    fresh_minutes: int = Field(2, ge=1, le=60, description="a key can start firing only this soon after a new story")
     interval_seconds: float = Field(30.0, gt=0, description="how often the live detector ticks")
     allowed_lateness_minutes: int = Field(2, ge=0, description="replay watermark lag behind max event time")
     novelty_horizon_minutes: int = Field(360, ge=0, description="near-duplicates within this horizon count once")
     novelty_threshold: float = Field(0.7, gt=0, le=1, description="Jaccard similarity that makes two texts duplicates")
     pending_minutes: int = Field(0, ge=0, description="a spike must hold this long before it fires")
-    extra_windows_minutes: tuple[int, ...] = Field(
-        (60, 240), description="longer windows also tested (sparse keys whose bad news unfolds over hours)"
-    )
-    max_concentration: float = Field(
-        400.0, ge=2, description="cap on baseline certainty in pseudo-documents (real shares drift between windows)"
-    )
 
     @field_validator("extra_windows_minutes")
     @classmethod
@@ -83,6 +99,81 @@ class AlertSettings(_Frozen):
     evidence_count: int = Field(5, ge=0, le=10)
     digest_channel: str | None = None
     digest_cron: str = "0 18 * * *"
+    # `alertmanager` channels: firing alerts are re-posted this often, well inside the
+    # endsAt each post sets (15 minutes), so Alertmanager keeps them firing.
+    alertmanager_repost_seconds: float = Field(60.0, ge=5, le=300)
+
+
+_INPUT_FIELDS = ("id", "text", "title", "published_at", "source", "url", "lang", "kind", "tickers")
+
+
+class InputSettings(_Frozen):
+    """How the input topics' records map onto the message contract (`[input]`).
+
+    Each field names a dotted path into the record (`text = "payload.body"`); a field left
+    out is read from the top-level key of its own name. A Kafka Connect JSON envelope is
+    unwrapped first; paths may be written against the payload or the whole envelope.
+    """
+
+    id: str | None = None
+    text: str | None = None
+    title: str | None = None
+    published_at: str | None = Field(None, description="RFC 3339, or epoch seconds / milliseconds")
+    source: str | None = None
+    url: str | None = None
+    lang: str | None = None
+    kind: str | None = None
+    tickers: str | None = None
+    id_from_key: bool = Field(False, description="take the document id from the Kafka record key when it has one")
+    unwrap_envelope: bool = Field(True, description="unwrap Kafka Connect's {schema, payload} JSON envelope")
+    required: tuple[str, ...] = Field(
+        ("text",), description="fields whose path must be present, else the record is dead-lettered"
+    )
+
+    @field_validator("id", "text", "title", "published_at", "source", "url", "lang", "kind", "tickers")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        if not v or any(not part for part in v.split(".")):
+            raise ValueError(f"{v!r} is not a dotted path (e.g. payload.body)")
+        return v
+
+    @field_validator("required")
+    @classmethod
+    def _required(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in v if f not in _INPUT_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; choose from {', '.join(_INPUT_FIELDS)}")
+        return v
+
+    def paths(self) -> dict[str, str]:
+        """The mapped fields and their paths (unmapped fields are absent)."""
+        return {f: p for f in _INPUT_FIELDS if (p := getattr(self, f)) is not None}
+
+
+class FeedSource(_Frozen):
+    """A news feed polled by `finsent sources run` (`[[sources]]`)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    type: Literal["rss", "atom"] = Field("rss", description="informative: the format is detected from the document")
+    url: str
+    topic: str = "news"
+    interval_seconds: float = Field(300.0, ge=1, le=7 * 86_400)
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    max_backoff_seconds: float = Field(3600.0, ge=1)
+    max_text_chars: int = Field(20_000, ge=100, le=1_000_000)
+    extract_text: bool = Field(
+        False, description="fetch each new item's page and take its article text (needs the `extract` extra)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"source url must be http(s), got {v[:40]!r}")
+        return v
 
 
 class RetentionSettings(_Frozen):
@@ -124,7 +215,7 @@ class Entity(_Frozen):
         return v
 
 
-ChannelType = Literal["webhook", "slack", "teams", "feishu", "dingtalk"]
+ChannelType = Literal["webhook", "slack", "teams", "feishu", "dingtalk", "alertmanager"]
 
 
 class Channel(_Frozen):
@@ -203,6 +294,10 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(5.0, ge=0)
     stop_timeout_seconds: float = Field(15.0, gt=0)
 
+    # Results out: stored documents to `<topic>.scored`, alert transitions to `alerts_topic`
+    publish_results: bool = True
+    alerts_topic: str = Field("finsent.alerts", min_length=1, max_length=249)
+
     # Inference
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     max_length: int = Field(128, ge=8, le=512)
@@ -219,9 +314,11 @@ class Settings(BaseSettings):
     detect: DetectSettings = DetectSettings()  # type: ignore[call-arg]
     alerting: AlertSettings = AlertSettings()  # type: ignore[call-arg]
     retention: RetentionSettings = RetentionSettings()  # type: ignore[call-arg]
+    input: InputSettings = InputSettings()  # type: ignore[call-arg]
     entities: tuple[Entity, ...] = ()
     channels: tuple[Channel, ...] = ()
     routes: tuple[Route, ...] = ()
+    sources: tuple[FeedSource, ...] = ()
 
     @field_validator("kafka_topics", mode="before")
     @classmethod
@@ -261,6 +358,9 @@ class Settings(BaseSettings):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {', '.join(sorted(dupes))}")
+        src = [x.name for x in self.sources]
+        if len(src) != len(set(src)):
+            raise ValueError(f"source names must be unique; repeated: {sorted({n for n in src if src.count(n) > 1})}")
         for r in self.routes:
             unknown = [c for c in r.channels if c not in names]
             if unknown:

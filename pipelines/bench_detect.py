@@ -149,7 +149,8 @@ def run(
         tmp.cleanup()
     return {
         "keys": keys,
-        "keys_evaluated": len(sigs),
+        "keys_evaluated_cold": len(signals),
+        "keys_evaluated_warm_last": len(sigs),
         "days": days,
         "minute_count_rows": rows,
         "build_s": round(build_s, 2),
@@ -161,7 +162,8 @@ def run(
         "warm_tick_max_s": round(max(warm), 4),
         "evaluate_only_s": round(pure, 4),
         "spiking": sum(s.spiking for s in signals),
-        "target_s": 1.0,
+        "target_cold_s": 2.0,
+        "target_warm_s": 0.5,
         "hardware": hardware(),
     }
 
@@ -191,14 +193,16 @@ def command(keys: int, days: int, docs_per_key_day: float, warm_ticks: int, db: 
         return
     hw = res["hardware"]
     click.echo(
-        f"detector tick over {res['keys']:,} keys ({res['keys_evaluated']:,} evaluated), {res['days']} days, {res['minute_count_rows']:,} minute_counts rows"
+        f"detector tick over {res['keys']:,} keys ({res['keys_evaluated_cold']:,} evaluated cold), {res['days']} days, "
+        f"{res['minute_count_rows']:,} minute_counts rows"
     )
     click.echo(
-        f"  cold tick (fresh detector, whole baseline read): {res['cold_tick_s']:.3f} s ({res['cold_tick_cpu_s']:.3f} s CPU)"
+        f"  cold tick (fresh detector, whole baseline read): {res['cold_tick_s']:.3f} s "
+        f"({res['cold_tick_cpu_s']:.3f} s CPU; target < 2 s)"
     )
     click.echo(
         f"  warm tick (live, per interval): median {res['warm_tick_median_s']:.3f} s "
-        f"({res['warm_tick_cpu_median_s']:.3f} s CPU), max {res['warm_tick_max_s']:.3f} s (target < 1 s)"
+        f"({res['warm_tick_cpu_median_s']:.3f} s CPU), max {res['warm_tick_max_s']:.3f} s (target < 0.5 s)"
     )
     click.echo(f"  load average while measuring: {res['load_average']}")
     click.echo(f"  evaluation alone: {res['evaluate_only_s']:.3f} s")

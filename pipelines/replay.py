@@ -79,7 +79,8 @@ def drive(
     lateness: timedelta,
     interval_seconds: float,
     span_minutes: int,
-    min_negative: int | None = None,
+    fresh_minutes: int | None = None,
+    busy: Callable[[], bool] | None = None,
     process: Callable[[list[Any]], None],
     detect: Callable[[datetime], list[Signal]],
     on_tick: Callable[[datetime, list[Signal] | None], None],
@@ -94,10 +95,10 @@ def drive(
     At the end of the stream the watermark jumps to the last event time.
 
     A minute is skipped (no detector run, `on_tick(t, None)`) when nothing can change:
-    the last run had every key calm, none spiking and no window with `min_negative`
-    negatives, and no document has arrived for a minute since. Windows then only lose
-    documents, so no key can reach `min_negative` and fire, and with every key calm
-    no alert is open to resolve: the alerts are exactly those of a run at every minute.
+    the detector watches no key (`busy()` is false: no key spiked without being calm
+    since) and no document arrived in the last `fresh_minutes`. A key fires only with
+    fresh evidence, and with no key watched no alert is open to resolve: the alerts are
+    exactly those of a run at every minute.
     """
     clock = clock or WatermarkClock(lateness)
     last_tick: datetime | None = None  # ticks are the aligned instants after the first event
@@ -123,16 +124,14 @@ def drive(
                 on_tick(t, None)
             else:
                 last_minute = m
-                if still and last_run_end is not None and not new_data(last_run_end, m):
+                idle = still and (busy is None or not busy())
+                if idle and last_run_end is not None and not new_data(m - (fresh_minutes or 0), m):
                     on_tick(t, None)
                 else:
                     sigs = detect(t)
                     runs += 1
                     last_run_end = m
-                    still = min_negative is not None and all(
-                        s.calm and not s.spiking and s.numbers.get("max_window_negative", min_negative) < min_negative
-                        for s in sigs
-                    )
+                    still = fresh_minutes is not None and all(s.calm and not s.spiking for s in sigs)
                     on_tick(t, sigs)
             last_tick = t
 
@@ -301,7 +300,8 @@ def replay(
         lateness=timedelta(minutes=det.allowed_lateness_minutes),
         interval_seconds=det.interval_seconds,
         span_minutes=params.span_minutes,
-        min_negative=params.min_negative,
+        fresh_minutes=params.fresh_minutes,
+        busy=parts.detector.watching,
         process=process,
         detect=lambda t: parts.detector.tick(t, lock=False, recheck_minutes=0, final_until=clock.now()),
         on_tick=on_tick,

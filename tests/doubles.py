@@ -33,14 +33,25 @@ class MinuteCounts:
     """In-memory minute_counts (only the columns detection reads), with the table's semantics."""
 
     def __init__(self) -> None:
-        self._cells: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
-        self._arrays: tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._cells: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        self._arrays: tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def add(self, kind: str, value: str, minute: int, total: int, novel_total: int, novel_negative: int) -> None:
+    def add(
+        self,
+        kind: str,
+        value: str,
+        minute: int,
+        total: int,
+        novel_total: int,
+        novel_negative: int,
+        negative: int | None = None,
+    ) -> None:
+        """`negative` counts copies too; by default the copies are taken as not negative."""
         c = self._cells[(kind, value, int(minute))]
         c[0] += total
         c[1] += novel_total
         c[2] += novel_negative
+        c[3] += novel_negative if negative is None else negative
         self._arrays = None
 
     def add_document(
@@ -49,29 +60,29 @@ class MinuteCounts:
         """Bump the buckets one classified document touches, like the store does."""
         neg = int(sentiment == "negative")
         for kind, value in row_keys(topic, entities):
-            self.add(kind, value, minute, 1, int(novel), neg * int(novel))
+            self.add(kind, value, minute, 1, int(novel), neg * int(novel), neg)
 
     def __len__(self) -> int:
         return len(self._cells)
 
-    def cells(self) -> dict[tuple[str, str, int], tuple[int, int, int]]:
-        """(kind, value, minute) -> (total, novel_total, novel_negative)."""
-        return {k: (v[0], v[1], v[2]) for k, v in self._cells.items()}
+    def cells(self) -> dict[tuple[str, str, int], tuple[int, int, int, int]]:
+        """(kind, value, minute) -> (total, novel_total, novel_negative, negative)."""
+        return {k: (v[0], v[1], v[2], v[3]) for k, v in self._cells.items()}
 
-    def _build(self) -> tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _build(self) -> tuple[list[RowKey], np.ndarray, np.ndarray, np.ndarray]:
         if self._arrays is None:
             items = sorted((m, k, v) for (k0, k1, m), v in self._cells.items() for k in [(k0, k1)] if v[0] > 0)
             keys: list[RowKey] = sorted({k for _, k, _ in items})
             index = {k: i for i, k in enumerate(keys)}
             minute = np.fromiter((m for m, _, _ in items), dtype=np.int64, count=len(items))
             kidx = np.fromiter((index[k] for _, k, _ in items), dtype=np.int64, count=len(items))
-            vals = np.asarray([v for _, _, v in items], dtype=np.int64).reshape(-1, 3)
-            self._arrays = (keys, minute, kidx, vals[:, 0], vals[:, 1], vals[:, 2])
+            vals = np.asarray([v for _, _, v in items], dtype=np.int64).reshape(-1, 4)
+            self._arrays = (keys, minute, kidx, vals)
         return self._arrays
 
     def fetch(self, start: int, end: int, per: int = 1) -> Rows:
         """Rows with minute in [start, end), grouped into buckets of `per` minutes (1 or 60)."""
-        keys, minute, kidx, _tot, ntot, nneg = self._build()
+        keys, minute, kidx, vals = self._build()
         a, z = np.searchsorted(minute, [start, end])
         if z <= a:
             return Rows.empty()
@@ -80,13 +91,16 @@ class MinuteCounts:
         nb = int(bucket.max() - bucket.min() + 1)
         code = k * nb + (bucket - bucket.min())
         uniq, inv = np.unique(code, return_inverse=True)
-        sums = np.zeros((len(uniq), 3), dtype=np.int64)
-        np.add.at(sums, inv, np.stack([ntot[a:z], nneg[a:z], np.ones(z - a, dtype=np.int64)], axis=1))
+        sums = np.zeros((len(uniq), 5), dtype=np.int64)
+        v = vals[a:z]
+        np.add.at(sums, inv, np.stack([v[:, 1], v[:, 2], np.ones(z - a, dtype=np.int64), v[:, 0], v[:, 3]], axis=1))
         uk, ub = uniq // nb, uniq % nb + bucket.min()
         used = np.unique(uk)
         remap = np.full(len(keys), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
-        return Rows([keys[i] for i in used.tolist()], remap[uk], ub, sums[:, 0], sums[:, 1], sums[:, 2])
+        return Rows(
+            [keys[i] for i in used.tolist()], remap[uk], ub, sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3], sums[:, 4]
+        )
 
 
 def first_duplicates(texts: Sequence[str], threshold: float = 0.7) -> list[int | None]:

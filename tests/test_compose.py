@@ -25,7 +25,7 @@ import click
 import jsonschema
 import pytest
 
-from monitor.config import AlertSettings, DetectSettings, Settings, load_settings
+from monitor.config import AlertSettings, DetectSettings, InputSettings, Settings, load_settings
 from tests.compose_file import (
     COMPOSE,
     COMPOSE_GPU,
@@ -42,7 +42,7 @@ from tests.compose_file import (
 SCHEMA = ROOT / "tests" / "data" / "compose-spec" / "compose-spec.json"
 ENV_EXAMPLE = ROOT / ".env.example"
 TOML_EXAMPLE = ROOT / "finsent.example.toml"
-FINSENT_SERVICES = ("migrate", "monitor", "dashboard", "feed")
+FINSENT_SERVICES = ("migrate", "monitor", "dashboard", "feed", "sources")
 
 # FINSENT_* variables that are not Settings fields but are read by the loader itself.
 LOADER_VARIABLES = {"FINSENT_CONFIG"}
@@ -52,6 +52,7 @@ def setting_names() -> set[str]:
     names = {f"FINSENT_{n.upper()}" for n in Settings.model_fields}
     names |= {f"FINSENT_DETECT__{n.upper()}" for n in DetectSettings.model_fields}
     names |= {f"FINSENT_ALERTING__{n.upper()}" for n in AlertSettings.model_fields}
+    names |= {f"FINSENT_INPUT__{n.upper()}" for n in InputSettings.model_fields}
     return names
 
 
@@ -173,6 +174,10 @@ def test_the_services_of_the_deployment() -> None:
     cmd = service_command(dash)
     assert cmd[:2] == ["finsent", "dashboard"] and cmd[cmd.index("--host") + 1] == "0.0.0.0"
     assert any(str(p).endswith(":8501") for p in dash["ports"])
+
+    sources = svc["sources"]
+    assert sources["profiles"] == ["sources"] and service_command(sources) == ["finsent", "sources", "run"]
+    assert sources["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
     feed = svc["feed"]
     assert feed["profiles"] == ["demo"]
@@ -315,7 +320,7 @@ def test_every_finsent_name_in_the_deployment_is_a_setting() -> None:
 
 def test_env_example_lists_every_setting() -> None:
     listed = set(_env_example())
-    wanted = setting_names() - {"FINSENT_DETECT", "FINSENT_ALERTING"}
+    wanted = setting_names() - {"FINSENT_DETECT", "FINSENT_ALERTING", "FINSENT_INPUT"}
     missing = wanted - listed
     assert not missing, f".env.example misses settings: {sorted(missing)}"
 
@@ -471,14 +476,14 @@ def test_kafka_init_creates_topics_and_dead_letter_topics_and_grows_partitions(t
     )
     assert r.returncode == 0, r.stderr
     lines = calls.read_text().splitlines()
-    topics = ["news", "news.dlq", "comments", "comments.dlq"]
+    topics = ["news", "news.dlq", "news.scored", "comments", "comments.dlq", "comments.scored", "finsent.alerts"]
     for t in topics:
         assert (
             f"--bootstrap-server kafka:9092 --create --if-not-exists --topic {t} --partitions 6 --replication-factor 1"
             in lines
         )
         assert f"--bootstrap-server kafka:9092 --alter --topic {t} --partitions 6" in lines
-    assert r.stdout.count("partitions (had 3)") == 4
+    assert r.stdout.count("partitions (had 3)") == len(topics)
 
 
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -184,7 +185,8 @@ def run_stream(
         lateness=timedelta(minutes=lateness_min),
         interval_seconds=30,
         span_minutes=p.span_minutes,
-        min_negative=p.min_negative,
+        fresh_minutes=p.fresh_minutes,
+        busy=det.watching,
         process=process,
         detect=lambda t: det.tick(mc, t),
         on_tick=on_tick,
@@ -239,9 +241,9 @@ def load_counts(url: str, mc: MinuteCounts) -> Any:
 
     engine = make_engine(url)
     rows = [
-        {"key_kind": k, "key_value": v, "minute": from_minute(m), "total": t, "negative": 0, "neutral": 0, "positive": 0,
-         "novel_total": nt, "novel_negative": nn}
-        for (k, v, m), (t, nt, nn) in mc.cells().items()
+        {"key_kind": k, "key_value": v, "minute": from_minute(m), "total": t, "negative": neg, "neutral": 0,
+         "positive": 0, "novel_total": nt, "novel_negative": nn}
+        for (k, v, m), (t, nt, nn, neg) in mc.cells().items()
     ]  # fmt: skip
     with engine.begin() as conn:
         for i in range(0, len(rows), 5000):
@@ -395,3 +397,42 @@ def test_schedule_registers_an_interval_job(tmp_path) -> None:
     finally:
         sched.shutdown(wait=True)
         engine.dispose()
+
+
+# --- a real-stream shape: a quiet company's bad hour -----------------------------------------
+
+
+def test_quiet_company_with_eight_negative_stories_and_sixty_copies_fires() -> None:
+    """Ten days without one negative item (two items a day), then 8 distinct negative
+    stories and 60 near-copies of them within 90 minutes: the company must alert, and
+    the alert must count stories and copies apart."""
+    rng = np.random.default_rng(4)
+    mc = MinuteCounts()
+    start = to_minute(T0)
+
+    def doc(minute: int, company: str, negative: bool, novel: bool = True) -> None:
+        mc.add_document(minute, "Company | Product News", [company], "negative" if negative else "neutral", novel)
+
+    for day in range(10):
+        for c in range(40):  # the rest of the universe: two items a day, ~8% negative
+            for _ in range(2):
+                doc(start + day * 1440 + int(rng.integers(0, 1440)), f"C{c:02d}", bool(rng.random() < 0.08))
+        for _ in range(2):
+            doc(start + day * 1440 + int(rng.integers(0, 1440)), "QUIET", False)
+    burst = start + 10 * 1440 + 14 * 60
+    for i in range(8):
+        m = burst + i * 11
+        doc(m, "QUIET", True)
+        for j in range(8 if i < 4 else 7):
+            doc(m + 1 + j, "QUIET", True, novel=False)
+    det = Detector(Params())
+    fired = None
+    for m in range(burst - 30, burst + 120):
+        for s in det.tick(mc, from_minute(m)):
+            if s.key.value == "QUIET" and s.spiking and fired is None:
+                fired = (m - burst, s.numbers)
+    assert fired is not None
+    delay, numbers = fired
+    assert delay <= 90
+    assert numbers["baseline_negative"] == 0
+    assert 2 <= numbers["negative_stories"] <= 8 and numbers["negative_copies"] > 0  # stories and spread apart

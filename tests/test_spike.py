@@ -1,5 +1,5 @@
-"""Spike statistics against scipy/numpy references, decision gates, hysteresis, and a
-cheap false-alert simulation on counts (many key-days, no database)."""
+"""Spike statistics against scipy references, the decision gates (share, volume, copies,
+freshness, warm-up), hysteresis, and the false-alarm budget, on plain values."""
 
 from __future__ import annotations
 
@@ -7,250 +7,265 @@ import math
 
 import numpy as np
 import pytest
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from monitor.detect.baseline import baseline, beta_binomial_sf, shrink, surge_mask
-from monitor.detect.params import Params, span_bounds
-from monitor.detect.spike import Evidence, evaluate, to_signals
+from monitor.detect.baseline import (
+    Prior,
+    baseline,
+    beta_binomial_sf,
+    fisher,
+    nb_sf,
+    population_prior,
+    shrink,
+    surge_mask,
+)
+from monitor.detect.params import MONTH_MINUTES, Params, span_bounds
+from monitor.detect.spike import Evidence, copy_evidence, evaluate, to_signals
 from monitor.detect.windows import from_minute
 
 P = Params()
 B = P.baseline_hours
-S = P.span_minutes
+END = 10_000_000
+PRIORS = {"entity": Prior(0.08, 30.0, 0.2, 80), "topic": Prior(0.1, 50.0, 3.0, 20)}
 
 
-def make_ev(block_tot, block_neg, recent_tot, recent_neg, *, parent_share=0.2, live=60, seen=True, end=10_000_000):
-    bt = np.atleast_2d(np.asarray(block_tot, dtype=np.int64))
-    k = bt.shape[0]
-    rt = np.atleast_2d(np.asarray(recent_tot, dtype=np.int64))
+def window(stories=0, neg=0, copies=0, neg_copies=0):
+    """One key's FIELDS row: novel_total, novel_negative, total, negative."""
+    return [stories, neg, stories + copies, neg + neg_copies]
+
+
+def make_ev(
+    rows: dict[int, list[int]] | list[int],
+    *,
+    base_per_hour: float = 0.1,
+    base_share: float = 0.08,
+    feed: dict[int, float] | None = None,
+    feed_per_hour: float = 5.0,
+    fresh: bool = True,
+    history: int = 10 * 1440,
+    p: Params = P,
+    kind: str = "entity",
+) -> Evidence:
+    """One key: `rows` maps a horizon to its window counts (a single row = every horizon).
+
+    The key's baseline has `base_per_hour` stories an hour at `base_share` negative; the
+    feed `feed_per_hour` (so the key's usual share of the feed is their ratio)."""
+    if not isinstance(rows, dict):
+        rows = {w: rows for w in p.windows}
+    sums = {}
+    for w in p.widths:
+        horizon = max([h for h in p.windows if h <= w], default=p.windows[0])
+        r = rows.get(horizon, rows[max(rows)]) if w != p.fresh_minutes else rows[min(rows)]
+        row = list(r)
+        if w == p.fresh_minutes:
+            row = row if fresh else [0, 0, 0, 0]
+        sums[w] = np.asarray([row], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    bt = rng.poisson(base_per_hour, size=(1, B))
+    bn = rng.binomial(bt, base_share)
+    feed = feed or {}
+    feed_rows = {w: np.asarray([feed.get(w, feed_per_hour * w / 60 + sums[w][0, 0]), 0, 0, 0]) for w in p.widths}
     return Evidence(
-        keys=[("entity", f"K{i}") for i in range(k)],
-        end=end,
+        keys=[(kind, "ACME")],
+        end=END,
+        sums=sums,
+        feed=feed_rows,
         block_tot=bt,
-        block_neg=np.atleast_2d(np.asarray(block_neg, dtype=np.int64)),
-        recent_tot=rt,
-        recent_neg=np.atleast_2d(np.asarray(recent_neg, dtype=np.int64)),
-        parent_block_tot=np.full(bt.shape[1], 10_000),
-        parent_block_neg=np.full(bt.shape[1], int(10_000 * parent_share)),
-        parent_block_live=np.full(bt.shape[1], live),
-        parent_recent_live=np.ones(rt.shape[1], dtype=np.int64),
-        seen_before=np.full(k, seen),
+        block_neg=bn,
+        feed_base_total=float(feed_per_hour * B),
+        priors=PRIORS,
+        history=np.asarray([history]),
     )
 
 
-def quiet_blocks(per_hour=20, share=0.2):
-    tot = np.full(B, per_hour)
-    return tot, np.round(tot * share).astype(int)
+def one(ev: Evidence, p: Params = P):
+    v = evaluate(ev, p)
+    return v, to_signals(v, from_minute(END))[0]
 
 
-def recent_with(window_neg, window_tot, width=15, base_per_min=0):
-    tot = np.full(S, base_per_min)
-    neg = np.zeros(S, dtype=int)
-    tot[-width:] += np.bincount(np.arange(window_tot) % width, minlength=width)
-    neg[-width:] += np.bincount(np.arange(window_neg) % width, minlength=width)
-    return tot, neg
+# --- reference implementations ------------------------------------------------------------
 
 
 def test_shrink_is_posterior_mean() -> None:
-    got = shrink(np.array([0, 5, 500]), np.array([0, 10, 1000]), 0.2, 50)
-    np.testing.assert_allclose(got, [0.2, (10 + 5) / 60, (10 + 500) / 1050])
+    assert shrink(np.array([0]), np.array([0]), 0.2, 50)[0] == pytest.approx(0.2)
+    assert shrink(np.array([50]), np.array([100]), 0.2, 100)[0] == pytest.approx((20 + 50) / 200)
 
 
-@pytest.mark.parametrize(
-    ("k", "n", "m", "c"), [(8, 20, 0.2, 50), (1, 1, 0.3, 10), (30, 100, 0.1, 400), (0, 5, 0.2, 50)]
-)
+@pytest.mark.parametrize(("k", "n", "m", "c"), [(5, 20, 0.1, 30.0), (1, 3, 0.3, 5.0), (40, 50, 0.5, 200.0)])
 def test_beta_binomial_sf_matches_scipy(k, n, m, c) -> None:
-    want = stats.betabinom.sf(k - 1, n, c * m, c * (1 - m)) if k > 0 else 1.0
-    np.testing.assert_allclose(beta_binomial_sf(np.array([k]), np.array([n]), m, c), [want], rtol=1e-9)
+    got = beta_binomial_sf(np.array([k]), np.array([n]), np.array([m]), np.array([c]))[0]
+    assert got == pytest.approx(stats.betabinom.sf(k - 1, n, c * m, c * (1 - m)))
 
 
-def test_beta_binomial_tends_to_binomial() -> None:
-    got = beta_binomial_sf(np.array([15]), np.array([40]), 0.2, 1e7)
-    np.testing.assert_allclose(got, [stats.binomtest(15, 40, 0.2, alternative="greater").pvalue], rtol=1e-3)
+def test_negative_binomial_volume_test_matches_scipy_and_poisson_limit() -> None:
+    mu, od = 2.5, 0.3
+    size = 1 / od
+    assert nb_sf(np.array([9]), np.array([mu]), od)[0] == pytest.approx(stats.nbinom.sf(8, size, size / (size + mu)))
+    assert nb_sf(np.array([9]), np.array([mu]), 0.0)[0] == pytest.approx(stats.poisson.sf(8, mu))
+    assert nb_sf(np.array([0]), np.array([mu]), od)[0] == 1.0
 
 
-def test_zero_volume_blocks_do_not_dilute_baseline() -> None:
-    tot, neg = quiet_blocks()
-    gappy_tot, gappy_neg = tot.copy(), neg.copy()
-    gappy_tot[50:120] = 0
-    gappy_neg[50:120] = 0
-    n1, t1, _ = baseline(neg[None], tot[None], 0.2, P)
-    n2, t2, _ = baseline(gappy_neg[None], gappy_tot[None], 0.2, P)
-    assert n1[0] / t1[0] == pytest.approx(n2[0] / t2[0])
+def test_fisher_matches_scipy() -> None:
+    p1, p2 = 0.01, 0.2
+    assert fisher(np.array([p1]), np.array([p2]))[0] == pytest.approx(stats.combine_pvalues([p1, p2]).pvalue)
+
+
+def test_population_prior_method_of_moments() -> None:
+    rng = np.random.default_rng(1)
+    # 200 companies whose true shares are Beta(mean 0.1, strength 40): the estimate lands near 40.
+    true = rng.beta(0.1 * 40, 0.9 * 40, size=200)
+    tot = rng.integers(200, 2000, size=200)
+    neg = rng.binomial(tot, true)
+    pr = population_prior(neg, tot, B, 0.25, P)
+    assert pr.share == pytest.approx(0.1, abs=0.01)
+    assert 25 <= pr.strength <= 60
+    # Keys all at one share: as strong as allowed; too few keys: the configured strength.
+    assert population_prior(np.full(10, 100), np.full(10, 1000), B, 0.25, P).strength == P.max_concentration
+    assert population_prior(np.array([5]), np.array([50]), B, 0.25, P).strength == P.prior_strength
+
+
+def test_zero_volume_hours_do_not_dilute_baseline() -> None:
+    tot = np.zeros((1, B), dtype=np.int64)
+    neg = np.zeros((1, B), dtype=np.int64)
+    tot[0, 10], neg[0, 10] = 20, 4
+    n, t, _ = baseline(neg, tot, 0.2, P)
+    assert (n[0], t[0]) == (4, 20)
 
 
 def test_surge_hours_are_left_out_of_baseline() -> None:
-    tot, neg = quiet_blocks(40, 0.2)
-    neg = neg.copy()
-    neg[100] = 35  # yesterday's scandal hour
-    m = surge_mask(neg[None], tot[None], np.array([0.2]), P)
-    assert m[0, 100] and m.sum() == 1
-    bn, bt, excl = baseline(neg[None], tot[None], 0.2, P)
-    assert excl[0] == 1 and bn[0] / bt[0] == pytest.approx(0.2)
+    tot = np.full((1, B), 20)
+    neg = np.full((1, B), 2)
+    tot[0, 50], neg[0, 50] = 40, 35
+    assert surge_mask(neg, tot, np.array([0.1]), P)[0, 50]
+    _, t, excluded = baseline(neg, tot, 0.1, P)
+    assert excluded[0] == 1 and t[0] == 20 * (B - 1)
 
 
-def _one(ev, **kw):
-    v = evaluate(ev, P, **kw)
-    return v, to_signals(v, from_minute(ev.end))[0]
-
-
-def test_clear_surge_fires_with_all_numbers() -> None:
-    bt, bn = quiet_blocks()
-    rt, rn = recent_with(14, 20, base_per_min=0)
-    v, sig = _one(make_ev(bt, bn, rt, rn))
-    assert sig.spiking and not sig.calm
-    num = sig.numbers
-    for name in ("window_negative", "window_total", "baseline_share", "shrunk_baseline", "share", "lift", "p_value",
-                 "corrected_alpha", "keys_tested", "tests", "window_minutes"):  # fmt: skip
-        assert num[name] is not None, name
-    # The p-value is the beta-binomial tail at the shrunk baseline (capped concentration).
-    shr = (50 * 0.2 + bn.sum()) / (50 + bt.sum())
-    c = min(50 + bt.sum(), P.max_concentration)
-    want = stats.betabinom.sf(13, 20, c * shr, c * (1 - shr))
-    assert num["p_value"] == pytest.approx(want, rel=1e-4)
-    assert num["corrected_alpha"] == pytest.approx(P.alpha / num["tests"])
-
-
-@pytest.mark.parametrize(
-    ("neg", "tot", "why"),
-    [
-        (6, 8, "too_few_negative"),  # below min_negative even though the share is high
-        (9, 36, "lift_too_small"),  # 25% vs 20%: significant-ish but too small an effect
-    ],
-)
-def test_gates(neg, tot, why) -> None:
-    bt, bn = quiet_blocks(200)
-    rt, rn = recent_with(neg, tot)
-    v, sig = _one(make_ev(bt, bn, rt, rn))
-    assert not sig.spiking
-    assert sig.numbers["reason"] in (why, "not_significant")
-
-
-def test_busy_day_at_usual_share_does_not_fire() -> None:
-    bt, bn = quiet_blocks(60)
-    rt, rn = recent_with(60, 300)  # five times the volume, same 20% share
-    _, sig = _one(make_ev(bt, bn, rt, rn))
-    assert not sig.spiking
-
-
-def test_warmup_blocks_firing() -> None:
-    bt, bn = np.zeros(B, dtype=int), np.zeros(B, dtype=int)
-    rt, rn = recent_with(14, 20)
-    ev = make_ev(bt, bn, rt, rn, seen=False)
-    v, sig = _one(ev)
-    assert not sig.spiking and sig.numbers["reason"] == "warming_up"
-
-
-def test_bonferroni_count_matters() -> None:
-    bt, bn = quiet_blocks(30)
-    rt, rn = recent_with(12, 20)
-    ev = make_ev(bt, bn, rt, rn)
-    v1 = evaluate(ev, P, n_tests=1)
-    v2 = evaluate(ev, P, n_tests=10**7)
-    assert v1.spiking[0] and not v2.spiking[0]
-
-
-def test_hysteresis_calm_needs_resolve_minutes_below() -> None:
-    p15 = Params(windows=(15,))
-    s15 = p15.span_minutes + 60
-    bt, bn = quiet_blocks()
-
-    def verdict(last_negative_minute: int):
-        rt = np.zeros(s15, dtype=int)
-        rn = np.zeros(s15, dtype=int)
-        rt[s15 - last_negative_minute - 20 : s15 - last_negative_minute] = 1
-        rn[s15 - last_negative_minute - 20 : s15 - last_negative_minute] = 1
-        v = evaluate(make_ev(bt, bn, rt, rn), p15)
-        return bool(v.spiking[0]), bool(v.calm[0])
-
-    assert verdict(0) == (True, False)
-    # Stopped 5 minutes ago: window still holds 10 negatives -> still spiking.
-    assert verdict(5)[0]
-    # Stopped 20 minutes ago: window empty now, but not yet for resolve_minutes: neither.
-    assert verdict(20) == (False, False)
-    # Long enough below the resolve level: calm.
-    assert verdict(15 + p15.resolve_minutes + 5) == (False, True)
+def test_budget_is_shared_over_horizons_and_tests() -> None:
+    levels = [P.alpha_for(w) for w in P.windows]
+    # Expected false alerts per key per 30 days, if every horizon's outcomes were independent.
+    total = sum(2 * lvl * MONTH_MINUTES / w for lvl, w in zip(levels, P.windows, strict=True))
+    assert total == pytest.approx(P.budget)
+    assert levels == sorted(levels)  # a day-long window gets a looser level than 15 minutes
+    assert max(P.windows) >= 24 * 60
 
 
 def test_span_bounds_keep_baseline_before_windows() -> None:
-    end = 29_000_000
-    h0, h1, m0 = span_bounds(end, P)
-    assert h1 * 60 <= end - S and h1 - h0 == B and m0 == h1 * 60
+    h0, h1, m0 = span_bounds(END, P)
+    assert h1 - h0 == B and m0 == h1 * 60 and m0 <= END - P.span_minutes
 
 
-# --- false alerts on quiet traffic --------------------------------------------------------
+# --- decisions -------------------------------------------------------------------------------
 
 
-def _diurnal(minutes: np.ndarray) -> np.ndarray:
-    h = (minutes % 1440) / 60
-    day = np.where((h >= 9) & (h <= 23), 0.15 + 0.85 * np.clip(np.sin(np.pi * (h - 9) / 14), 0, None) ** 1.5, 0.15)
-    return np.where(((minutes // 1440) + 3) % 7 >= 5, day * 0.35, day)
+def test_bad_day_of_a_sparse_company_fires_with_all_numbers() -> None:
+    # Two items a day, 8% negative; today 20 stories in a day, 8 of them negative.
+    v, sig = one(make_ev({15: window(2, 1), 60: window(3, 1), 240: window(6, 3), 720: window(14, 6), 1440: window(20, 8)}))
+    assert sig.spiking, sig.numbers
+    n = sig.numbers
+    assert n["window_minutes"] in (720, 1440)
+    for name in ("stories", "copies", "expected_stories", "volume_ratio", "p_share", "p_volume", "alpha",
+                 "shrunk_baseline", "population_share", "prior_strength", "min_negative", "false_alarm_budget"):  # fmt: skip
+        assert name in n, name
+    assert n["p_value"] <= n["alpha"]
+    assert n["volume_ratio"] > 5
 
 
-def simulate_false_alerts(
-    rate: float, share: float, days: int, seed: int, tick_every: int = 2, n_tests: int = 60
-) -> int:
-    """Fire events of one quiet key over `days` (after a 7-day baseline), ticks every `tick_every` minutes.
-
-    Volume follows the day; the true negative share drifts hour to hour (Beta with
-    concentration 300) as it does in real streams. Each tick is a row of one Evidence,
-    so one `evaluate` call scores thousands of ticks.
-    """
-    rng = np.random.default_rng(seed)
-    total_min = (7 + days) * 1440 + 60
-    minutes = np.arange(total_min)
-    n = rng.poisson(rate * _diurnal(minutes))
-    hour_share = rng.beta(share * 300, (1 - share) * 300, size=total_min // 60 + 1)
-    k = rng.binomial(n, hour_share[minutes // 60])
-    hours = total_min // 60
-    ht = n[: hours * 60].reshape(hours, 60).sum(axis=1)
-    hn = k[: hours * 60].reshape(hours, 60).sum(axis=1)
-    ends = np.arange(7 * 1440 + 300, total_min, tick_every)
-    fires, firing = 0, False
-    for chunk in np.array_split(ends, max(1, len(ends) // 4000)):
-        h1 = (chunk - S) // 60
-        bt = sliding_window_view(ht, B)[h1 - B]
-        bn = sliding_window_view(hn, B)[h1 - B]
-        rt = sliding_window_view(n, S)[chunk - S]
-        rn = sliding_window_view(k, S)[chunk - S]
-        ev = make_ev(bt, bn, rt, rn, parent_share=share)
-        v = evaluate(ev, P, n_tests=n_tests)
-        for sp, calm in zip(v.spiking.tolist(), v.calm.tolist(), strict=True):
-            if sp and not firing:
-                fires += 1
-                firing = True
-            elif calm:
-                firing = False
-    return fires
+def test_volume_alone_at_the_usual_share_does_not_fire() -> None:
+    # Ten times the usual volume, negative share as usual (a busy day, or a cashtag list storm).
+    _, sig = one(make_ev(window(50, 4), base_per_hour=0.2))
+    assert not sig.spiking
+    assert sig.numbers["reason"] in ("lift_too_small", "share_delta_too_small", "too_few_negative")
 
 
-QUIET_KEYS = [  # (peak docs/minute, negative share)
-    (3.0, 0.20),
-    (0.6, 0.25),
-    (0.1, 0.20),
-    (0.02, 0.30),
-    (1.0, 0.45),
-]
+def test_volume_makes_a_moderate_share_significant() -> None:
+    # 6 of 24 negative (25% vs 8%): with the usual volume the share test alone is not
+    # enough at the day horizon's level; with 24 stories where 2 are usual it is.
+    busy = make_ev({w: window(24, 6) for w in P.windows}, base_per_hour=0.1)
+    usual = make_ev({w: window(24, 6) for w in P.windows}, base_per_hour=1.0)
+    vb, sb = one(busy)
+    vu, su = one(usual)
+    assert sb.spiking and sb.numbers["p_volume"] < 1e-6
+    assert sb.numbers["p_value"] < sb.numbers["p_share"]
+    assert su.numbers["p_volume"] > sb.numbers["p_volume"]
 
 
-def test_quiet_traffic_false_alerts_per_key_per_30_days() -> None:
-    fires = [simulate_false_alerts(rate, share, 30, seed=i) for i, (rate, share) in enumerate(QUIET_KEYS)]
-    assert max(fires) <= 1, fires
+def test_copies_of_neutral_posts_add_nothing_and_negative_copies_are_capped() -> None:
+    assert copy_evidence(np.array([0.0]), np.array([0.0]), P)[0] == 0
+    assert copy_evidence(np.array([2.0]), np.array([40.0]), P)[0] == 1  # capped at copy_cap x stories
+    assert copy_evidence(np.array([8.0]), np.array([12.0]), P)[0] == 3  # weighted
+    storm = make_ev(window(stories=3, neg=0, copies=400, neg_copies=0))
+    assert not one(storm)[1].spiking
+    one_story = make_ev(window(stories=3, neg=1, copies=60, neg_copies=60))
+    assert not one(one_story)[1].spiking  # one bad story, reposted, is not a surge
 
 
-@pytest.mark.slow
-def test_quiet_traffic_false_alerts_many_key_days() -> None:
-    fires = [simulate_false_alerts(rate, share, 30, seed=100 + i) for i in range(4) for rate, share in QUIET_KEYS]
-    per_key_30d = sum(fires) / len(fires)
-    assert per_key_30d <= 1.0, fires
-    assert math.isfinite(per_key_30d)
+def test_quiet_company_with_many_negative_stories_and_copies_fires() -> None:
+    # No negative item for the whole baseline; 8 negative stories and 60 copies in 90 minutes.
+    rows = {15: window(2, 2, 10, 10), 60: window(6, 6, 40, 40), 240: window(8, 8, 60, 60)}
+    rows |= {720: rows[240], 1440: rows[240]}
+    v, sig = one(make_ev(rows, base_share=0.0))
+    assert sig.spiking, sig.numbers
+    assert sig.numbers["stories"] == 8 and sig.numbers["copies"] == 60
+
+
+def test_gates_freshness_and_warmup() -> None:
+    surge = window(20, 12)
+    assert one(make_ev(surge))[1].spiking
+    stale = one(make_ev(surge, fresh=False))[1]
+    assert not stale.spiking and stale.numbers["reason"] == "no_new_evidence"
+    cold = one(make_ev(surge, history=30))[1]
+    assert not cold.spiking and cold.numbers["reason"] == "warming_up"
+    few = one(make_ev(window(2, 2)))[1]
+    assert not few.spiking and few.numbers["reason"] == "too_few_negative"
+
+
+def test_minimum_evidence_scales_with_the_keys_own_rate() -> None:
+    # A busy topic: 20 of 60 negative in 15 minutes is a big share, but the topic usually has
+    # 6 negatives in that time, so at least 12 are asked for.
+    ev = make_ev(window(60, 11), base_per_hour=240.0, base_share=0.1, feed_per_hour=600.0, kind="topic")
+    sig = one(ev)[1]
+    assert sig.numbers["min_negative"] > P.min_negative
+    assert not sig.spiking
 
 
 def test_key_with_high_baseline_can_still_fire() -> None:
-    # Normally 60% negative: a lift of 1.8 is impossible, so the bar is halfway to 100%.
-    bt, bn = quiet_blocks(40, 0.6)
-    rt, rn = recent_with(58, 60)
-    v, sig = _one(make_ev(bt, bn, rt, rn, parent_share=0.6))
+    ev = make_ev(window(40, 38), base_per_hour=2.0, base_share=0.6)
+    sig = one(ev)[1]
     assert sig.spiking, sig.numbers
     assert sig.numbers["fire_share"] == pytest.approx((1 + sig.numbers["shrunk_baseline"]) / 2, abs=1e-5)
+
+
+def test_hysteresis_calm_needs_every_stretched_window_below_the_resolve_level() -> None:
+    calm = evaluate(make_ev(window(4, 0), fresh=False), P)
+    assert calm.calm[0]
+    busy = evaluate(make_ev(window(20, 10), fresh=False), P)
+    assert not busy.spiking[0] and not busy.calm[0]  # in between: an open alert keeps its state
+
+
+def _quiet_day_alerts(rate_per_hour: float, share: float, days: int, seed: int) -> int:
+    """Alerts (spiking after calm) of one quiet key over `days`, judged once a day at
+    each horizon from counts drawn with the share drifting day to day."""
+    rng = np.random.default_rng(seed)
+    fires = 0
+    for _ in range(days):
+        day_share = rng.beta(share * 60, (1 - share) * 60)
+        rows = {}
+        for w in P.windows:
+            n = int(rng.poisson(rate_per_hour * w / 60))
+            rows[w] = window(n, int(rng.binomial(n, day_share)))
+        fires += bool(one(make_ev(rows, base_per_hour=rate_per_hour, base_share=share))[1].spiking)
+    return fires
+
+
+def test_quiet_traffic_rarely_fires() -> None:
+    fires = sum(_quiet_day_alerts(r, s, 60, seed=i) for i, (r, s) in enumerate([(0.1, 0.08), (1.0, 0.1), (8.0, 0.2)]))
+    assert fires <= 1
+
+
+def test_signal_numbers_are_json_ready() -> None:
+    sig = one(make_ev(window(0, 0), fresh=False))[1]
+    for v in sig.numbers.values():
+        assert v is None or isinstance(v, bool | int | float | str)
+        if isinstance(v, float):
+            assert math.isfinite(v)

@@ -44,6 +44,8 @@ def alert_view(a: Alert, dashboard_url: str = "", evidence: list[dict[str, Any]]
     if minutes is None and a.window_start:
         minutes = round((end - a.window_start).total_seconds() / 60)
     base = dashboard_url.rstrip("/")
+    stories, copies = _first(n, "stories"), _first(n, "copies")
+    expected = _first(n, "expected_stories")
     return {
         "id": a.id,
         "state": a.state,
@@ -64,6 +66,18 @@ def alert_view(a: Alert, dashboard_url: str = "", evidence: list[dict[str, Any]]
             "total": _first(n, "baseline_total"),
         },
         "lift": _first(n, "lift"),
+        "lift_text": lift_text(_first(n, "lift"), n),
+        "spread": {
+            "stories": stories,
+            "copies": copies,
+            "negative_stories": _first(n, "negative_stories"),
+            "negative_copies": _first(n, "negative_copies"),
+        },
+        "volume": {
+            "stories": stories,
+            "expected": expected,
+            "ratio": _first(n, "volume_ratio"),
+        },
         "p_value": _first(n, "p_value", "pvalue", "p"),
         "alpha": _first(n, "corrected_alpha", "alpha", "threshold"),
         "acknowledged_by": a.acknowledged_by,
@@ -72,9 +86,20 @@ def alert_view(a: Alert, dashboard_url: str = "", evidence: list[dict[str, Any]]
     }
 
 
-def evidence_item(row: Any) -> dict[str, Any]:
-    """One evidence document as a message shows it: a one-line headline, a link only if
-    it is http(s)."""
+def lift_text(lift: Any, numbers: Mapping[str, Any]) -> str | None:
+    """The lift as people read it: "3.1x", or "from 0 of 131" against a zero baseline
+    (a ratio to a baseline of nothing is not a number anyone can use)."""
+    base_neg, base_tot = numbers.get("baseline_negative"), numbers.get("baseline_total")
+    if base_neg == 0 and isinstance(base_tot, int | float):
+        return f"from 0 of {int(base_tot):,}"
+    if isinstance(lift, int | float) and lift > 0:
+        return f"{lift:.1f}x"
+    return None
+
+
+def evidence_item(row: Any, copies: int = 0, outlets: list[str] | None = None) -> dict[str, Any]:
+    """One evidence story as a message shows it: a one-line headline, a link only if it is
+    http(s), how many copies of it were seen and in which outlets."""
     headline = (row["title"] or row["text"] or "").strip().replace("\n", " ")
     url = row["url"]
     return {
@@ -84,6 +109,8 @@ def evidence_item(row: Any) -> dict[str, Any]:
         "headline": headline[:HEADLINE_CHARS] + ("…" if len(headline) > HEADLINE_CHARS else ""),
         "url": url if url and str(url).startswith(("http://", "https://")) else None,
         "negative_score": row["sentiment_score"],
+        "copies": int(copies),
+        "outlets": list(outlets or []),
     }
 
 

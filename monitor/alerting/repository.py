@@ -20,6 +20,7 @@ from monitor.alerting.grouping import GroupState
 from monitor.alerting.lifecycle import Alert
 from monitor.alerting.matchers import Silence, matchers_from_json
 from monitor.alerting.message import evidence_item
+from monitor.enrich.novelty import normalize
 from monitor.alerting.stages import Facts, Needs, Outgoing, Plan, Snapshot
 from monitor.detect.signals import Key
 from monitor.redact import REDACTING_FILTER
@@ -221,7 +222,11 @@ def _company_documents(conn: Connection, firing: Sequence[Alert]) -> dict[str, t
 
 
 def evidence(conn: Connection, a: Alert, limit: int) -> list[dict[str, Any]]:
-    """The most confidently negative novel documents of the key in the alert's window."""
+    """The most confidently negative distinct stories of the key in the alert's window, each
+    with how many copies of it arrived in the window and from which outlets.
+
+    Stories are novel documents; texts that still read the same once normalised (a copy
+    the near-duplicate stage missed) are folded into one story."""
     if limit <= 0:
         return []
     start, end = window(a)
@@ -237,9 +242,30 @@ def evidence(conn: Connection, a: Alert, limit: int) -> list[dict[str, Any]]:
     q = (
         q.where(d.sentiment == "negative", d.duplicate_of.is_(None), d.published_at >= start, d.published_at <= end)
         .order_by(d.sentiment_score.desc(), d.published_at.desc(), d.id)
-        .limit(limit)
+        .limit(limit * 4)
     )
-    return [evidence_item(r) for r in conn.execute(q).mappings()]
+    stories: dict[str, list[Any]] = {}  # normalised headline -> [first row, ids]
+    for r in conn.execute(q).mappings():
+        text = normalize(r["title"] or r["text"] or "")
+        if text in stories:
+            stories[text][1].append((r["id"], r["source"]))
+        elif len(stories) < limit:
+            stories[text] = [r, [(r["id"], r["source"])]]
+    ids = [i for _, group in stories.values() for i, _src in group]
+    copies: dict[str, list[str | None]] = {i: [] for i in ids}
+    if ids:
+        cq = select(d.id, d.duplicate_of, d.source).where(
+            d.duplicate_of.in_(ids), d.published_at >= start, d.published_at <= end
+        )
+        for _cid, orig, src in conn.execute(cq):
+            copies[orig].append(src)
+    out = []
+    for row, group in stories.values():
+        srcs = [s for i, _ in group for s in copies[i]] + [src for _, src in group[1:]]
+        outlets = sorted({s for s in srcs if s} - {row["source"]})[:5]
+        n_copies = len(group) - 1 + sum(len(copies[i]) for i, _ in group)
+        out.append(evidence_item(row, copies=n_copies, outlets=outlets))
+    return out
 
 
 def load_facts(conn: Connection, needs: Needs) -> Facts:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from monitor.classify.base import Classifier, Prediction
 from monitor.config import Settings
 from monitor.enrich.entities import EntityMatcher, WatchEntity
+from monitor.ingest.mapping import FieldMap
 from monitor.ingest.schemas import Document, Rejection, decode
 from monitor.ingest.source import RawRecord
 from monitor.store.repository import BatchResult, Classified, Store
@@ -63,6 +64,10 @@ class BatchProcessor:
         )
         self.bands = _bands_fn(settings)
         self.max_future_skew = timedelta(seconds=settings.max_future_skew_seconds)
+        self.mapping = FieldMap.from_input(settings.input)
+        # Called with a stored batch's items and result, before the caller commits offsets
+        # (the daemon publishes scored results with it; see monitor.app.outputs).
+        self.on_stored: Callable[[Sequence[Classified], BatchResult], object] | None = None
         self.timings = Timings()
 
     def decode(self, records: Sequence[RawRecord]) -> tuple[list[Document], list[Rejection]]:
@@ -77,6 +82,8 @@ class BatchProcessor:
                 record_time=r.timestamp,
                 max_bytes=self.settings.max_message_bytes,
                 max_future_skew=self.max_future_skew,
+                mapping=self.mapping,
+                key=r.key,
             )
             (docs if isinstance(out, Document) else rejected).append(out)  # type: ignore[arg-type]
         return docs, rejected
@@ -150,7 +157,10 @@ class BatchProcessor:
         pairs, poison = self.classify(docs)
         t2 = time.perf_counter()
         by_coord = {(r.topic, r.partition, r.offset): r for r in records}
-        result = self.process_classified(self.enrich(pairs), rejected + poison, now, by_coord)
+        items = self.enrich(pairs)
+        result = self.process_classified(items, rejected + poison, now, by_coord)
+        if self.on_stored is not None:
+            self.on_stored(items, result)
         t3 = time.perf_counter()
         self.timings.decode_s += t1 - t0
         self.timings.classify_s += t2 - t1

@@ -24,7 +24,7 @@ from monitor.app.batch import ClassifierUnavailable
 from monitor.app.wiring import build
 from monitor.classify.base import Classifier
 from monitor.config import Settings
-from monitor.ingest.source import DeadLetterSink, RawRecord, consumer_for, records_from_poll
+from monitor.ingest.source import DeadLetterSink, RawRecord, UndecodableBatch, consumer_for, poll, records_from_poll
 from monitor.redact import redact_url
 from monitor.store.repository import BatchResult
 
@@ -73,6 +73,9 @@ class Daemon:
         self.observer: Callable[[list[RawRecord], float], None] | None = None
         self._waiting_for_db = False
         self._watchdog: threading.Timer | None = None
+        self._undecodable_since: float | None = None
+        self._undecodable_last = 0.0
+        self._undecodable_logged = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -228,9 +231,21 @@ class Daemon:
     def _iteration(self) -> None:
         self.health.beat()
         t0 = time.monotonic()
-        polled = self.consumer.poll(
-            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
-        )
+        try:
+            polled = poll(
+                self.consumer, timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
+            )
+        except UndecodableBatch as exc:
+            self._undecodable(exc)
+            return
+        # A lasting fault fails again within seconds (polls in between may return other
+        # partitions' records or nothing), so it is over only after a quiet half-minute.
+        if self._undecodable_since is not None and time.monotonic() - self._undecodable_last > 30:
+            log.info(
+                "record batches decode again after %.0fs; consuming", self._undecodable_last - self._undecodable_since
+            )
+            self._undecodable_since = None
+            self.health.clear_fault()
         self._maybe_report_lag()
         if not polled:
             # With the broker gone, poll returns at once; wait out the rest of the poll
@@ -254,6 +269,24 @@ class Daemon:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         if self.observer is not None:
             self.observer(records, time.time())
+
+    def _undecodable(self, exc: UndecodableBatch) -> None:
+        """A batch this process cannot decode: /healthz turns 503, offsets stay, retry later.
+
+        Logged as an error when it starts, then once a minute, not once per poll.
+        """
+        now = time.monotonic()
+        if self._undecodable_since is None:
+            self._undecodable_since = now
+            self._undecodable_logged = 0.0
+        self._undecodable_last = now
+        metrics.UNDECODABLE.inc()
+        self.health.set_fault(f"cannot decode a record batch: {_short(exc)}")
+        if now - self._undecodable_logged >= 60:
+            self._undecodable_logged = now
+            log.error("consumption halted, nothing committed: %s", exc)
+        # Poll again well within max_poll_interval_ms, so the consumer keeps its partitions.
+        self._wait(min(5.0, self.settings.max_poll_interval_ms / 2000))
 
     def _process_with_retry(self, records: list[RawRecord]) -> BatchResult | None:
         """Work the batch in a helper thread while this thread keeps the consumer in its group.
@@ -310,7 +343,10 @@ class Daemon:
         newly assigned by a rebalance are not paused and can return records: rewind to the
         first of them and pause, so they are fetched again with the next batch, not skipped.
         """
-        got = self.consumer.poll(timeout_ms=100)
+        try:
+            got = poll(self.consumer, timeout_ms=100)
+        except UndecodableBatch:  # met again by the main loop, which reports it
+            return
         for tp, recs in got.items():
             if recs:
                 self.consumer.seek(tp, recs[0].offset)
@@ -337,7 +373,7 @@ class Daemon:
                     delay,
                 )
                 self._waiting_for_db = True  # waiting on a dependency, not stuck
-                self.health.fault = f"classifier unavailable: {_short(exc)[:200]}"
+                self.health.set_fault(f"classifier unavailable: {_short(exc)[:200]}")
                 self.health.status["state"] = "waiting for the classifier"
                 if self.stop_event.wait(delay):
                     return None
@@ -360,7 +396,7 @@ class Daemon:
         self._count(result)
         if self._waiting_for_db:
             self._waiting_for_db = False
-            self.health.fault = None
+            self.health.clear_fault()
             self.health.status["state"] = "consuming"
         self._send_dead_letters(result, records)
         return result

@@ -51,6 +51,33 @@ LAG = Gauge("finsent_consumer_lag", "records behind the partition's end", ["topi
 RETRIES = Counter("finsent_retries_total", "waits on an unavailable dependency", ["dependency"], registry=REGISTRY)
 LAST_BEAT = Gauge("finsent_loop_heartbeat_timestamp_seconds", "last iteration of the consume loop", registry=REGISTRY)
 UP = Gauge("finsent_up", "1 while the daemon's loop runs", registry=REGISTRY)
+UNDECODABLE = Counter(
+    "finsent_undecodable_batches_total",
+    "polls that met a record batch this process cannot decode (missing codec, corrupt batch)",
+    registry=REGISTRY,
+)
+DETECTOR_TICK_SECONDS = Histogram(
+    "finsent_detector_tick_seconds",
+    "seconds per scheduled detector tick, alert stages included",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+DETECTOR_LAST_TICK = Gauge(
+    "finsent_detector_last_tick_timestamp_seconds", "end of the last detector tick that succeeded", registry=REGISTRY
+)
+JOB_FAILURES = Counter(
+    "finsent_job_failures_total", "scheduled jobs that raised (detect, send, repost)", ["job"], registry=REGISTRY
+)
+NOTIFICATIONS = Counter(
+    "finsent_notifications_total",
+    "outbox deliveries by outcome: sent, retrying (failed, will retry), failed (given up), deferred (rate limit)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge("finsent_outbox_pending", "notifications waiting to be delivered", registry=REGISTRY)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "finsent_outbox_oldest_pending_seconds", "age of the oldest notification still pending (0: none)", registry=REGISTRY
+)
 
 
 class Health:
@@ -58,9 +85,18 @@ class Health:
         self.stuck_after_s = stuck_after_s
         self._last = time.monotonic()
         self.status: dict[str, Any] = {"state": "starting"}
-        # A fault of our own (the classifier cannot classify at all): unhealthy while set,
-        # even though the loop keeps beating while it retries.
+        # A fault the loop survives but cannot get past on its own (a batch it cannot
+        # decode): the loop still beats, yet /healthz must say it is not doing its job.
         self.fault: str | None = None
+
+    def set_fault(self, reason: str) -> None:
+        self.fault = reason
+        self.status["fault"] = reason
+
+    def clear_fault(self) -> None:
+        if self.fault is not None:
+            self.fault = None
+            self.status.pop("fault", None)
 
     def beat(self, **status: Any) -> None:
         self._last = time.monotonic()
@@ -72,10 +108,7 @@ class Health:
         return self.fault is None and time.monotonic() - self._last < self.stuck_after_s
 
     def report(self) -> dict[str, Any]:
-        out = {**self.status, "healthy": self.healthy(), "seconds_since_beat": round(time.monotonic() - self._last, 1)}
-        if self.fault is not None:
-            out["fault"] = self.fault
-        return out
+        return {**self.status, "healthy": self.healthy(), "seconds_since_beat": round(time.monotonic() - self._last, 1)}
 
 
 class _QuietHandler(WSGIRequestHandler):

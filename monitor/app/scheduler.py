@@ -5,6 +5,9 @@
   detector holds a database lease, so with several daemons one tick runs at a time.
 - send: the outbox sender, every `alerting.sender_interval_seconds`.
 - digest: the daily digest, when `alerting.digest_channel` is set.
+- alertmanager re-post: every `alerting.alertmanager_repost_seconds`, when an
+  `alertmanager` channel is configured: still-firing alerts posted again with a fresh
+  endsAt (`monitor.notify.repost`).
 - prune: forget near-duplicate bands older than twice the novelty horizon.
 - retention: the batched purge and roll-ups of `[retention]` (`monitor.store.retention`).
 
@@ -15,6 +18,7 @@ The parts come from the composition root (`monitor.app.wiring.build`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +26,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from monitor.app import metrics
 from monitor.app.wiring import Parts
 from monitor.redact import redact
 
@@ -40,7 +45,23 @@ def detect_and_alert(parts: Parts, now: datetime) -> int:
     changed = [c for c in result.changes if c.kind in ("fired", "resolved")]
     for c in changed:
         log.info("alert %s %s (%s=%s)", c.alert.id, c.kind, c.alert.key.kind, c.alert.key.value)
+    if parts.results is not None and result.changes:
+        # After the alert transaction committed. A change not produced now is not produced
+        # later: the topic is a feed, the alerts table is the record.
+        try:
+            parts.results.publish_alerts(result.changes)
+        except Exception as exc:
+            metrics.JOB_FAILURES.labels("publish-alerts").inc()
+            log.error("publishing alert changes to %s failed: %s", parts.settings.alerts_topic, _short(exc))
     return len(changed)
+
+
+def _report_backlog(parts: Parts, now: datetime) -> None:
+    from monitor.notify.outbox import backlog
+
+    pending, oldest = backlog(parts.engine, now)
+    metrics.OUTBOX_PENDING.set(pending)
+    metrics.OUTBOX_OLDEST_SECONDS.set(oldest)
 
 
 def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | None = None) -> list[Any]:
@@ -55,7 +76,11 @@ def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | No
             stats = parts.sender.send_due(clock() if now else None)
             if stats.due:
                 log.debug("sender tick: %s", stats.as_dict())
+            for outcome in ("sent", "retrying", "failed", "deferred"):
+                metrics.NOTIFICATIONS.labels(outcome).inc(getattr(stats, outcome))
+            _report_backlog(parts, clock())
         except Exception as exc:  # keep the job alive; never print a traceback with a URL
+            metrics.JOB_FAILURES.labels("send").inc()
             log.error("sender tick failed: %s", _short(exc))
 
     def digest_job() -> None:
@@ -65,6 +90,15 @@ def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | No
                 log.info("daily digest %s enqueued", key)
         except Exception as exc:
             log.error("daily digest failed: %s", _short(exc))
+
+    def repost_job() -> None:
+        from monitor.notify.repost import repost_firing
+
+        try:
+            repost_firing(parts.engine, settings, clock())
+        except Exception as exc:
+            metrics.JOB_FAILURES.labels("repost").inc()
+            log.error("Alertmanager re-post failed: %s", _short(exc))
 
     jobs = [
         scheduler.add_job(
@@ -77,6 +111,18 @@ def register_jobs(scheduler: Any, parts: Parts, now: Callable[[], datetime] | No
             max_instances=1,
         )
     ]
+    if any(c.type == "alertmanager" for c in settings.channels):
+        jobs.append(
+            scheduler.add_job(
+                repost_job,
+                "interval",
+                seconds=settings.alerting.alertmanager_repost_seconds,
+                id="finsent-alertmanager-repost",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+            )
+        )
     if settings.alerting.digest_channel:
         jobs.append(
             scheduler.add_job(
@@ -100,9 +146,13 @@ def start_background(parts: Parts, now: Callable[[], datetime]) -> BackgroundSch
 
     def detect_job() -> None:
         t = now()
+        started = time.perf_counter()
         try:
             detect_and_alert(parts, t)
+            metrics.DETECTOR_TICK_SECONDS.observe(time.perf_counter() - started)
+            metrics.DETECTOR_LAST_TICK.set_to_current_time()
         except Exception as exc:
+            metrics.JOB_FAILURES.labels("detect").inc()
             log.error("detector tick at %s failed (%s); the next tick retries", t.isoformat(), _short(exc))
 
     def prune_job() -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from monitor.alerting.routing import Router
 from monitor.alerting.service import AlertService, service_for
 from monitor.app.batch import BatchProcessor
+from monitor.app.outputs import ResultsPublisher
 from monitor.classify.base import Classifier
 from monitor.config import Settings
 from monitor.detect.runner import DetectorRunner
@@ -67,10 +68,18 @@ class Parts:
     router: Router
     alerting: AlertService
     sender: Sender
+    results: ResultsPublisher | None = None  # None: `publish_results = false`
 
     def processor(self, classifier: Classifier) -> BatchProcessor:
-        """The batch pipeline (decode -> classify -> enrich -> store) with this store."""
-        return BatchProcessor(self.settings, classifier, self.store)
+        """The batch pipeline (decode -> classify -> enrich -> store) with this store.
+
+        Batches from Kafka (`process`) publish their stored documents to `<topic>.scored`;
+        replays and benchmarks (`process_documents`, `process_classified`) publish nothing.
+        """
+        proc = BatchProcessor(self.settings, classifier, self.store)
+        if self.results is not None:
+            proc.on_stored = self.results.publish_documents
+        return proc
 
 
 def build(settings: Settings, engine: Engine | None = None) -> Parts:
@@ -85,4 +94,5 @@ def build(settings: Settings, engine: Engine | None = None) -> Parts:
         router=router,
         alerting=build_alerting(settings, engine, router),
         sender=Sender(engine, settings),
+        results=ResultsPublisher(settings) if settings.publish_results else None,
     )

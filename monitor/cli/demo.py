@@ -4,6 +4,8 @@ It starts the embedded broker, writes a synthetic sample feed (a day of history 
 now, with a negative surge about one company in the last minutes, a surge on a topic,
 and a burst of near-identical neutral reposts as a decoy), starts the daemon and the
 dashboard as child processes, sends the feed to the broker and prints the dashboard URL.
+A local RSS feed of its own (`monitor.app.demo_feeds`) is polled by a `finsent sources
+run` child, so news items also arrive the way a real feed's would.
 Ctrl-C (or SIGTERM) stops all of it.
 """
 
@@ -21,8 +23,12 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.config import Settings
+
+if TYPE_CHECKING:
+    from monitor.app.demo_feeds import DemoFeedServer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,26 @@ def _child_env(settings: Settings, bootstrap: str) -> dict[str, str]:
     return env
 
 
+def _start_news_feeds(
+    settings: Settings, env: dict[str, str], workdir: Path, children: list[subprocess.Popen[bytes]]
+) -> DemoFeedServer:
+    """A local RSS feed we write, polled into the first topic by `finsent sources run`."""
+    from monitor.app.demo_feeds import DemoFeedServer
+
+    feeds = DemoFeedServer(datetime.now(UTC)).start()
+    log_file = (workdir / "sources.log").open("ab")
+    children.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "sources", "run"],
+            env={**env, "FINSENT_SOURCES": feeds.sources_json(settings.kafka_topics[0])},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    )
+    print(f"news feed   {feeds.url} -> finsent sources run (log: {workdir / 'sources.log'})", flush=True)
+    return feeds
+
+
 def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float, dashboard: bool = True) -> int:
     from monitor.app.broker import EmbeddedBroker
     from monitor.ingest.inputs import Columns
@@ -76,6 +102,7 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
     signal.signal(signal.SIGINT, on_signal)
     children: list[subprocess.Popen[bytes]] = []
     workdir = Path(tempfile.mkdtemp(prefix="finsent-demo-"))
+    feeds: DemoFeedServer | None = None
     broker = EmbeddedBroker(port=port, topics=settings.kafka_topics, partitions=3)
     try:
         broker.start()
@@ -105,6 +132,7 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
             )
             url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
             print(f"dashboard   {url}  (log: {workdir / 'dashboard.log'})", flush=True)
+        feeds = _start_news_feeds(settings, env, workdir, children)
         feed = workdir / "sample-feed.jsonl"
         planted = write_sample_feed(feed, minutes, datetime.now(UTC))
         print(
@@ -141,6 +169,8 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
     finally:
         _stop_children(children, settings.stop_timeout_seconds + 2, hurry)
         broker.stop()
+        if feeds is not None:
+            feeds.stop()
         print("demo stopped", flush=True)
         # Everything is stopped: a late Ctrl-C must not turn the exit into a crash (Python
         # puts the default handlers back while it shuts down).

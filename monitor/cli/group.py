@@ -21,6 +21,7 @@ JOBS = {
     "train": ("pipelines.train:command", "Fine-tune the topic + sentiment model."),
     "evaluate": ("pipelines.evaluate:command", "Evaluate a model on labelled CSVs: accuracy, macro-F1, calibration."),
     "replay": ("pipelines.replay:command", "The whole pipeline without Kafka, in event time, as fast as it can."),
+    "backtest": ("pipelines.backtest:command", "Replay a stream and score its alerts against known events."),
     "bench": ("pipelines.bench:command", "Throughput, latency and memory, with the naive baseline and the ratio."),
     "feed": ("pipelines.feed:command", "Write the generated demo feed (planted surges, decoys, outages)."),
 }

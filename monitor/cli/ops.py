@@ -1,5 +1,5 @@
-"""Commands that run or inspect finsent: config, migrate, broker, run, produce, stats, demo,
-classify, dashboard."""
+"""Commands that run or inspect finsent: config, migrate, broker, run, sources, produce,
+stats, demo, classify, dashboard."""
 
 from __future__ import annotations
 
@@ -83,6 +83,29 @@ def run_cmd(settings: Settings) -> None:
     daemon = Daemon(settings, build_classifier(settings))
     daemon.install_signal_handlers()
     sys.exit(daemon.run())
+
+
+# --------------------------------------------------------------------------- sources
+@main.group("sources")
+def sources_grp() -> None:
+    """News feeds (`[[sources]]` in the TOML file) polled into Kafka."""
+
+
+@sources_grp.command("run")
+@with_settings()
+def sources_run_cmd(settings: Settings) -> None:
+    """Poll the [[sources]] RSS/Atom feeds and produce new items to Kafka, in the foreground."""
+    import signal
+    import threading
+
+    from monitor.app.sources import run
+
+    if not settings.sources:
+        raise Failure("no [[sources]] configured; add them to the TOML file (see finsent.example.toml)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sys.exit(run(settings, stop))
 
 
 # --------------------------------------------------------------------------- produce

@@ -1,15 +1,22 @@
-"""The detector: minute counts of every key in, `Signal`s out, with the baseline cached between ticks.
+"""The detector: minute counts of every key in, `Signal`s out, with its state kept between ticks.
 
-One tick is two small aggregate queries at most:
+What a tick costs follows the data, not the number of keys or minutes:
 
-* the baseline as *hour blocks* per key (``GROUP BY key, hour``). Complete baseline
-  hours do not change, so a `Detector` keeps them in memory and only asks for hours it
-  has not seen (normally none, or the one hour that just slid into the baseline); the
-  last day of blocks is re-read every `REFRESH_MINUTES` of clock time to pick up
-  documents that arrived very late;
-* the last few hours at *minute* resolution (the windows and the resolve positions).
-
-Everything after that is numpy over all keys at once (`monitor.detect.spike.evaluate`).
+* **Baseline hours** live in a ring of hour columns (keys x ``baseline_days * 24``). When
+  the clock crosses an hour, one column is replaced: built from the minute buckets the
+  detector already holds when they are final, else read with one ``GROUP BY key, hour``
+  query. The population priors (empirical Bayes across companies and across topics) are
+  recomputed from the ring's per-key totals when it changes.
+* **Window sums** for every horizon (and each horizon stretched for the resolve test) are
+  kept per key and updated incrementally: a minute bucket is added when it enters a
+  window and subtracted when it leaves; a bucket re-read with late documents replaces
+  its old contribution.
+* **Keys evaluated** at a tick are those with a new story or copy in the last
+  ``fresh_minutes`` and those whose last verdict was not calm (an open alert resolves
+  only on a calm verdict). Every other key can neither start firing (firing needs fresh
+  evidence) nor change an open alert, so the signals that matter are exactly those of a
+  tick over all keys. The first tick of a detector, and one after the clock went back,
+  evaluates every key.
 
 Pure apart from its `Source` (numpy only): `monitor.detect.source.SqlSource` reads the
 counts from the database, and `monitor.detect.runner` runs ticks under the detector lease.
@@ -17,19 +24,18 @@ counts from the database, and `monitor.detect.runner` runs ticks under the detec
 
 from __future__ import annotations
 
+import bisect
 import logging
-import os
-import socket
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from monitor.detect.baseline import BaselineStats, baseline_stats
+from monitor.detect.baseline import Prior, population_prior
 from monitor.detect.params import Params, span_bounds
 from monitor.detect.signals import Signal
-from monitor.detect.spike import Evidence, evaluate, to_signals
+from monitor.detect.spike import Evidence, copy_evidence, evaluate, key_baselines, to_signals
 from monitor.detect.windows import Rows, to_minute
 from monitor.store.keys import FEED, RowKey
 
@@ -38,11 +44,10 @@ if TYPE_CHECKING:  # a type only: this module reads plain values, not the settin
 
 log = logging.getLogger(__name__)
 
-REFRESH_MINUTES = 6 * 60  # re-read the last day of baseline blocks this often (late data)
+REFRESH_MINUTES = 6 * 60  # re-read the last day of baseline hours this often (late data)
 RECHECK_MINUTES = 30  # minute buckets younger than this are re-read every tick (late documents)
-LEASE_NAME = "detector.lease"
-ADVISORY_KEY = 0x66696E73656E74  # "finsent"
-_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+NF = 4  # fields kept per bucket: novel_total, novel_negative, total, negative
+_NEVER = np.iinfo(np.int64).max
 
 
 class Source(Protocol):
@@ -50,35 +55,57 @@ class Source(Protocol):
 
 
 class _Block:
-    __slots__ = ("gidx", "tot", "neg", "live", "fetched_at")
+    """One bucket's rows: global key indices and their (NF) counts, plus live flags."""
 
-    def __init__(self, gidx: np.ndarray, tot: np.ndarray, neg: np.ndarray, live: np.ndarray, fetched_at: int) -> None:
-        self.gidx, self.tot, self.neg, self.live, self.fetched_at = gidx, tot, neg, live, fetched_at
+    __slots__ = ("gidx", "vals", "live", "fetched_at")
+
+    def __init__(self, gidx: np.ndarray, vals: np.ndarray, live: np.ndarray, fetched_at: int) -> None:
+        self.gidx, self.vals, self.live, self.fetched_at = gidx, vals, live, fetched_at
 
 
 class Detector:
-    """Holds the baseline block cache between ticks; `tick` is deterministic in (counts, now)."""
+    """Holds the baseline ring, the minute buckets and the window sums between ticks;
+    `tick` is deterministic in (counts, now)."""
 
     def __init__(self, params: Params) -> None:
         self.params = params
+        self.recheck_minutes = RECHECK_MINUTES
+        self._lock = threading.Lock()
         self._index: dict[RowKey, int] = {}
         self._keys: list[RowKey] = []
-        self._blocks: dict[int, _Block] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        p = self.params
+        nb = p.baseline_hours
+        g = len(self._keys)
+        self._nb = nb
+        self._ring = np.zeros((NF, g, nb), dtype=np.int64)  # the FIELDS per key and hour
+        self._ring_hour = np.full(nb, -1, dtype=np.int64)  # which hour each column holds
+        self._ring_sum = np.zeros((NF, g), dtype=np.int64)
+        self._priors: dict[str, Prior] | None = None
+        self._version = 0  # bumps whenever the ring changes (the baselines and priors with it)
+        self._bcache: dict[int, tuple[int, int, int, int]] = {}  # key -> (version, neg, total, excluded)
         self._minutes: dict[int, _Block] = {}
+        self._nonempty: list[int] = []  # sorted minutes whose block has rows
+        self._sums = {w: np.zeros((g, NF), dtype=np.int64) for w in p.widths}
+        # Widths a watched key's verdict depends on: the stretched windows of the calm test, and freshness.
+        self._calm_widths = {w + p.positions - 1 for w in p.windows} | {p.fresh_minutes}
+        self._first = np.full(g, _NEVER, dtype=np.int64)  # first minute seen while the key was absent
+        self._dirty = np.zeros(g, dtype=bool)  # window sums changed since the key was last evaluated
+        self._seen_version = np.full(g, -1, dtype=np.int64)  # ring version at the key's last evaluation
+        self._end: int | None = None
         self._last_refresh: int | None = None
-        self.recheck_minutes = RECHECK_MINUTES
-        self._version = 0  # bumps whenever the cached hour blocks change
-        self._bcache: tuple[tuple[int, int, int, int], tuple[np.ndarray, ...], BaselineStats | None] | None = None
-        # Recent minutes as key x minute matrices for the current hour's m0, filled column
-        # by column: a column is rewritten only when its minute bucket was (re)loaded.
-        self._rkey: tuple[int, int] | None = None
-        self._rarr: np.ndarray | None = None  # (3, keys, columns): total, negative, live
-        self._rsrc: dict[int, _Block] = {}
-        self._lock = threading.Lock()
+        self._watch: set[int] = set()
+        self._full = True  # the next tick evaluates every key
+        self._full_tick = False
+        self._lo = self._hi = 0  # the minute buckets held are exactly [_lo, _hi)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Detector:
         return cls(Params.from_settings(settings.detect))
+
+    # -- keys -------------------------------------------------------------------------------
 
     def _gidx(self, rows: Rows) -> np.ndarray:
         local = np.empty(len(rows.keys), dtype=np.int64)
@@ -88,115 +115,285 @@ class Detector:
                 g = self._index[k] = len(self._keys)
                 self._keys.append(k)
             local[i] = g
+        self._grow()
         return local[rows.key_idx] if len(rows.key_idx) else np.zeros(0, dtype=np.int64)
 
-    def _load(self, source: Source, buckets: list[int], per: int, into: dict[int, _Block], end: int) -> None:
-        if not buckets:
+    def _grow(self) -> None:
+        g = len(self._keys)
+        have = self._ring.shape[1]
+        if g <= have:
             return
-        lo, hi = min(buckets), max(buckets) + 1
+        extra = max(g - have, have // 2, 64)  # amortised growth
+        self._ring = np.pad(self._ring, ((0, 0), (0, extra), (0, 0)))
+        self._ring_sum = np.pad(self._ring_sum, ((0, 0), (0, extra)))
+        self._first = np.pad(self._first, (0, extra), constant_values=_NEVER)
+        self._dirty = np.pad(self._dirty, (0, extra))
+        self._seen_version = np.pad(self._seen_version, (0, extra), constant_values=-1)
+        for w in self._sums:
+            self._sums[w] = np.pad(self._sums[w], ((0, extra), (0, 0)))
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _fetch(self, source: Source, lo: int, hi: int, per: int, fetched_at: int) -> dict[int, _Block]:
+        """Buckets [lo, hi) of `per` minutes, every bucket present (empty ones too)."""
         rows = source.fetch(lo * per, hi * per, per)
-        if into is self._blocks:
-            self._version += 1
         g = self._gidx(rows)
+        vals = np.stack([rows.novel_total, rows.novel_negative, rows.total, rows.negative], axis=1)
         order = np.argsort(rows.bucket, kind="stable")
         b_sorted = rows.bucket[order]
+        out: dict[int, _Block] = {}
         for b in range(lo, hi):
             a, z = np.searchsorted(b_sorted, [b, b + 1])
             sel = order[a:z]
-            into[b] = _Block(g[sel], rows.novel_total[sel], rows.novel_negative[sel], rows.live[sel], end)
+            out[b] = _Block(g[sel], vals[sel], rows.live[sel], fetched_at)
+        return out
 
-    def _recent(self, m0: int, end: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        width = end - m0
-        if self._rkey != (m0, g) or self._rarr is None or self._rarr.shape[2] < width:
-            self._rkey = (m0, g)
-            self._rarr = np.zeros((3, g, width + 60), dtype=np.int64)
-            self._rsrc = {}
-        arr = self._rarr
-        for m in range(m0, end):
-            blk = self._minutes[m]
-            if self._rsrc.get(m) is blk:
-                continue
-            col = m - m0
-            arr[:, :, col] = 0
-            if len(blk.gidx):
-                arr[0, blk.gidx, col] = blk.tot
-                arr[1, blk.gidx, col] = blk.neg
-                arr[2, blk.gidx, col] = blk.live
-            self._rsrc[m] = blk
-        for m in [m for m in self._rsrc if m >= end]:  # the clock went back: forget later columns
-            arr[:, :, m - m0] = 0
-            del self._rsrc[m]
-        return arr[0, :, :width], arr[1, :, :width], arr[2, :, :width]
+    def _put_minute(self, m: int, blk: _Block) -> _Block | None:
+        old = self._minutes.get(m)
+        self._minutes[m] = blk
+        had = old is not None and len(old.gidx) > 0
+        has = len(blk.gidx) > 0
+        if has and not had:
+            bisect.insort(self._nonempty, m)
+        elif had and not has:
+            i = bisect.bisect_left(self._nonempty, m)
+            del self._nonempty[i]
+        return old
+
+    def _drop_minutes_before(self, m0: int) -> None:
+        for m in range(self._lo, min(m0, self._hi)):
+            self._minutes.pop(m, None)
+        self._lo = max(self._lo, min(m0, self._hi))
+        i = bisect.bisect_left(self._nonempty, m0)
+        del self._nonempty[:i]
+
+    def _blocks_in(self, lo: int, hi: int) -> list[tuple[int, _Block]]:
+        a = bisect.bisect_left(self._nonempty, lo)
+        z = bisect.bisect_left(self._nonempty, hi)
+        return [(m, self._minutes[m]) for m in self._nonempty[a:z]]
+
+    # -- window sums --------------------------------------------------------------------------
+
+    def _apply(self, blocks: list[tuple[int, _Block]], widths: list[int], sign: int) -> None:
+        if not blocks or not widths:
+            return
+        gidx = np.concatenate([b.gidx for _, b in blocks])
+        vals = np.concatenate([b.vals for _, b in blocks]) * sign
+        if any(w in self._calm_widths for w in widths):
+            self._dirty[gidx] = True
+        for w in widths:
+            np.add.at(self._sums[w], gidx, vals)
+
+    def _note_first(self, blocks: list[tuple[int, _Block]]) -> None:
+        """Remember the first minute of keys that were absent from the ring and the windows."""
+        widest = self._sums[max(self._sums)]
+        for m, blk in blocks:
+            absent = (self._ring_sum[0, blk.gidx] == 0) & (widest[blk.gidx, 2] == 0)
+            sel = blk.gidx[absent & (self._first[blk.gidx] > m)]
+            self._first[sel] = m
+
+    def _advance(self, end: int) -> None:
+        """Move every window's sums from `self._end` to `end` (forward only)."""
+        old = self._end
+        assert old is not None and end >= old
+        if end == old:
+            return
+        entering = self._blocks_in(old, end)
+        self._note_first(entering)
+        for w in self._sums:
+            add = [(m, b) for m, b in entering if m >= end - w]
+            self._apply(add, [w], +1)
+            leave = self._blocks_in(old - w, min(old, end - w))
+            self._apply(leave, [w], -1)
+        self._end = end
+
+    def _rebuild(self, end: int) -> None:
+        for w in self._sums:
+            self._sums[w][:] = 0
+        self._first[:] = _NEVER
+        blocks = self._blocks_in(end - max(self._sums), end)
+        for m, blk in blocks:
+            self._note_first([(m, blk)])
+            for w in self._sums:
+                if m >= end - w:
+                    self._apply([(m, blk)], [w], +1)
+        self._end = end
+        self._full = True
+
+    def _replace_minute(self, m: int, new: _Block) -> None:
+        """Put a re-read bucket in place, swapping its contribution to the current windows."""
+        old = self._put_minute(m, new)
+        if self._end is None:
+            return
+        inside = [w for w in self._sums if self._end - w <= m < self._end]
+        if old is not None and len(old.gidx):
+            self._apply([(m, old)], inside, -1)
+        if len(new.gidx):
+            self._note_first([(m, new)])
+            self._apply([(m, new)], inside, +1)
+
+    # -- baseline ring ------------------------------------------------------------------------
+
+    def _set_hour(self, h: int, blk: _Block) -> None:
+        col = h % self._nb
+        old_h = int(self._ring_hour[col])
+        if old_h != -1:
+            self._ring_sum -= self._ring[:, :, col]
+        self._ring[:, :, col] = 0
+        if len(blk.gidx):
+            for f in range(NF):
+                np.add.at(self._ring[f, :, col], blk.gidx, blk.vals[:, f])
+        self._ring_sum += self._ring[:, :, col]
+        self._ring_hour[col] = h
+        self._priors = None
+        self._version += 1
+
+    def _hour_from_minutes(self, h: int) -> _Block | None:
+        """An hour's block from minute buckets already held, if all 60 are there and final."""
+        ms = range(h * 60, h * 60 + 60)
+        if any(m not in self._minutes or self._minutes[m].fetched_at - m < self.recheck_minutes for m in ms):
+            return None
+        parts = self._blocks_in(h * 60, h * 60 + 60)
+        if not parts:
+            z = np.zeros(0, dtype=np.int64)
+            return _Block(z, np.zeros((0, NF), dtype=np.int64), z, 0)
+        gidx = np.concatenate([b.gidx for _, b in parts])
+        vals = np.concatenate([b.vals for _, b in parts])
+        u, inv = np.unique(gidx, return_inverse=True)
+        agg = np.zeros((len(u), NF), dtype=np.int64)
+        np.add.at(agg, inv, vals)
+        return _Block(u, agg, np.ones(len(u), dtype=np.int64), 0)
+
+    def _ensure_hours(self, source: Source, h0: int, h1: int, end: int) -> None:
+        want = np.arange(h0, h1, dtype=np.int64)
+        missing = want[self._ring_hour[want % self._nb] != want].tolist()
+        fetch = []
+        for h in missing:
+            blk = self._hour_from_minutes(h)
+            if blk is None:
+                fetch.append(h)
+            else:
+                self._set_hour(h, blk)
+        if fetch:
+            got = self._fetch(source, min(fetch), max(fetch) + 1, 60, end)
+            for h in fetch:
+                self._set_hour(h, got[h])
+
+    def priors(self) -> dict[str, Prior]:
+        if self._priors is None:
+            g = len(self._keys)
+            kinds = np.asarray([k[0] for k in self._keys]) if g else np.zeros(0, dtype=str)
+            tot, neg = self._ring_sum[0, :g], self._ring_sum[1, :g]
+            feed = self._index.get(FEED)
+            fallback = float(neg[feed] / tot[feed]) if feed is not None and tot[feed] > 0 else 0.25
+            self._priors = {
+                kind: population_prior(neg[kinds == kind], tot[kinds == kind], self._nb, fallback, self.params)
+                for kind in ("topic", "entity")
+            }
+        return self._priors
+
+    # -- one tick -----------------------------------------------------------------------------
 
     def evidence(self, source: Source, end: int, final_until: int | None = None) -> Evidence:
         p = self.params
         h0, h1, m0 = span_bounds(end, p)
-        for h in [h for h in self._blocks if h < h0 or h >= h1]:
-            del self._blocks[h]
-        if self._last_refresh is None or end - self._last_refresh >= REFRESH_MINUTES or end < self._last_refresh:
-            for h in [h for h in self._blocks if h >= h1 - 24]:
-                del self._blocks[h]
-            self._minutes.clear()
+        if self._end is not None and end < self._end:  # the clock went back: start over
+            self._reset()
+        if self._last_refresh is None or end - self._last_refresh >= REFRESH_MINUTES:
+            if self._last_refresh is not None and self.recheck_minutes > 0:
+                self._forget_hours(max(h0, h1 - 24), h1)  # late documents: read the last day again
             self._last_refresh = end
-        self._load(source, [h for h in range(h0, h1) if h not in self._blocks], 60, self._blocks, end)
-        # A minute bucket is final once it is `recheck_minutes` older than the tick that
-        # read it; younger ones are read again (late documents).
-        for m in [m for m in self._minutes if m < m0 or m >= self._minutes[m].fetched_at - self.recheck_minutes]:
-            del self._minutes[m]
-        missing = [m for m in range(m0, end) if m not in self._minutes]
-        if missing and final_until is not None and self.recheck_minutes == 0 and final_until > end:
-            # Everything before `final_until` is complete (a replay's watermark): read ahead.
-            hi = min(final_until, end + 24 * 60)
-            self._load(source, [*missing, hi - 1], 1, self._minutes, hi)
+        # Minute buckets: re-read the young ones (late documents), load the missing.
+        recheck = self.recheck_minutes
+        if recheck > 0:
+            stale = [m for m in range(max(m0, self._lo), self._hi) if self._minutes[m].fetched_at - m < recheck]
+            if stale:
+                got = self._fetch(source, min(stale), max(stale) + 1, 1, end)
+                for m in stale:
+                    self._replace_minute(m, got[m])
+        if self._hi < m0 or self._lo > m0:  # nothing held is of use: start the buckets over
+            self._minutes.clear()
+            self._nonempty.clear()
+            self._lo = self._hi = m0
+        if self._hi < end:
+            lo, hi = self._hi, end
+            if final_until is not None and recheck == 0 and final_until > end:
+                hi = max(hi, min(final_until, end + 24 * 60))  # a replay's watermark: read ahead
+            got = self._fetch(source, lo, hi, 1, max(end, hi) if recheck == 0 else end)
+            for m in range(lo, hi):
+                self._put_minute(m, got[m])
+            self._hi = hi
+        self._ensure_hours(source, h0, h1, end)
+        if self._end is None:
+            self._rebuild(end)
         else:
-            self._load(source, missing, 1, self._minutes, end)
+            self._advance(end)
+        self._drop_minutes_before(min(m0, end - max(self._sums)))
 
         g = len(self._keys)
-        nb = h1 - h0
-        bkey = (h0, h1, g, self._version)
-        if self._bcache is not None and self._bcache[0] == bkey:
-            block_tot, block_neg, block_live = self._bcache[1]
+        feed_g = self._index.get(FEED)
+        widest = self._sums[max(self._sums)]
+        if self._full:
+            present = (self._ring_sum[0, :g] > 0) | (widest[:g, 2] > 0)
+            cand = set(np.nonzero(present)[0].tolist())
         else:
-            block_tot, block_neg, block_live = _dense(self._blocks, h0, h1, g)
-            self._bcache = (bkey, (block_tot, block_neg, block_live), None)
-        rec_tot, rec_neg, rec_live = self._recent(m0, end, g)
-
-        all_g = self._index.get(FEED)
-        if all_g is not None:
-            p_tot, p_neg, p_live = block_tot[all_g], block_neg[all_g], block_live[all_g]
-            p_rlive = rec_live[all_g] > 0
-        else:  # a database without the feed-wide row: pool the topics
-            topics = np.array([k[0] == "topic" for k in self._keys], dtype=bool)
-            p_tot, p_neg = block_tot[topics].sum(axis=0), block_neg[topics].sum(axis=0)
-            p_live = block_live[topics].max(axis=0) if topics.any() else np.zeros(nb, dtype=np.int64)
-            p_rlive = rec_live[topics].sum(axis=0) > 0
-
-        bcache = self._bcache
-        assert bcache is not None
-        if bcache[2] is None:
-            bcache = self._bcache = (bcache[0], bcache[1], baseline_stats(block_neg, block_tot, p_neg, p_tot, p))
-        base = bcache[2]
-        assert base is not None
-        present = (block_live.sum(axis=1) > 0) | (rec_live.sum(axis=1) > 0)
-        active = [i for i in np.nonzero(present)[0].tolist() if self._keys[i][0] in ("topic", "entity")]
-        active.sort(key=lambda i: self._keys[i])
+            # Fresh keys, and watched keys whose own windows or baseline moved (a watched key
+            # that is not fresh cannot spike, and its calm verdict depends on nothing else).
+            cand = set(np.nonzero(self._sums[p.fresh_minutes][:g, 2] > 0)[0].tolist())
+            cand |= {i for i in self._watch if self._dirty[i] or self._seen_version[i] != self._version}
+        active = sorted((i for i in cand if self._keys[i][0] in ("topic", "entity")), key=lambda i: self._keys[i])
         idx = np.asarray(active, dtype=np.int64)
+        order = (np.arange(h0, h1) % self._nb).astype(np.int64)
+        feed = {w: (s[feed_g] if feed_g is not None else np.zeros(NF, dtype=np.int64)) for w, s in self._sums.items()}
+        feed_base = float(self._ring_sum[0, feed_g]) if feed_g is not None else 0.0
+        has_base = self._ring_sum[0, idx] > 0 if len(idx) else np.zeros(0, dtype=bool)
+        first = self._first[idx] if len(idx) else np.zeros(0, dtype=np.int64)
+        history = np.where(has_base, end - h0 * 60, np.where(first < _NEVER, end - first, 0))
+        keys = [self._keys[i] for i in active]
+        if len(idx):
+            self._dirty[idx] = False
+            self._seen_version[idx] = self._version
+        # Baseline hours as evidence, counted like the windows (stories + capped copy evidence),
+        # so a feed where copies are common does not look negative whenever they come.
+        ring = self._ring[:, idx][:, :, order] if len(idx) else np.zeros((NF, 0, len(order)), dtype=np.int64)
+        extra = copy_evidence(ring[1], np.maximum(ring[3] - ring[1], 0), p).astype(np.int64)
+        block_tot, block_neg = ring[0] + extra, ring[1] + extra
+        priors = self.priors()
+        # Baselines change only when the ring does: computed once per key and ring version.
+        todo = [j for j, g in enumerate(active) if self._bcache.get(g, (-1,))[0] != self._version]
+        if todo:
+            t = np.asarray(todo, dtype=np.int64)
+            bn, bt, bx = key_baselines([keys[j] for j in todo], block_neg[t], block_tot[t], priors, p)
+            for j, n_, t_, x_ in zip(todo, bn.tolist(), bt.tolist(), bx.tolist(), strict=True):
+                self._bcache[active[j]] = (self._version, n_, t_, x_)
+        cached = np.asarray([self._bcache[g][1:] for g in active], dtype=np.int64).reshape(-1, 3)
         return Evidence(
-            base=base.take(idx),
-            keys=[self._keys[i] for i in active],
+            keys=keys,
             end=end,
-            block_tot=block_tot[idx],
-            block_neg=block_neg[idx],
-            recent_tot=rec_tot[idx],
-            recent_neg=rec_neg[idx],
-            parent_block_tot=p_tot,
-            parent_block_neg=p_neg,
-            parent_block_live=p_live,
-            parent_recent_live=p_rlive.astype(np.int64),
+            sums={w: s[idx] for w, s in self._sums.items()},
+            feed=feed,
+            block_tot=block_tot,
+            block_neg=block_neg,
+            feed_base_total=feed_base,
+            priors=priors,
+            history=history.astype(np.int64),
+            base=(cached[:, 0], cached[:, 1], cached[:, 2]),
         )
 
+    def _forget_hours(self, lo: int, hi: int) -> None:
+        """Empty the ring's columns of hours [lo, hi), so `_ensure_hours` reads them again."""
+        for h in range(lo, hi):
+            col = h % self._nb
+            if self._ring_hour[col] == h:
+                self._ring_sum -= self._ring[:, :, col]
+                self._ring[:, :, col] = 0
+                self._ring_hour[col] = -1
+                self._priors = None
+                self._version += 1
+
     def tick(self, source: Source, now: datetime, final_until: datetime | None = None) -> list[Signal]:
-        """Signals for every topic and entity key with data in the baseline or recent span.
+        """Signals for the keys that can matter at `now` (see the module docstring): every
+        key on a full tick, else the spiking ones and those watched since they spiked.
 
         `final_until` (a replay's watermark) says minutes before it are complete, so they
         can be read ahead in one query instead of one per tick.
@@ -204,21 +401,33 @@ class Detector:
         end = to_minute(now)
         with self._lock:
             ev = self.evidence(source, end, to_minute(final_until) if final_until is not None else None)
-        if not ev.keys:
-            return []
-        return to_signals(evaluate(ev, self.params), now)
+            self._full_tick, self._full = self._full, False
+            if not ev.keys:
+                self._watch = set()
+                return []
+            v = evaluate(ev, self.params)
+            watched = np.asarray([self._index[k] in self._watch for k in ev.keys], dtype=bool)
+            # Keep evaluating a key from its first spiking verdict until a calm one: only
+            # such a key can hold an open (pending or firing) alert.
+            for k, spiking, calm in zip(ev.keys, v.spiking.tolist(), v.calm.tolist(), strict=True):
+                g = self._index[k]
+                if calm:
+                    self._watch.discard(g)
+                elif spiking or self._full_tick:
+                    self._watch.add(g)
+            # Only these verdicts can change an alert: a key that is not spiking and was not
+            # being watched has no open alert (a full tick speaks for every key).
+            only = None if self._full_tick else (v.spiking | watched)
+        return to_signals(v, now, only)
 
+    def watching(self) -> bool:
+        """Whether a key is being watched (it spiked and has not been calm since): then
+        every minute can resolve an alert and no tick may be skipped."""
+        return bool(self._watch) or self._full
 
-def _dense(blocks: dict[int, _Block], lo: int, hi: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Key x bucket matrices (total, negative, live) of cached buckets [lo, hi)."""
-    width = hi - lo
-    parts = [(blocks[b], b - lo) for b in range(lo, hi) if len(blocks[b].gidx)]
-    if not parts:
-        z = np.zeros((g, width), dtype=np.int64)
-        return z, z.copy(), z.copy()
-    flat = np.concatenate([blk.gidx * width + col for blk, col in parts])
-    out = []
-    for attr in ("tot", "neg", "live"):
-        vals = np.concatenate([getattr(blk, attr) for blk, _ in parts])
-        out.append(np.bincount(flat, weights=vals, minlength=g * width).astype(np.int64).reshape(g, width))
-    return out[0], out[1], out[2]
+    def forget(self) -> None:
+        """Start over (a replay's own history, a wiped database)."""
+        with self._lock:
+            self._index.clear()
+            self._keys.clear()
+            self._reset()

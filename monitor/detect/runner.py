@@ -137,6 +137,10 @@ class DetectorRunner:
         """See `tick`; the keyword arguments are its (lock, owner, wall, recheck_minutes, final_until)."""
         return tick(self.engine, self.settings, now, **kwargs)
 
+    def watching(self) -> bool:
+        """See `Detector.watching` (a replay asks it before skipping a minute)."""
+        return detector_for(self.engine, self.settings).watching()
+
     def forget(self) -> None:
         """Start over from the database (a replay's own history, a wiped database)."""
         forget(self.engine)

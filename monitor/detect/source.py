@@ -29,9 +29,11 @@ class SqlSource:
                 func.sum(mc.novel_total),
                 func.sum(mc.novel_negative),
                 func.sum(case((mc.total > 0, 1), else_=0)),
+                func.sum(mc.total),
+                func.sum(mc.negative),
             )
             .where(and_(mc.minute >= from_minute(start), mc.minute < from_minute(end), mc.total > 0))
             .group_by(mc.key_kind, mc.key_value, literal_column("bucket"))
         )
         rows = self.conn.execute(q).fetchall()
-        return rows_from_records(((r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows)
+        return rows_from_records(((r[0], r[1]), *r[2:]) for r in rows)

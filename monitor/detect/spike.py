@@ -1,254 +1,282 @@
-"""Negative-spike statistics per key: baseline, shrinkage, test, hysteresis. Pure numpy/scipy.
+"""Negative-surge statistics per key at several horizons. Pure numpy/scipy.
 
-The question asked of every key (topic or company) at every tick: *is the share of
-negative documents in the recent window clearly above what is normal for this key?*
-Only novel documents count (near-duplicates, retweets and syndicated copies once), so
-a repost storm of one headline is one document, and volume alone never fires: more
-documents at the usual negative share is a busy day, not bad news.
+The question asked of a key (topic or company) at a tick: *has opinion about it turned
+negative, beyond what is normal for it?* Real company streams are sparse and bursty: a
+company with two items a day has a bad day of twenty, a third of them negative, spread
+over the trading day. So each key is tested at several horizons (15 minutes to a day),
+and two kinds of evidence are weighed.
 
-The baseline and its shrinkage are in `monitor.detect.baseline`; this module tests the
-recent windows against them.
+Evidence in a window
+    *Stories* are novel documents; *copies* are near-duplicates and retweets of them
+    (how opinion spreads). Negative stories count in full; copies of negative documents
+    add ``copy_weight`` each, capped at ``copy_cap`` times the negative stories (a storm
+    of one story cannot stand in for many). Copies of neutral or positive posts add
+    nothing, so a retweet storm of a cashtag list never fires.
 
-Test
-    Under "nothing happened", the window's negative count is beta-binomial: the
-    key's rate is uncertain (posterior Beta with concentration ``s + total``) and in real
-    streams drifts between windows, so the concentration is capped at
-    ``max_concentration``. p = P(X >= k). A key fires only if all hold:
+Baseline (`monitor.detect.baseline`)
+    The key's negative share over the trailing ``baseline_days`` (surge hours left out),
+    shrunk toward its population (companies toward companies, topics toward topics) with
+    an empirical-Bayes prior whose strength comes from how much the keys' shares differ.
+    The key's volume is its share of the feed's stories over the baseline, shrunk toward
+    the population's typical volume by ``rate_prior_hours``.
 
-    * it is warm: ``warmup_minutes`` minutes of feed history since the key was first seen
-      (counted in clock hours in which the feed had any volume, so an outage does not
-      count as history but a sparse feed's quiet minutes do);
-    * window negatives >= ``min_negative``;
-    * p <= alpha / m, m = the number of (key, window) tests made this tick (Bonferroni:
-      the chance that *any* quiet key fires on a tick is at most alpha);
-    * lift = share / shrunk >= ``min_lift`` and share - shrunk >= ``min_share_delta``:
-      significance alone is not enough on a busy key, the effect must matter. (For a
-      key whose baseline is above ~45% negative the lift asked for is capped at halfway
-      between the baseline and 100%, or it could never fire.)
+Tests, per horizon
+    * share: beta-binomial P(X >= k) of the negatives among the window's documents;
+    * share and volume: the stories' count against what the key's share of the feed
+      predicts from the rest of the feed in the same window (negative binomial, so
+      bursty real counts are not a surprise), combined with the share test by Fisher's
+      method: the classic bad day is ten times the usual volume at a share well above
+      normal. Volume alone never fires: the share gates below still apply.
 
-    Several window lengths are tested (``window_minutes`` and ``extra_windows_minutes``):
-    the short one catches a burst in minutes, the longer ones a sparse company whose bad
-    day unfolds over hours. All count toward m.
+    A key fires at a horizon when the smaller p is under that horizon's level
+    (`Params.alpha_for`: the false-alarm budget per key per 30 days shared over horizons
+    and tests), and the effect matters: negatives >= max(``min_negative``,
+    ``min_negative_ratio`` x the negatives the key usually has in that window), share >=
+    ``min_lift`` x baseline and >= baseline + ``min_share_delta`` (for a key normally
+    above ~45% negative the lift asked for is capped halfway to 100%). It must also be
+    warm (``warmup_minutes`` of history) and *fresh*: a story or copy arrived in the last
+    ``fresh_minutes``. An alert opens when evidence arrives, never because calmer
+    documents aged out of a window, which also lets a replay evaluate only keys with new
+    data without changing any alert.
 
 Hysteresis
-    A key is *calm* when, for each window length, every one of the last
-    ``resolve_minutes`` windows (ending at each of the last minutes) was below the
-    resolve level: no volume, fewer than half of ``min_negative`` negatives, or a share
-    below halfway between the baseline and the firing share. In between it is neither
-    spiking nor calm and an alert keeps its state. Because calm is computed from the
-    counts at the last few minutes, not remembered, every daemon (and every replay)
-    reaches the same verdict without shared state.
-
-Feed outages
-    Zero-volume minutes change neither the shares nor the history, so an outage cannot
-    fire, and neither can the recovery: returning volume at the usual share is not
-    negativity. A key whose history was wiped out by a gap longer than the baseline span
-    warms up again before it can fire.
+    A key is calm when no horizon's window, stretched by ``resolve_minutes``, is still
+    elevated: at least half of ``min_negative`` negatives, a share at least halfway
+    between the baseline and the firing share, and a share test still at p <= 0.01. In
+    between an alert keeps its state. (Without the last condition a busy company whose
+    share sits a little above its norm for weeks would hold one alert open for weeks.)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from monitor.detect.baseline import BaselineStats, baseline_stats, beta_binomial_sf, lift_share, shrink
+from monitor.detect.baseline import (
+    Prior,
+    baseline,
+    beta_binomial_sf,
+    fisher,
+    lift_share,
+    nb_sf,
+    shrink,
+)
 from monitor.detect.params import Params
 from monitor.detect.signals import Key, Signal
 from monitor.detect.windows import from_minute
 from monitor.store.keys import RowKey
 
 CRITICAL_LIFT = 3.0  # a firing key at this lift or more is marked severity "critical"
+RESOLVE_ALPHA = 0.01  # a window stays "elevated" (not calm) while its share test is still this strong
+FIELDS = ("novel_total", "novel_negative", "total", "negative")  # columns of Evidence.sums
 
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """Everything one tick's test needs, keys aligned on axis 0.
+    """Everything one tick's test needs for the keys it evaluates, keys aligned on axis 0.
 
-    Blocks are baseline hours ``[h0, h1)``; recent columns are minutes ``[h1*60, end)``.
-    `parent_*` is the feed as a whole (the ``all`` row); `*_live` count minutes in which
-    the feed had any volume.
+    `sums[w]` is (keys, 4): `FIELDS` summed over the window of `w` minutes ending at
+    `end`, for every width in `Params.widths`; `feed[w]` the same for the whole feed.
+    `block_*` are the baseline hours (novel documents) per key; `feed_base_total` the
+    feed's novel documents over the same hours; `priors` the population prior per key
+    kind; `history` the minutes since each key was first seen.
     """
 
     keys: Sequence[RowKey]
     end: int
+    sums: Mapping[int, np.ndarray]
+    feed: Mapping[int, np.ndarray]
     block_tot: np.ndarray
     block_neg: np.ndarray
-    recent_tot: np.ndarray
-    recent_neg: np.ndarray
-    parent_block_tot: np.ndarray
-    parent_block_neg: np.ndarray
-    parent_block_live: np.ndarray
-    parent_recent_live: np.ndarray
-    seen_before: np.ndarray | None = None  # keys known from before the baseline span
-    base: BaselineStats | None = None  # precomputed `baseline_stats` (the detector caches it per hour)
-
-
-def history_minutes(ev: Evidence, p: Params) -> np.ndarray:
-    """Feed-live minutes between each key's first appearance and the main window's start.
-
-    Liveness is judged per clock hour: an hour in which the feed had any document counts
-    in full, an hour without any (an outage, or a dead night of a sparse feed) does not.
-    So a sparse feed still warms up in hours, while a gap never counts as history. The
-    recent columns start on an hour boundary (see `span_bounds`).
-    """
-    k = len(ev.keys)
-    b = ev.block_tot.shape[1]
-    s = ev.recent_tot.shape[1]
-    win_col = s - p.main_window  # first column of the main window
-    live_b = 60 * (np.asarray(ev.parent_block_live, dtype=np.int64) > 0)
-    rl = np.asarray(ev.parent_recent_live, dtype=np.int64) > 0
-    hours = -(-len(rl) // 60)
-    per_hour = np.pad(rl, (0, hours * 60 - len(rl))).reshape(hours, 60).any(axis=1) if len(rl) else np.zeros(0, bool)
-    live_m = np.repeat(per_hour, 60)[: len(rl)].astype(np.int64)[: max(win_col, 0)]
-    # Live minutes from block j to the window start, and from recent column i.
-    after_block = np.concatenate([np.cumsum(live_b[::-1])[::-1], [0]]) + live_m.sum()
-    after_min = np.concatenate([np.cumsum(live_m[::-1])[::-1], [0]])
-    out = np.zeros(k, dtype=np.int64)
-    has_b = ev.block_tot.sum(axis=1) > 0 if b else np.zeros(k, dtype=bool)
-    if b:
-        first_b = np.argmax(ev.block_tot > 0, axis=1)
-        out[has_b] = after_block[first_b[has_b]]
-    if ev.seen_before is not None:
-        seen = np.asarray(ev.seen_before, dtype=bool)
-        out[seen] = after_block[0]
-        has_b = has_b | seen
-    pre = ev.recent_tot[:, : max(win_col, 0)]
-    has_m = (~has_b) & (pre.sum(axis=1) > 0) if pre.shape[1] else np.zeros(k, dtype=bool)
-    if has_m.any():
-        first_m = np.argmax(pre > 0, axis=1)
-        out[has_m] = after_min[first_m[has_m]]
-    return out
+    feed_base_total: float
+    priors: Mapping[str, Prior]
+    history: np.ndarray
+    base: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # `key_baselines`, if the caller cached it
 
 
 @dataclass(frozen=True, slots=True)
 class Verdicts:
-    """Per-key results of one tick (arrays aligned with `keys`), plus tick-wide figures."""
+    """Per-key results of one tick (arrays aligned with `keys`)."""
 
     keys: Sequence[RowKey]
     end: int
     spiking: np.ndarray
     calm: np.ndarray
-    window: np.ndarray  # chosen window length per key
-    max_negative: np.ndarray  # the largest negative count over all window lengths
-    k: np.ndarray
-    n: np.ndarray
+    fresh: np.ndarray
+    window: np.ndarray  # the horizon that speaks for the key
+    k: np.ndarray  # negative evidence (stories + capped copy evidence)
+    n: np.ndarray  # documents the share is taken over (stories + copy evidence)
+    stories: np.ndarray
+    copies: np.ndarray
+    negative_stories: np.ndarray
+    negative_copies: np.ndarray
+    expected: np.ndarray  # stories the key's usual share of the feed predicts
     share: np.ndarray
     base_neg: np.ndarray
     base_tot: np.ndarray
     base_share: np.ndarray
     shrunk: np.ndarray
+    population_share: np.ndarray
+    prior_strength: np.ndarray
     lift: np.ndarray
     pvalue: np.ndarray
+    p_share: np.ndarray
+    p_volume: np.ndarray
+    level: np.ndarray  # the chosen horizon's per-test level
+    min_k: np.ndarray
     fire_share: np.ndarray
     resolve_share: np.ndarray
     history: np.ndarray
     warm: np.ndarray
     excluded_hours: np.ndarray
     reason: list[str]
-    parent_share: float
-    tests: int
-    keys_tested: int
-    corrected_alpha: float
-    alpha: float
+    budget: float
 
 
-def _cumsum(a: np.ndarray) -> np.ndarray:
-    cs = np.zeros((a.shape[0], a.shape[1] + 1), dtype=np.int64)
-    np.cumsum(a, axis=1, out=cs[:, 1:])
-    return cs
+def copy_evidence(neg_stories: np.ndarray, neg_copies: np.ndarray, p: Params) -> np.ndarray:
+    """Whole documents of evidence the copies of negative documents add (weighted, capped)."""
+    return np.floor(np.minimum(p.copy_weight * neg_copies, p.copy_cap * neg_stories) + 1e-9)
 
 
-def _windows_from_cumsum(cs: np.ndarray, width: int, positions: int) -> np.ndarray:
-    """`rolling_sums` on a precomputed cumulative sum (one cumsum serves every window length)."""
-    t = cs.shape[1] - 1
-    ends = np.arange(t - positions + 1, t + 1)
-    return cs[:, ends] - cs[:, ends - width]
+def _counts(s: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(negative evidence, documents, stories, negative stories) from sums with `FIELDS` last."""
+    nt, nn, tn = s[..., 0].astype(float), s[..., 1].astype(float), s[..., 3].astype(float)
+    extra = copy_evidence(nn, np.maximum(tn - nn, 0), p)
+    return nn + extra, nt + extra, nt, nn
 
 
-def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
-    """Score every key, then decide. `n_tests` overrides the Bonferroni count (simulations)."""
+def _prior(priors: Mapping[str, Prior], kind: str, p: Params) -> Prior:
+    return priors.get(kind) or Prior(0.25, p.prior_strength, 0.0, 0)
+
+
+def key_baselines(
+    keys: Sequence[RowKey], block_neg: np.ndarray, block_tot: np.ndarray, priors: Mapping[str, Prior], p: Params
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(baseline negatives, baseline total, excluded surge hours) per key; surge hours are
+    judged against the key's own population."""
+    kk = len(keys)
+    kinds = np.asarray([k[0] for k in keys])
+    base_neg = np.zeros(kk, dtype=np.int64)
+    base_tot = np.zeros(kk, dtype=np.int64)
+    excluded = np.zeros(kk, dtype=np.int64)
+    for kind in sorted(set(kinds.tolist())):
+        sel = kinds == kind
+        n_, t_, x_ = baseline(block_neg[sel], block_tot[sel], _prior(priors, kind, p).share, p)
+        base_neg[sel], base_tot[sel], excluded[sel] = n_, t_, x_
+    return base_neg, base_tot, excluded
+
+
+def evaluate(ev: Evidence, p: Params) -> Verdicts:
     kk = len(ev.keys)
-    bs = ev.base or baseline_stats(ev.block_neg, ev.block_tot, ev.parent_block_neg, ev.parent_block_tot, p)
-    parent, base_neg, base_tot, excluded = bs.parent_share, bs.neg, bs.tot, bs.excluded
-    shrunk = shrink(base_neg, base_tot, parent, p.prior_strength)
+    kinds = [k[0] for k in ev.keys]
+    pri = [_prior(ev.priors, kind, p) for kind in kinds]
+    pop_share = np.asarray([x.share for x in pri], dtype=float)
+    strength = np.asarray([x.strength for x in pri], dtype=float)
+    pop_rate = np.asarray([x.rate for x in pri], dtype=float)
+    nb = ev.block_tot.shape[1] if ev.block_tot.ndim == 2 else 0
+    base_neg, base_tot, excluded = ev.base or key_baselines(ev.keys, ev.block_neg, ev.block_tot, ev.priors, p)
+    denom = strength + base_tot
+    shrunk = np.where(denom > 0, (strength * pop_share + base_neg) / np.maximum(denom, 1e-12), pop_share)
     with np.errstate(invalid="ignore", divide="ignore"):
         base_share = np.where(base_tot > 0, base_neg / np.maximum(base_tot, 1), np.nan)
-    conc = np.maximum(np.minimum(p.prior_strength + base_tot, p.max_concentration), 2.0)
-    need_lift = lift_share(shrunk, p.min_lift)
-    fire_share = np.maximum(need_lift, shrunk + p.min_share_delta)
+    conc = np.maximum(np.minimum(strength + base_tot, p.max_concentration), 2.0)
+    fire_share = np.maximum(lift_share(shrunk, p.min_lift), shrunk + p.min_share_delta)
     resolve_share = shrunk + 0.5 * (fire_share - shrunk)
-    hist = history_minutes(ev, p)
-    warm = hist >= p.warmup_minutes
+
+    # The key's share of the feed's stories: its own baseline volume shrunk toward the
+    # population's typical volume by `rate_prior_hours` of it.
+    hours = max(nb, 1)
+    own_rate = (base_tot + p.rate_prior_hours * pop_rate) / (hours + p.rate_prior_hours)
+    feed_rate = ev.feed_base_total / hours
+    pi = np.clip(own_rate / feed_rate, 0.0, 0.95) if feed_rate > 0 else np.full(kk, np.nan)
+
+    warm = ev.history >= p.warmup_minutes
+    fresh = ev.sums[p.fresh_minutes][:, 2] > 0 if kk else np.zeros(0, dtype=bool)
 
     nw = len(p.windows)
-    K = np.zeros((kk, nw), dtype=np.int64)
-    N = np.zeros((kk, nw), dtype=np.int64)
-    below = np.ones(kk, dtype=bool)
-    span = max(p.windows) + p.positions - 1
-    cs_tot = _cumsum(ev.recent_tot[:, -span:])
-    cs_neg = _cumsum(ev.recent_neg[:, -span:])
-    for j, w in enumerate(p.windows):
-        tot = _windows_from_cumsum(cs_tot, w, p.positions)
-        neg = _windows_from_cumsum(cs_neg, w, p.positions)
-        K[:, j], N[:, j] = neg[:, -1], tot[:, -1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sh = neg / np.maximum(tot, 1)
-        ok = (tot == 0) | (neg < p.resolve_negative) | (sh < resolve_share[:, None])
-        below &= ok.all(axis=1)
+    wins = np.asarray(p.windows)
+    S = np.stack([ev.sums[w] for w in p.windows], axis=1).astype(float).reshape(kk, nw, 4)
+    U = np.stack([ev.sums[w + p.positions - 1] for w in p.windows], axis=1).astype(float).reshape(kk, nw, 4)
+    K, N, STO, NEGS = _counts(S, p)
+    CPY = S[..., 2] - S[..., 0]
+    NEGC = np.maximum(S[..., 3] - S[..., 1], 0)
+    feed_n = np.asarray([float(ev.feed[w][0]) if w in ev.feed else 0.0 for w in p.windows])
+    odds = (pi / np.maximum(1.0 - pi, 0.05))[:, None]
+    EXP = odds * np.maximum(feed_n[None, :] - STO, 0.0)
+    KMIN = np.maximum(p.min_negative, np.ceil(p.min_negative_ratio * shrunk[:, None] * np.nan_to_num(EXP)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        S = np.where(N > 0, K / np.maximum(N, 1), np.nan)
-    # Exact p-values where they can matter (enough negatives, share above baseline);
-    # elsewhere the test cannot pass and p is left undefined (NaN, reported as null).
-    need = (p.resolve_negative <= K) & (N > 0) & (N * shrunk[:, None] < K)
-    P = np.full(K.shape, np.nan)
-    if need.any():
-        cb = np.broadcast_to(conc[:, None], K.shape)
-        sb = np.broadcast_to(shrunk[:, None], K.shape)
-        P[need] = beta_binomial_sf(K[need], N[need], sb[need], cb[need])
-    tested = warm[:, None] & (N > 0)
-    m = int(n_tests) if n_tests is not None else int(tested.sum())
-    corrected = p.alpha / max(m, 1)
-    big_k = p.min_negative <= K
-    sig = corrected >= P
-    lift_ok = need_lift[:, None] <= S
-    delta_ok = (S - shrunk[:, None]) >= p.min_share_delta
-    fire = tested & big_k & sig & lift_ok & delta_ok
+        SH = np.where(N > 0, K / np.maximum(N, 1), np.nan)
+    LVL = np.broadcast_to(np.asarray([p.alpha_for(int(w)) for w in wins]), (kk, nw))
+    gates = np.zeros((5, kk, nw), dtype=bool)  # tested, enough negatives, significant, lift, delta
+    gates[0] = warm[:, None] & (N > 0)
+    gates[1] = K >= KMIN
+    with np.errstate(invalid="ignore"):
+        gates[3] = SH >= lift_share(shrunk, p.min_lift)[:, None]
+        gates[4] = (SH - shrunk[:, None]) >= p.min_share_delta
+    PS, PV, P = (np.full((kk, nw), np.nan) for _ in range(3))
+    ku, nu, _, _ = _counts(U, p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        su = ku / np.maximum(nu, 1)
+    elevated = (nu > 0) & (ku >= p.resolve_negative) & (su >= resolve_share[:, None])
+    if elevated.any():  # still elevated only while the share is still clearly above normal
+        r, c = np.nonzero(elevated)
+        elevated[r, c] = beta_binomial_sf(ku[r, c], nu[r, c], shrunk[r], conc[r]) <= RESOLVE_ALPHA
+    calm = ~elevated.any(axis=1)
+    # p-values only where every other gate holds (scipy per call is what a tick costs).
+    cand = gates[0] & gates[1] & gates[3] & gates[4] & fresh[:, None]
+    if cand.any():
+        r, c = np.nonzero(cand)
+        kc, nc, sc, ec = K[r, c], N[r, c], shrunk[r], EXP[r, c]
+        ps = beta_binomial_sf(kc, nc, sc, conc[r])
+        pv = np.ones_like(ps)
+        finite = np.isfinite(ec)
+        if finite.any():
+            pv[finite] = nb_sf(STO[r, c][finite], ec[finite], p.overdispersion)
+        pmin = np.minimum(ps, fisher(ps, pv))
+        PS[r, c], PV[r, c], P[r, c] = ps, pv, pmin
+        gates[2, r, c] = pmin <= LVL[r, c]
+    fire = cand & gates[2]
     spiking = fire.any(axis=1)
-    calm = below & ~spiking
+    calm &= ~spiking
 
-    # The window that speaks for the key: the most significant firing one, else the most
-    # significant tested one, else the main window.
-    pz = np.nan_to_num(P, nan=1.0)
-    score = np.where(fire, pz, np.where(tested, 2.0 + pz, 4.0))
-    choice = np.argmin(score, axis=1)
+    # The horizon that speaks for the key: the most significant firing one (relative to
+    # its level), else the most significant tested one, else the shortest.
+    rel = P / LVL
+    near = 1e12 + np.nan_to_num(fire_share[:, None] - SH, nan=1e6)  # closest to the firing share
+    score = np.where(fire, rel, np.where(np.isfinite(rel), 1e6 + rel, np.where(gates[0], near, np.inf)))
+    choice = np.argmin(score, axis=1) if kk else np.zeros(0, dtype=np.int64)
     rows = np.arange(kk)
-    k_c, n_c, s_c, p_c = K[rows, choice], N[rows, choice], S[rows, choice], P[rows, choice]
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        return a[rows, choice]
+
+    k_c, n_c = pick(K), pick(N)
     with np.errstate(invalid="ignore", divide="ignore"):
+        s_c = np.where(n_c > 0, k_c / np.maximum(n_c, 1), np.nan)
         lift = np.where(n_c > 0, s_c / np.maximum(shrunk, 1e-12), np.nan)
+    g = gates[:, rows, choice]
     reasons: list[str] = []
-    f_c = fire[rows, choice].tolist()
-    t_c, bk_c, sg_c = tested[rows, choice].tolist(), big_k[rows, choice].tolist(), sig[rows, choice].tolist()
-    lo_c, do_c = lift_ok[rows, choice].tolist(), delta_ok[rows, choice].tolist()
-    warm_l, n_l = warm.tolist(), n_c.tolist()
     for i in range(kk):
-        if f_c[i]:
+        if spiking[i]:
             reasons.append("spiking")
-        elif not warm_l[i]:
+        elif not warm[i]:
             reasons.append("warming_up")
-        elif not t_c[i] or n_l[i] == 0:
+        elif not g[0, i]:
             reasons.append("no_volume")
-        elif not bk_c[i]:
+        elif not g[1, i]:
             reasons.append("too_few_negative")
-        elif not sg_c[i]:
-            reasons.append("not_significant")
-        elif not lo_c[i]:
+        elif not g[3, i]:
             reasons.append("lift_too_small")
-        elif not do_c[i]:
+        elif not g[4, i]:
             reasons.append("share_delta_too_small")
+        elif not fresh[i]:
+            reasons.append("no_new_evidence")
+        elif not g[2, i]:
+            reasons.append("not_significant")
         else:
             reasons.append("not_spiking")
     return Verdicts(
@@ -256,114 +284,115 @@ def evaluate(ev: Evidence, p: Params, n_tests: int | None = None) -> Verdicts:
         end=ev.end,
         spiking=spiking,
         calm=calm,
-        window=np.asarray(p.windows)[choice],
-        max_negative=K.max(axis=1) if nw else np.zeros(kk, dtype=np.int64),
+        fresh=fresh,
+        window=np.asarray(p.windows)[choice] if kk else np.zeros(0, dtype=np.int64),
         k=k_c,
         n=n_c,
+        stories=pick(STO),
+        copies=pick(CPY),
+        negative_stories=pick(NEGS),
+        negative_copies=pick(NEGC),
+        expected=pick(EXP),
         share=s_c,
         base_neg=base_neg,
         base_tot=base_tot,
         base_share=base_share,
         shrunk=shrunk,
+        population_share=pop_share,
+        prior_strength=strength,
         lift=lift,
-        pvalue=p_c,
+        pvalue=pick(P),
+        p_share=pick(PS),
+        p_volume=pick(PV),
+        level=pick(LVL),
+        min_k=pick(KMIN),
         fire_share=fire_share,
         resolve_share=resolve_share,
-        history=hist,
+        history=ev.history,
         warm=warm,
         excluded_hours=excluded,
         reason=reasons,
-        parent_share=float(parent),
-        tests=m,
-        keys_tested=int(tested.any(axis=1).sum()),
-        corrected_alpha=float(corrected),
-        alpha=p.alpha,
+        budget=p.budget,
     )
 
 
-def _f(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(f"{float(x):.6g}")
+def _f(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(f"{float(x):.{digits}g}")
 
 
-def _floats(a: np.ndarray, digits: int | None = 6) -> list[float | None]:
-    """Array to JSON-ready floats: NaN/inf become None; shares rounded to `digits` places."""
-    a = np.asarray(a, dtype=float)
-    r = np.round(a, digits) if digits is not None else a
-    out = r.astype(object)
-    out[~np.isfinite(a)] = None
-    return out.tolist()
+def _int(x: float) -> int | None:
+    return None if not math.isfinite(x) else int(round(x))
 
 
-def _sig(a: np.ndarray) -> list[float | None]:
-    """p-values: 6 significant digits (tiny values must not round to 0)."""
-    a = np.asarray(a, dtype=float)
-    fin = np.isfinite(a) & (a > 0)
-    mag = np.zeros_like(a)
-    mag[fin] = np.floor(np.log10(a[fin]))
-    r = np.where(fin, np.round(a * 10.0 ** (5 - mag)) / 10.0 ** (5 - mag), a)
-    out = r.astype(object)
-    out[~np.isfinite(a)] = None
-    return out.tolist()
-
-
-def to_signals(v: Verdicts, at: datetime) -> list[Signal]:
-    """One Signal per topic/entity key; `numbers` holds every figure the decision used."""
-    ints = {
-        name: np.asarray(getattr(v, name)).astype(np.int64).tolist()
-        for name in ("window", "k", "n", "base_neg", "base_tot", "history", "excluded_hours", "max_negative")
-    }
-    flags = {name: np.asarray(getattr(v, name)).astype(bool).tolist() for name in ("spiking", "calm", "warm")}
-    delta = np.where(np.asarray(v.n) > 0, np.asarray(v.share, dtype=float) - v.shrunk, np.nan)
-    fl = {
-        "share": _floats(v.share),
-        "baseline_share": _floats(v.base_share),
-        "shrunk_baseline": _floats(v.shrunk),
-        "lift": _floats(v.lift, 4),
-        "share_delta": _floats(delta),
-        "fire_share": _floats(v.fire_share),
-        "resolve_share": _floats(v.resolve_share),
-    }
-    pvals = _sig(v.pvalue)
-    lift_raw = np.nan_to_num(np.asarray(v.lift, dtype=float), nan=0.0).tolist()
-    common = {
-        "parent_share": _f(v.parent_share),
-        "alpha": v.alpha,
-        "corrected_alpha": _f(v.corrected_alpha),
-        "tests": v.tests,
-        "keys_tested": v.keys_tested,
-    }
+def to_signals(v: Verdicts, at: datetime, only: np.ndarray | None = None) -> list[Signal]:
+    """One Signal per topic/entity key (those where `only` is true, if given); `numbers`
+    holds every figure the decision used."""
     out: list[Signal] = []
+    if only is not None:
+        if not only.any():
+            return out
+        sel = np.nonzero(only)[0]
+        v = Verdicts(
+            **{
+                f: (getattr(v, f)[sel] if isinstance(getattr(v, f), np.ndarray) else getattr(v, f))
+                for f in Verdicts.__dataclass_fields__
+                if f not in ("keys", "reason")
+            },
+            keys=[v.keys[i] for i in sel.tolist()],
+            reason=[v.reason[i] for i in sel.tolist()],
+        )
+    cols = {
+        name: np.asarray(getattr(v, name), dtype=float).tolist()
+        for name in (
+            "window", "k", "n", "stories", "copies", "negative_stories", "negative_copies", "expected", "share",
+            "base_neg", "base_tot", "base_share", "shrunk", "population_share", "prior_strength", "lift", "pvalue",
+            "p_share", "p_volume", "level", "min_k", "fire_share", "resolve_share", "history", "excluded_hours",
+        )
+    }  # fmt: skip
+    flags = {name: np.asarray(getattr(v, name)).astype(bool).tolist() for name in ("spiking", "calm", "warm", "fresh")}
     for i, (kind, value) in enumerate(v.keys):
         if kind not in ("topic", "entity"):
             continue
-        w = ints["window"][i]
-        spiking = flags["spiking"][i]
+        c = {name: col[i] for name, col in cols.items()}
+        w = int(c["window"])
+        stories, n = c["stories"], c["n"]
+        share, shrunk = c["share"], c["shrunk"]
+        expected = c["expected"]
         numbers = {
             "window_minutes": w,
-            "window_negative": ints["k"][i],
-            "window_total": ints["n"][i],
-            "max_window_negative": ints["max_negative"][i],
-            "share": fl["share"][i],
-            "baseline_negative": ints["base_neg"][i],
-            "baseline_total": ints["base_tot"][i],
-            "baseline_share": fl["baseline_share"][i],
-            "parent_share": common["parent_share"],
-            "shrunk_baseline": fl["shrunk_baseline"][i],
-            "lift": fl["lift"][i],
-            "share_delta": fl["share_delta"][i],
-            "p_value": pvals[i],
-            "alpha": common["alpha"],
-            "corrected_alpha": common["corrected_alpha"],
-            "tests": common["tests"],
-            "keys_tested": common["keys_tested"],
-            "fire_share": fl["fire_share"][i],
-            "resolve_share": fl["resolve_share"][i],
-            "history_minutes": ints["history"][i],
+            "window_negative": _int(c["k"]),
+            "window_total": _int(n),
+            "stories": _int(stories),
+            "copies": _int(c["copies"]),
+            "negative_stories": _int(c["negative_stories"]),
+            "negative_copies": _int(c["negative_copies"]),
+            "expected_stories": _f(expected, 4),
+            "volume_ratio": _f(stories / expected, 4) if math.isfinite(expected) and expected > 0 else None,
+            "share": _f(share),
+            "baseline_negative": _int(c["base_neg"]),
+            "baseline_total": _int(c["base_tot"]),
+            "baseline_share": _f(c["base_share"]),
+            "shrunk_baseline": _f(shrunk),
+            "population_share": _f(c["population_share"]),
+            "prior_strength": _f(c["prior_strength"], 4),
+            "lift": _f(c["lift"], 4),
+            "share_delta": _f(share - shrunk) if n > 0 else None,
+            "p_value": _f(c["pvalue"]),
+            "p_share": _f(c["p_share"]) if math.isfinite(c["pvalue"]) else None,
+            "p_volume": _f(c["p_volume"]) if math.isfinite(c["pvalue"]) else None,
+            "alpha": _f(c["level"]),
+            "false_alarm_budget": v.budget,
+            "min_negative": _int(c["min_k"]),
+            "fire_share": _f(c["fire_share"]),
+            "resolve_share": _f(c["resolve_share"]),
+            "history_minutes": _int(c["history"]),
             "warm": flags["warm"][i],
-            "excluded_baseline_hours": ints["excluded_hours"][i],
+            "fresh": flags["fresh"][i],
+            "excluded_baseline_hours": _int(c["excluded_hours"]),
             "reason": v.reason[i],
         }
-        severity = "critical" if spiking and lift_raw[i] >= CRITICAL_LIFT else "warning"
+        spiking = flags["spiking"][i]
+        lift = c["lift"] if math.isfinite(c["lift"]) else 0.0
         out.append(
             Signal(
                 key=Key(kind, value),  # type: ignore[arg-type]
@@ -372,7 +401,7 @@ def to_signals(v: Verdicts, at: datetime) -> list[Signal]:
                 spiking=spiking,
                 calm=flags["calm"][i],
                 numbers=numbers,
-                severity=severity,
+                severity="critical" if spiking and lift >= CRITICAL_LIFT else "warning",
             )
         )
     return out

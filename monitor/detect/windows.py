@@ -83,19 +83,26 @@ class Rows:
     novel_total: np.ndarray
     novel_negative: np.ndarray
     live: np.ndarray
+    total: np.ndarray  # every document, copies included (copies = total - novel_total)
+    negative: np.ndarray
 
     @staticmethod
     def empty() -> Rows:
         z = np.zeros(0, dtype=np.int64)
-        return Rows([], z, z, z, z, z)
+        return Rows([], z, z, z, z, z, z, z)
 
 
 def rows_from_records(records: Iterable[Sequence]) -> Rows:
-    """(key, bucket, novel_total, novel_negative, live) records to `Rows`."""
+    """(key, bucket, novel_total, novel_negative, live[, total, negative]) records to `Rows`.
+
+    Without the last two, every document is taken to be novel (no copies)."""
     keys: list[RowKey] = []
     index: dict[RowKey, int] = {}
-    ki, bk, nt, nn, lv = [], [], [], [], []
-    for key, bucket, ntot, nneg, live in records:
+    ki, bk, nt, nn, lv, tt, tn = [], [], [], [], [], [], []
+    for rec in records:
+        key, bucket, ntot, nneg, live = rec[:5]
+        tt.append(int(rec[5] or 0) if len(rec) > 5 else int(ntot or 0))
+        tn.append(int(rec[6] or 0) if len(rec) > 6 else int(nneg or 0))
         key = (key[0], key[1])
         i = index.get(key)
         if i is None:
@@ -115,4 +122,6 @@ def rows_from_records(records: Iterable[Sequence]) -> Rows:
         np.asarray(nt, dtype=np.int64),
         np.asarray(nn, dtype=np.int64),
         np.asarray(lv, dtype=np.int64),
+        np.asarray(tt, dtype=np.int64),
+        np.asarray(tn, dtype=np.int64),
     )

@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from monitor.ingest.mapping import FieldMap, Unmappable, apply
+
 KNOWN_FIELDS = ("id", "text", "published_at", "source", "url", "title", "lang", "kind", "tickers")
 KINDS = ("news", "comment")
 MAX_DEPTH = 32
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=:]{0,19}$")
 _ID = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+# With no `[input]` settings: the contract's own names, Kafka Connect envelopes unwrapped.
+_DEFAULT_MAP = FieldMap()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +245,14 @@ def decode(
     record_time: datetime,
     max_bytes: int = 2 * 1024 * 1024,
     max_future_skew: timedelta = timedelta(days=1),
+    mapping: FieldMap | None = None,
+    key: bytes | None = None,
 ) -> Document | Rejection:
-    """Decode one Kafka record value. Never raises for bad input."""
+    """Decode one Kafka record value. Never raises for bad input.
+
+    `mapping` (the `[input]` settings) maps other field names onto the contract and
+    unwraps Kafka Connect envelopes; `key` is the record key, an id source if configured.
+    """
     raw_b = raw if raw is not None else b""
 
     def reject(reason: str) -> Rejection:
@@ -268,6 +280,11 @@ def decode(
         return reject(f"value must be a JSON object, got {type(obj).__name__ if obj is not None else 'null'}")
     if _depth(obj) > MAX_DEPTH:
         return reject(f"JSON is nested deeper than {MAX_DEPTH} levels")
+    fmap = mapping if mapping is not None else _DEFAULT_MAP
+    try:
+        obj = apply(obj, fmap, key)
+    except Unmappable as exc:
+        return reject(str(exc))
     try:
         return to_document(
             obj,

@@ -29,10 +29,23 @@ def _num(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int | float) else "n/a"
 
 
+P_FLOOR = 1e-12  # below this a p-value is a statement of certainty, not a number to compare
+
+
 def _pval(v: Any) -> str:
+    """p-values as people read them: "0.004", "3.1e-07", "< 1e-12" (never "0.00e+00")."""
     if not isinstance(v, int | float):
         return "n/a"
-    return f"{v:.2e}" if v < 0.001 else f"{v:.3f}"
+    if v < P_FLOOR:
+        return "< 1e-12"
+    return f"{v:.1e}" if v < 0.001 else f"{v:.3f}"
+
+
+def _minutes(v: Any) -> str:
+    """A horizon in minutes as "15 min", "4 h", "24 h"."""
+    if not isinstance(v, int | float):
+        return "n/a"
+    return f"{int(v)} min" if v < 60 or v % 60 else f"{int(v) // 60} h"
 
 
 def _when(v: Any) -> str:
@@ -71,7 +84,7 @@ def _env(extra_dir: str | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters.update(pct=_pct, num=_num, pval=_pval, when=_when, md=_md, mrkdwn=_mrkdwn)
+    env.filters.update(pct=_pct, num=_num, pval=_pval, when=_when, md=_md, mrkdwn=_mrkdwn, minutes=_minutes)
     return env
 
 

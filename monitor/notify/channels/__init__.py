@@ -1,4 +1,4 @@
-"""One module per chat vendor: how a message becomes that vendor's request body, how the
+"""One module per chat vendor (and Alertmanager): how a message becomes that vendor's request body, how the
 request is signed, and how its reply says "failed" when the HTTP status says 200.
 
 Each module exposes `DEFAULT_RATE_PER_MINUTE`, `render(message, title, text) -> dict`,
@@ -29,9 +29,16 @@ class Verdict:
 
 
 def module_for(channel_type: str) -> ModuleType:
-    from monitor.notify.channels import dingtalk, feishu, slack, teams, webhook
+    from monitor.notify.channels import alertmanager, dingtalk, feishu, slack, teams, webhook
 
-    mods = {"webhook": webhook, "slack": slack, "teams": teams, "feishu": feishu, "dingtalk": dingtalk}
+    mods = {
+        "webhook": webhook,
+        "slack": slack,
+        "teams": teams,
+        "feishu": feishu,
+        "dingtalk": dingtalk,
+        "alertmanager": alertmanager,
+    }
     try:
         return mods[channel_type]
     except KeyError:

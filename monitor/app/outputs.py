@@ -1,0 +1,176 @@
+"""Scored results out: stored documents to `<topic>.scored`, alert changes to `finsent.alerts`.
+
+Downstream systems (risk, trading, a data lake) read finsent's results as plain Kafka JSON,
+keyed for idempotent consumers: a document by its id, an alert by its id.
+
+Documents are published after the batch's database commit and before its offsets are
+committed, every document of the batch, not only the newly inserted ones: a process killed
+between the two replays the batch, and the replay publishes again what the first run may
+not have. So the topic holds every stored document at least once, and copies share a key.
+Alert transitions are published after the alert transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.alerting.lifecycle import Change
+from monitor.config import Settings
+from monitor.store.repository import BatchResult, Classified
+
+log = logging.getLogger(__name__)
+
+SCORED_SUFFIX = ".scored"
+ATTEMPTS = 5
+
+
+class OutputUnavailable(RuntimeError):
+    """The results could not be produced after retries; the batch is not committed."""
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(UTC).isoformat() if t else None
+
+
+def scored_record(item: Classified) -> dict[str, Any]:
+    """One stored document as the scored topic carries it."""
+    d, p = item.doc, item.pred
+    return {
+        "id": d.id,
+        "source": d.source,
+        "published_at": _iso(d.published_at),
+        "topic": p.topic,
+        "topic_score": p.topic_score,
+        "sentiment": p.sentiment,
+        "sentiment_score": p.sentiment_score,
+        "probs": p.probs,
+        # Companies linked to the document; this matcher scores sentiment per document,
+        # so each company carries the document's sentiment.
+        "entities": [
+            {"symbol": s, "sentiment": p.sentiment, "sentiment_score": p.sentiment_score} for s in item.entities
+        ],
+        "model_version": p.model_version,
+        "title": d.title,
+        "url": d.url,
+        "lang": d.lang,
+        "kind": d.kind,
+        "kafka": {"topic": d.kafka_topic, "partition": d.kafka_partition, "offset": d.kafka_offset},
+    }
+
+
+def alert_record(change: Change) -> dict[str, Any]:
+    """One alert transition as `finsent.alerts` carries it."""
+    a = change.alert
+    return {
+        "id": a.id,
+        "change": change.kind,
+        "state": a.state,
+        "rule": a.rule,
+        "key": a.key.as_dict(),
+        "severity": a.severity,
+        "topic": a.topic,
+        "summary": a.summary,
+        "started_at": _iso(a.started_at),
+        "fired_at": _iso(a.fired_at),
+        "resolved_at": _iso(a.resolved_at),
+        "updated_at": _iso(a.updated_at),
+        "numbers": dict(a.numbers),
+    }
+
+
+def _encode(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+class ResultsPublisher:
+    """Produces results with acks=all; connects on first use (a replay never does)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.alerts_topic = settings.alerts_topic
+        self._producer: Any = None
+        self._lock = threading.Lock()  # the batch thread and the scheduler's share it
+
+    def _ensure(self) -> Any:
+        with self._lock:
+            return self._producer or self._connect()
+
+    def _connect(self) -> Any:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            from monitor.app.broker import create_topics
+
+            wanted = [t + SCORED_SUFFIX for t in self.settings.kafka_topics] + [self.alerts_topic]
+            try:
+                create_topics(self.settings.kafka_bootstrap, wanted, partitions=3)
+            except Exception as exc:  # e.g. no create permission: the topics may exist already
+                log.warning("could not check or create the output topics %s: %s", wanted, exc)
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+                acks="all",
+                retries=5,
+                linger_ms=5,
+                max_request_size=max(1_048_576, self.settings.max_message_bytes * 2),
+            )
+        return self._producer
+
+    def _send_all(self, records: Sequence[tuple[str, str, bytes]]) -> None:
+        """Send (topic, key, value) records and wait for every ack; retry what failed."""
+        pending = list(records)
+        for attempt in range(1, ATTEMPTS + 1):
+            failed: list[tuple[tuple[str, str, bytes], Exception]] = []
+            try:
+                producer = self._ensure()
+                futures = [(r, producer.send(r[0], key=r[1].encode(), value=r[2])) for r in pending]
+                producer.flush(timeout=60)
+            except Exception as exc:  # no broker yet, a closed producer: the whole lot again
+                futures = []
+                failed = [(r, exc) for r in pending]
+            for rec, fut in futures:
+                try:
+                    fut.get(timeout=0)
+                except Exception as exc:
+                    failed.append((rec, exc))
+            if not failed:
+                return
+            pending = [rec for rec, _exc in failed]
+            log.warning(
+                "producing %d result record(s) failed (%s); attempt %d of %d",
+                len(pending),
+                failed[0][1],
+                attempt,
+                ATTEMPTS,
+            )
+            time.sleep(min(30.0, 2.0**attempt))
+        raise OutputUnavailable(f"could not produce {len(pending)} result record(s) after {ATTEMPTS} attempts")
+
+    def publish_documents(self, items: Sequence[Classified], result: BatchResult) -> int:
+        """Every document of a stored batch, except those the database refused."""
+        refused = {(r.topic, r.partition, r.offset) for r in result.rejections}
+        records = [
+            (i.doc.kafka_topic + SCORED_SUFFIX, i.doc.id, _encode(scored_record(i)))
+            for i in items
+            if i.doc.kafka_topic and (i.doc.kafka_topic, i.doc.kafka_partition, i.doc.kafka_offset) not in refused
+        ]
+        if records:
+            self._send_all(records)
+        return len(records)
+
+    def publish_alerts(self, changes: Iterable[Change]) -> int:
+        """Alert transitions (pending, fired, resolved, dropped), keyed by alert id."""
+        records = [(self.alerts_topic, c.alert.id, _encode(alert_record(c))) for c in changes if c.kind != "updated"]
+        if records:
+            self._send_all(records)
+        return len(records)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None

@@ -1,0 +1,117 @@
+"""Keep finsent's firing alerts alive in Alertmanager.
+
+Alertmanager treats an alert as resolved once its `endsAt` passes, so a client re-posts
+what is still firing (Prometheus does it every evaluation). The outbox delivers each
+state change once (firing, then resolved); this job re-posts, every
+`alerting.alertmanager_repost_seconds`, the last body each `alertmanager` channel was sent
+for every alert that is still firing, with a fresh `endsAt`. An alert that resolved stops
+being re-posted; its resolved notification (or, with `send_resolved = false`, the lapse of
+its `endsAt`) ends it in Alertmanager.
+
+Several daemons may share the database: a per-channel row in `state` is claimed with a
+conditional update, so one of them re-posts per interval and the same state is never
+posted twice within it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from monitor.config import Settings
+from monitor.notify.channels import alertmanager
+from monitor.notify.delivery import SendResult, deliver
+from monitor.store.schema import alerts, notifications, state
+
+log = logging.getLogger(__name__)
+
+_CLAIM = "alertmanager.repost.{}"
+
+
+def _claim(engine: Engine, channel: str, now: datetime, interval: float) -> bool:
+    """Take this interval's re-post for `channel`; False if another daemon already did."""
+    name = _CLAIM.format(channel)[:128]
+    # A little slack, so a scheduler that fires a moment early still takes its turn.
+    due_before = now - timedelta(seconds=interval * 0.9)
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(state)
+            .where(and_(state.c.name == name, state.c.updated_at <= due_before))
+            .values(value={"at": now.isoformat()}, updated_at=now)
+        )
+        if res.rowcount:
+            return True
+        if conn.execute(select(state.c.name).where(state.c.name == name)).first():
+            return False
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(state).values(name=name, value={"at": now.isoformat()}, updated_at=now))
+        except IntegrityError:
+            return False
+    return True
+
+
+def firing_bodies(engine: Engine, channel: str, lookback: timedelta, now: datetime) -> list[dict[str, Any]]:
+    """For each alert still firing, the Alertmanager entry last sent for it to `channel`.
+
+    Entries come from sent outbox rows (newest last wins), so the labels and annotations
+    re-posted are exactly what was delivered; an alert whose latest sent state is not
+    firing, or that is no longer firing in the alerts table, is left out.
+    """
+    with engine.connect() as conn:
+        firing = {r[0] for r in conn.execute(select(alerts.c.id).where(alerts.c.state == "firing"))}
+        if not firing:
+            return []
+        rows = conn.execute(
+            select(notifications.c.payload)
+            .where(
+                notifications.c.channel == channel,
+                notifications.c.status == "sent",
+                notifications.c.kind.in_(("firing", "resolved")),
+                notifications.c.created_at >= now - lookback,
+            )
+            .order_by(notifications.c.id)
+        ).all()
+    latest: dict[str, dict[str, Any]] = {}
+    for (payload,) in rows:
+        message = (payload or {}).get("message") or {}
+        body = (payload or {}).get("body") or {}
+        for view, entry in zip(message.get("alerts") or [], body.get("alerts") or [], strict=False):
+            latest[str(view.get("id"))] = entry
+    return [
+        entry
+        for alert_id, entry in latest.items()
+        if alert_id in firing and entry.get(alertmanager.STATE_KEY) == "firing"
+    ]
+
+
+def repost_firing(
+    engine: Engine, settings: Settings, now: datetime, *, client: httpx.Client | None = None
+) -> dict[str, SendResult]:
+    """Re-post every still-firing alert to each `alertmanager` channel whose turn it is.
+
+    Returns the result per channel posted to (channels skipped this interval are absent).
+    """
+    interval = settings.alerting.alertmanager_repost_seconds
+    # Repeats refresh the outbox at least every repeat interval; look back past two of them.
+    lookback = timedelta(seconds=max(2 * settings.alerting.repeat_interval_seconds, 86_400.0))
+    results: dict[str, SendResult] = {}
+    for ch in settings.channels:
+        if ch.type != "alertmanager":
+            continue
+        entries = firing_bodies(engine, ch.name, lookback, now)
+        if not entries or not _claim(engine, ch.name, now, interval):
+            continue
+        result = deliver(ch, {"alerts": entries}, f"repost:{ch.name}:{int(now.timestamp())}", client=client, now=now)
+        results[ch.name] = result
+        if result.ok:
+            log.debug("re-posted %d firing alert(s) to Alertmanager channel %s", len(entries), ch.name)
+        else:
+            log.warning("re-posting firing alerts to Alertmanager channel %s failed: %s", ch.name, result.error)
+    return results

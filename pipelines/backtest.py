@@ -1,0 +1,374 @@
+"""`finsent backtest STREAM EVENTS`: replay a real stream and score its alerts against known events.
+
+The events file has the shape of `../shared/data/stocknet-dev/events.json`: lists
+`price_drop_days` and `price_rise_days` of ``{"ticker", "date", ...}``. Daily prices
+(`prices.csv` beside the events file, or `--prices`: columns ticker, date, return) tell
+quiet days from moves. The scores, for company alerts only:
+
+* **drop days hit**: a company alert that starts between `--before` hours before the
+  day starts and `--after` hours after it (UTC days by default), with the time from the
+  day's start to the first such alert;
+* **rise days alerted**: the same span on days the price rose (a negative alert there is
+  a false alarm unless opinion really turned);
+* **quiet-day rate**: company alerts that start on a day with no move of `--quiet-move`
+  or more on that day or the next trading day, per company per 30 quiet days.
+
+It prints a table (or the JSON report with `--json`; `--report FILE` writes it), and with `--plots DIR` one timeline PNG per
+event: the company's documents per hour, its negative share, and the alerts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from monitor.app.options import column_options, columns_from, with_settings
+from monitor.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    ticker: str
+    day: date
+    kind: str  # "drop" | "rise"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStart:
+    key: str
+    started_at: datetime
+
+
+@dataclass
+class Score:
+    drops: list[dict[str, Any]] = field(default_factory=list)
+    rises: list[dict[str, Any]] = field(default_factory=list)
+    quiet_alerts: int = 0
+    quiet_company_days: int = 0
+    companies: int = 0
+    alerts: int = 0
+    company_alerts: int = 0
+
+    @property
+    def drops_hit(self) -> int:
+        return sum(1 for d in self.drops if d["hit"])
+
+    @property
+    def rises_alerted(self) -> int:
+        return sum(1 for d in self.rises if d["hit"])
+
+    @property
+    def quiet_rate(self) -> float:
+        """Company alerts per company per 30 quiet days."""
+        return self.quiet_alerts / (self.quiet_company_days / 30.0) if self.quiet_company_days else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "drop_days": len(self.drops),
+            "drop_days_hit": self.drops_hit,
+            "rise_days": len(self.rises),
+            "rise_days_alerted": self.rises_alerted,
+            "quiet_day_alerts": self.quiet_alerts,
+            "quiet_company_days": self.quiet_company_days,
+            "quiet_alerts_per_company_per_30_days": round(self.quiet_rate, 4),
+            "companies_with_prices": self.companies,
+            "alerts": self.alerts,
+            "company_alerts": self.company_alerts,
+            "drops": self.drops,
+            "rises": self.rises,
+        }
+
+
+def load_events(path: str | Path) -> list[Event]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    out: list[Event] = []
+    for name, kind in (("price_drop_days", "drop"), ("price_rise_days", "rise")):
+        for e in data.get(name, []):
+            out.append(Event(str(e["ticker"]).upper(), date.fromisoformat(str(e["date"])[:10]), kind))
+    if not out:
+        raise click.ClickException(f"{path}: no price_drop_days or price_rise_days")
+    return out
+
+
+def load_returns(path: str | Path) -> dict[str, list[tuple[date, float]]]:
+    """ticker -> [(trading day, close-to-close return)] in date order."""
+    out: dict[str, list[tuple[date, float]]] = defaultdict(list)
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                out[row["ticker"].upper()].append((date.fromisoformat(row["date"][:10]), float(row["return"])))
+            except (KeyError, ValueError):
+                continue
+    for v in out.values():
+        v.sort()
+    return dict(out)
+
+
+def quiet_days(returns: Mapping[str, Sequence[tuple[date, float]]], move: float) -> dict[str, set[date]]:
+    """Trading days with |return| < `move` on that day and on the next trading day."""
+    out: dict[str, set[date]] = {}
+    for t, rows in returns.items():
+        days: set[date] = set()
+        for i, (d, r) in enumerate(rows):
+            nxt = abs(rows[i + 1][1]) if i + 1 < len(rows) else 0.0
+            if abs(r) < move and nxt < move:
+                days.add(d)
+        out[t] = days
+    return out
+
+
+def day_start(d: date, tz: ZoneInfo) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
+
+
+def score(
+    events: Iterable[Event],
+    alerts: Iterable[AlertStart],
+    quiet: Mapping[str, set[date]],
+    *,
+    before_h: float = 6.0,
+    after_h: float = 30.0,
+    tz: ZoneInfo | None = None,
+    total_alerts: int | None = None,
+) -> Score:
+    """Pure scoring of company alert starts against events and quiet days."""
+    tz = tz or ZoneInfo("UTC")
+    by_key: dict[str, list[datetime]] = defaultdict(list)
+    alerts = list(alerts)
+    for a in alerts:
+        by_key[a.key.upper()].append(a.started_at)
+    for v in by_key.values():
+        v.sort()
+    sc = Score(alerts=total_alerts if total_alerts is not None else len(alerts), company_alerts=len(alerts))
+    for e in events:
+        start = day_start(e.day, tz)
+        lo, hi = start - timedelta(hours=before_h), start + timedelta(hours=after_h)
+        hits = [t for t in by_key.get(e.ticker, []) if lo <= t <= hi]
+        row = {
+            "ticker": e.ticker,
+            "date": e.day.isoformat(),
+            "hit": bool(hits),
+            "first_alert": hits[0].isoformat() if hits else None,
+            "hours_from_day_start": round((hits[0] - start).total_seconds() / 3600, 2) if hits else None,
+        }
+        (sc.drops if e.kind == "drop" else sc.rises).append(row)
+    sc.companies = len(quiet)
+    sc.quiet_company_days = sum(len(v) for v in quiet.values())
+    for key, times in by_key.items():
+        days = quiet.get(key)
+        if not days:
+            continue
+        sc.quiet_alerts += sum(1 for t in times if t.astimezone(tz).date() in days)
+    return sc
+
+
+def table(sc: Score) -> str:
+    lines = ["event      ticker  date        alerted  hours from day start"]
+    for kind, rows in (("drop", sc.drops), ("rise", sc.rises)):
+        for r in rows:
+            h = "" if r["hours_from_day_start"] is None else f"{r['hours_from_day_start']:+.1f} h"
+            lines.append(f"{kind:<10} {r['ticker']:<7} {r['date']}  {'yes' if r['hit'] else 'no':<7}  {h}")
+    lines.append("")
+    lines.append(f"price-drop days alerted:  {sc.drops_hit} of {len(sc.drops)}")
+    lines.append(f"price-rise days alerted:  {sc.rises_alerted} of {len(sc.rises)}")
+    lines.append(
+        f"quiet days:               {sc.quiet_alerts} company alerts on {sc.quiet_company_days} company-days "
+        f"= {sc.quiet_rate:.3f} per company per 30 days"
+    )
+    lines.append(f"alerts:                   {sc.alerts} ({sc.company_alerts} company alerts)")
+    return "\n".join(lines)
+
+
+def alerts_from_db(engine: Any) -> tuple[list[AlertStart], int]:
+    """Company alert starts (fired occurrences) and the count of all alerts, from the alerts table."""
+    from sqlalchemy import func, select
+
+    from monitor.store.schema import alerts
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(alerts.c.key_value, alerts.c.started_at)
+            .where(alerts.c.key_kind == "entity")
+            .where(alerts.c.fired_at.is_not(None))
+        ).fetchall()
+        total = conn.execute(select(func.count()).select_from(alerts).where(alerts.c.fired_at.is_not(None))).scalar()
+    return [AlertStart(r[0], _aware(r[1])) for r in rows], int(total or 0)
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def plot_events(engine: Any, sc: Score, alerts: Sequence[AlertStart], out_dir: Path, tz: ZoneInfo) -> list[Path]:
+    """One PNG per event: the company's hourly documents and negative share over five days, alert marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sqlalchemy import and_, select
+
+    from monitor.store.schema import minute_counts as mc
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    by_key: dict[str, list[datetime]] = defaultdict(list)
+    for a in alerts:
+        by_key[a.key.upper()].append(a.started_at)
+    for kind, rows in (("drop", sc.drops), ("rise", sc.rises)):
+        for r in rows:
+            d = date.fromisoformat(r["date"])
+            start = day_start(d, tz)
+            lo, hi = start - timedelta(days=3), start + timedelta(days=2)
+            with engine.connect() as conn:
+                q = select(mc.c.minute, mc.c.novel_total, mc.c.novel_negative, mc.c.total).where(
+                    and_(mc.c.key_kind == "entity", mc.c.key_value == r["ticker"], mc.c.minute >= lo, mc.c.minute < hi)
+                )
+                data = conn.execute(q).fetchall()
+            hours = int((hi - lo).total_seconds() // 3600)
+            stories, negs, copies = [0] * hours, [0] * hours, [0] * hours
+            for m, nt, nn, tt in data:
+                i = int((_aware(m) - lo).total_seconds() // 3600)
+                if 0 <= i < hours:
+                    stories[i] += int(nt or 0)
+                    negs[i] += int(nn or 0)
+                    copies[i] += int((tt or 0) - (nt or 0))
+            xs = [lo + timedelta(hours=i) for i in range(hours)]
+            fig, ax = plt.subplots(figsize=(9, 3.2))
+            ax.bar(xs, stories, width=1 / 24, color="#9db4d0", label="stories / hour", align="edge")
+            ax.bar(xs, negs, width=1 / 24, color="#c0392b", label="negative stories", align="edge")
+            ax.bar(xs, copies, width=1 / 24, bottom=stories, color="#d5dbe3", label="copies", align="edge")
+            ax.set_ylabel("documents per hour")
+            ax2 = ax.twinx()
+            share = []
+            for i in range(hours):  # negative share over the trailing 24 hours
+                a = max(0, i - 23)
+                s, n = sum(stories[a : i + 1]), sum(negs[a : i + 1])
+                share.append(n / s if s else float("nan"))
+            ax2.plot(xs, share, color="#2c3e50", lw=1.2, label="negative share (24 h)")
+            ax2.set_ylim(0, 1)
+            ax2.set_ylabel("negative share")
+            ax.legend(loc="upper left", fontsize=7)
+            ax.axvspan(start - timedelta(hours=6), start + timedelta(hours=30), color="#f6e58d", alpha=0.25)
+            for t in by_key.get(r["ticker"], []):
+                if lo <= t < hi:
+                    ax.axvline(t, color="#e67e22", lw=2)
+            ax.set_title(
+                f"{r['ticker']} {kind} day {r['date']}: {'alerted' if r['hit'] else 'no alert'} "
+                "(orange lines: alerts; band: scored span)"
+            )
+            fig.autofmt_xdate()
+            fig.tight_layout()
+            path = out_dir / f"{kind}_{r['ticker']}_{r['date']}.png"
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+@click.command("backtest")
+@click.argument("stream", type=click.Path(exists=True, dir_okay=False))
+@click.argument("events", type=click.Path(exists=True, dir_okay=False))
+@column_options
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False), help="Daily returns (default: prices.csv beside EVENTS).")
+@click.option("--before", "before_h", type=float, default=6.0, show_default=True, help="Hours before the day an alert counts.")
+@click.option("--after", "after_h", type=float, default=30.0, show_default=True, help="Hours after the day starts an alert counts.")
+@click.option("--quiet-move", type=float, default=0.03, show_default=True, help="A quiet day moves less than this, and so does the next.")
+@click.option("--timezone", "tz_name", default="UTC", show_default=True, help="Time zone the event dates are days of.")
+@click.option("--model", default=None, help="Model directory, or 'test-double' (FINSENT_MODEL).")
+@click.option("--batch-size", type=int, default=None, help="Documents per pipeline batch (does not change the alerts).")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON instead of the table.")
+@click.option("--report", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
+@click.option("--plots", "plots", type=click.Path(file_okay=False), default=None, help="Write a timeline PNG per event here.")
+@with_settings(model="model")
+def command(
+    settings: Settings,
+    stream: str,
+    events: str,
+    prices: str | None,
+    before_h: float,
+    after_h: float,
+    quiet_move: float,
+    tz_name: str,
+    batch_size: int | None,
+    as_json: bool,
+    json_out: str | None,
+    plots: str | None,
+    **kw: Any,
+) -> None:
+    """Replay STREAM and score its company alerts against the EVENTS file.
+
+    Without --db the replay goes to a temporary SQLite database (the default database is
+    left alone). Notifications are never sent.
+    """
+    from pipelines.replay import replay
+
+    evs = load_events(events)
+    price_path = Path(prices) if prices else Path(events).with_name("prices.csv")
+    if not price_path.exists():
+        raise click.ClickException(f"no daily prices at {price_path}; pass --prices PATH (columns ticker, date, return)")
+    try:
+        tz = ZoneInfo(tz_name)
+    except Exception as exc:
+        raise click.ClickException(f"unknown --timezone {tz_name!r}") from exc
+    returns = load_returns(price_path)
+    quiet = quiet_days(returns, quiet_move)
+    cols = columns_from(kw)
+    tmp = None
+    if not _db_given(settings):
+        tmp = tempfile.TemporaryDirectory(prefix="finsent-backtest-")
+        settings = settings.model_copy(update={"database_url": f"sqlite:///{tmp.name}/backtest.db"})
+    t0 = time.perf_counter()
+    res = replay(stream, settings, columns=cols, notify=False, batch_size=batch_size)
+    from monitor.store.schema import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        starts, total = alerts_from_db(engine)
+        sc = score(evs, starts, quiet, before_h=before_h, after_h=after_h, tz=tz, total_alerts=total)
+        wall = time.perf_counter() - t0
+        rate = res.documents / res.wall_s if res.wall_s else 0.0
+        say = (lambda _s: None) if as_json else click.echo
+        say(table(sc))
+        say(f"replayed {res.rows} rows in {res.wall_s:.1f} s ({rate:.0f} documents/s); scored in {wall:.1f} s")
+        report = {
+            **sc.as_dict(),
+            "replay": res.as_dict(),
+            "settings": {"before_hours": before_h, "after_hours": after_h, "quiet_move": quiet_move, "timezone": tz_name},
+        }
+        if plots:
+            paths = plot_events(engine, sc, starts, Path(plots), tz)
+            report["plots"] = [str(p) for p in paths]
+            say(f"wrote {len(paths)} timelines to {plots}")
+        if json_out:
+            Path(json_out).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+            say(f"wrote {json_out}")
+        if as_json:
+            click.echo(json.dumps(report, indent=2, default=str))
+    finally:
+        engine.dispose()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _db_given(settings: Settings) -> bool:
+    import os
+
+    return bool(os.environ.get("FINSENT_DATABASE_URL")) or settings.database_url != "sqlite:///finsent.db"
+
+
+if __name__ == "__main__":  # `python -m pipelines.backtest STREAM EVENTS`, the same as `finsent backtest`
+    command(prog_name="finsent backtest")
