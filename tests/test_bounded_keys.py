@@ -45,7 +45,7 @@ def test_unknown_cashtags_must_recur_before_they_become_keys(tmp_path: Path) -> 
 
     url = f"sqlite:///{tmp_path / 'k.db'}"
     upgrade(url)
-    s = Settings(database_url=url, entities=(Entity(symbol="ACME", aliases=("Acme",)),))
+    s = Settings(database_url=url, publish_results=False, entities=(Entity(symbol="ACME", aliases=("Acme",)),))
     proc = build(s).processor(KeywordTestDouble())
     now = T + timedelta(hours=1)
     proc.process([_rec(0, "Acme and $ZZZ rally"), _rec(1, "spam $QWERT1 now")], now)

@@ -45,7 +45,7 @@ def test_dlq_list_and_idempotent_replay(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'dlq.db'}"
     upgrade(url)
-    parts = build(Settings(database_url=url))
+    parts = build(Settings(database_url=url, publish_results=False))
     values = [
         {"text": "Acme raises its dividend by 10%", "source": "wire"},  # no published_at: the record's time
         {"text": "Globex beats estimates"},

@@ -86,5 +86,8 @@ def test_three_senders_together_keep_the_channel_rate(pg_url: str, backend: str)
     in_any_minute = max(sum(1 for x in arrivals if a <= x < a + 60) for a in arrivals)
     print(f"\n3 senders, rate {RATE:g}/min: {len(arrivals)} sends, smallest gap {min(gaps):.3f}s (spacing {spacing}s)")
     assert len(arrivals) == N
-    assert min(gaps) >= spacing - 0.05, f"sends {min(gaps):.3f}s apart; the channel's spacing is {spacing}s"
+    # Slots are exactly `spacing` apart; arrivals jitter by the threads' wake-ups on a busy
+    # machine. Without the shared slots, sends of different senders arrive milliseconds apart.
+    assert min(gaps) >= 0.7 * spacing, f"sends {min(gaps):.3f}s apart; the channel's spacing is {spacing}s"
+    assert arrivals[-1] - arrivals[0] >= (N - 1) * spacing - 0.15  # the rate over the whole run
     assert in_any_minute <= RATE

@@ -28,10 +28,10 @@ def _rows_by_day() -> list[list[dict[str, object]]]:
     surge = Surge("JPM", T0 + timedelta(days=DAYS - 1, hours=14), 40, 3.0)
     mc = count(list(generate(5, T0, DAYS * 1440, 1.5, surges=[surge])))
     days: list[list[dict[str, object]]] = [[] for _ in range(DAYS)]
-    for (k, v, m), (t, nt, nn) in mc.cells().items():
+    for (k, v, m), (t, nt, nn, neg) in mc.cells().items():
         at = from_minute(m)
         days[(at - T0).days].append(
-            {"key_kind": k, "key_value": v, "minute": at, "total": t, "negative": nn, "neutral": 0, "positive": 0,
+            {"key_kind": k, "key_value": v, "minute": at, "total": t, "negative": neg, "neutral": 0, "positive": 0,
              "novel_total": nt, "novel_negative": nn}
         )  # fmt: skip
     return days

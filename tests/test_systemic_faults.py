@@ -141,7 +141,7 @@ def test_record_fault_is_bisected_to_the_bad_record(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
     upgrade(url)
-    parts = build(Settings(database_url=url))
+    parts = build(Settings(database_url=url, publish_results=False))
     texts = [f"Acme story {i}" for i in range(8)]
     texts[5] = "Acme POISON story"
     result = parts.processor(Poison()).process(_records(texts), datetime(2024, 1, 2, 1, tzinfo=UTC))
@@ -155,7 +155,7 @@ def test_systemic_fault_raises_instead_of_dead_lettering(tmp_path: Path) -> None
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     upgrade(url)
-    parts = build(Settings(database_url=url))
+    parts = build(Settings(database_url=url, publish_results=False))
     with pytest.raises(ClassifierUnavailable):
         parts.processor(Flaky()).process(_records(["a", "b", "c"]), datetime(2024, 1, 2, 1, tzinfo=UTC))
     assert _count(url, dead_letters) == 0
