@@ -76,6 +76,7 @@ def _start_news_feeds(
             env={**env, "FINSENT_SOURCES": feeds.sources_json(settings.kafka_topics[0])},
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
     )
     print(f"news feed   {feeds.url} -> finsent sources run (log: {workdir / 'sources.log'})", flush=True)
