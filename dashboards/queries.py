@@ -37,14 +37,31 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from monitor.store.schema import alerts, dead_letters, document_entities, documents, minute_counts, silences
+from monitor.store.retention import counts_source
+from monitor.store.schema import (
+    alerts,
+    count_rollups,
+    dead_letters,
+    document_entities,
+    documents,
+    minute_counts,
+    silences,
+)
 
 Bind = Engine | Connection
 
 RESOLUTIONS: dict[str, int] = {"minute": 60, "5 min": 300, "hour": 3600, "day": 86400}
 MAX_POINTS = 2000  # per series; a finer resolution over a longer range is coarsened
 DOC_LIMIT = 1000
-REQUIRED_TABLES = ("documents", "document_entities", "minute_counts", "alerts", "silences", "dead_letters")
+REQUIRED_TABLES = (
+    "documents",
+    "document_entities",
+    "minute_counts",
+    "count_rollups",
+    "alerts",
+    "silences",
+    "dead_letters",
+)
 
 COUNT_COLS = ("total", "negative", "neutral", "positive", "novel_total", "novel_negative")
 DOC_COLUMNS = (
@@ -102,11 +119,17 @@ def missing_tables(bind: Bind) -> list[str]:
 
 def data_bounds(bind: Bind) -> tuple[datetime | None, datetime | None]:
     """First and last minute with any document (from the `all` counts: an index range)."""
-    mc = minute_counts.c
+    mc, rc = minute_counts.c, count_rollups.c
     q = select(func.min(mc.minute), func.max(mc.minute)).where(mc.key_kind == "all", mc.key_value == "*")
+    # Purged minutes live on in the roll-ups: the data starts at the oldest of them.
+    q_old = select(func.min(rc.bucket)).where(rc.key_kind == "all", rc.key_value == "*")
     with _connect(bind) as conn:
         lo, hi = conn.execute(q).one()
-    return _utc(lo), _utc(hi)
+        old = conn.execute(q_old).scalar()
+    lo, hi, old = _utc(lo), _utc(hi), _utc(old)
+    if old is not None and (lo is None or old < lo):
+        lo = old
+    return lo, hi
 
 
 def _utc(x: Any) -> datetime | None:
@@ -179,15 +202,17 @@ def series(
     Buckets are `step_seconds` wide, aligned to the display time zone by `offset_seconds`
     (its UTC offset), computed in SQL; columns: bucket (UTC), key, the count columns and
     negative_share."""
-    mc = minute_counts.c
+    # Minute counts and, where the retention job has rolled them up, hourly and daily
+    # counts: every document is in exactly one of them, so long views stay exact.
+    mc = counts_source().c
     with _connect(bind) as conn:
-        ep = _epoch(conn, mc.minute)
+        ep = _epoch(conn, mc.at)
         step = literal(int(step_seconds), BigInteger)
         off = literal(int(offset_seconds), BigInteger)
         bucket = (((ep + off) // step) * step - off).label(
             "bucket"
         )  # floor division (SQLAlchemy 2 `/` is true division)
-        cond = [mc.key_kind == key_kind, mc.minute >= start, mc.minute < end]
+        cond = [mc.key_kind == key_kind, mc.at >= start, mc.at < end]
         if keys is not None:
             if not keys:
                 return _empty_series()

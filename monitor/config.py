@@ -181,6 +181,31 @@ class FeedSource(_Frozen):
         return v
 
 
+class RetentionSettings(_Frozen):
+    """How long rows are kept (`[retention]`); the hourly purge job applies it in batches.
+
+    Event-time tables (documents, minute counts) are aged against the stream's newest
+    event, not the wall clock, so a backfill of last year's data is not purged as it
+    arrives. Minute counts are rolled up into hourly (then daily) counts before they go,
+    so the dashboard's long views keep their history; they are kept at least the
+    detector's baseline span plus a day, so a purge changes no alert. 0 keeps forever.
+    """
+
+    enabled: bool = True
+    interval_minutes: float = Field(60.0, gt=0)
+    batch_rows: int = Field(5000, ge=1)
+    documents_days: float = Field(30.0, ge=0)
+    minute_counts_days: float = Field(30.0, ge=0)
+    hourly_rollups_days: float = Field(400.0, ge=0)  # then rolled into daily counts, kept
+    notifications_days: float = Field(30.0, ge=0)  # sent, failed or silenced ones, with their attempts
+    dead_letters_days: float = Field(30.0, ge=0)
+    resolved_alerts_days: float = Field(180.0, ge=0)
+    # Bounded keys: a symbol no watchlist entry names counts as a company key only from its
+    # `entity_min_sightings`-th sighting; sightings idle this long are forgotten.
+    entity_min_sightings: int = Field(2, ge=1)
+    entity_sightings_days: float = Field(7.0, gt=0)
+
+
 class Entity(_Frozen):
     symbol: str
     name: str | None = None
@@ -269,6 +294,10 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     max_future_skew_seconds: int = Field(86_400, ge=0)
     stuck_after_seconds: float = Field(120.0, gt=0)
+    # After SIGTERM/SIGINT: how long the batch in flight may still finish (then it is
+    # abandoned, its offsets uncommitted), and the hard bound on the whole stop.
+    stop_grace_seconds: float = Field(5.0, ge=0)
+    stop_timeout_seconds: float = Field(15.0, gt=0)
 
     # Results out: stored documents to `<topic>.scored`, alert transitions to `alerts_topic`
     publish_results: bool = True
@@ -289,6 +318,7 @@ class Settings(BaseSettings):
 
     detect: DetectSettings = DetectSettings()  # type: ignore[call-arg]
     alerting: AlertSettings = AlertSettings()  # type: ignore[call-arg]
+    retention: RetentionSettings = RetentionSettings()  # type: ignore[call-arg]
     input: InputSettings = InputSettings()  # type: ignore[call-arg]
     entities: tuple[Entity, ...] = ()
     channels: tuple[Channel, ...] = ()
@@ -315,6 +345,17 @@ class Settings(BaseSettings):
         if u.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError(f"backend {u.get_backend_name()!r} is not supported; use sqlite or postgresql")
         return v
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> Settings:
+        r, d = self.retention, self.detect
+        need = d.baseline_days + 1
+        if r.minute_counts_days and r.minute_counts_days < need:
+            raise ValueError(
+                f"retention.minute_counts_days = {r.minute_counts_days:g} is shorter than the detector's baseline "
+                f"(detect.baseline_days = {d.baseline_days:g}) plus a day; set it to at least {need:g} (or 0 to keep all)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_refs(self) -> Settings:

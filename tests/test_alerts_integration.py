@@ -130,8 +130,9 @@ def rows(engine, table=notifications):
 
 def verify_signature(rec: Recorded) -> None:
     if rec.path.startswith("/webhook"):
-        mac = hmac.new(SECRETS["webhook_secret"].encode(), rec.body, hashlib.sha256).hexdigest()
-        assert rec.headers["x-finsent-signature"] == f"sha256={mac}"
+        ts = rec.headers["x-finsent-timestamp"].encode()
+        mac = hmac.new(SECRETS["webhook_secret"].encode(), ts + b"." + rec.body, hashlib.sha256).hexdigest()
+        assert rec.headers["x-finsent-signature"] == f"v1={mac}"
         assert abs(int(rec.headers["x-finsent-timestamp"]) - time.time()) < 300
     elif rec.path.startswith("/feishu"):
         body = rec.json()
@@ -689,9 +690,12 @@ def test_per_channel_rate_limit_spreads_sends_over_minutes(engine, receiver):
     sleeps = []
     st = send_due(engine, s, T0, sleep=sleeps.append)
     assert st.sent == 2 and st.deferred == 3 and len(sleeps) == 1 and 0 < sleeps[0] <= 30
-    assert send_due(engine, s, T0 + timedelta(seconds=30), sleep=sleeps.append).sent == 0
-    assert send_due(engine, s, T0 + timedelta(seconds=61), sleep=sleeps.append).sent == 2
+    # Slots 30 s apart, held in the database for every sender: T0, T0+30 (waited for),
+    # T0+60 (waited for from the T0+30 tick), T0+90 (from T0+61), then T0+122.
+    assert send_due(engine, s, T0 + timedelta(seconds=30), sleep=sleeps.append).sent == 1
+    assert send_due(engine, s, T0 + timedelta(seconds=61), sleep=sleeps.append).sent == 1
     assert send_due(engine, s, T0 + timedelta(seconds=122), sleep=sleeps.append).sent == 1
+    assert sleeps == [30.0, 30.0, 29.0]
     for q in receiver.on("/dingtalk"):
         verify_signature(q)
 

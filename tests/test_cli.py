@@ -74,7 +74,9 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
 
 
 def test_stats_json_contract_keys(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["stats", "--json", "--db", f"sqlite:///{tmp_path}/s.db"])
+    db = f"sqlite:///{tmp_path}/s.db"
+    assert CliRunner().invoke(main, ["migrate", "--db", db]).exit_code == 0  # stats itself never migrates
+    r = CliRunner().invoke(main, ["stats", "--json", "--db", db])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output[r.output.index("{") :])
     assert {"documents", "dead_letters", "alerts", "notifications"} <= set(data)

@@ -290,10 +290,22 @@ def test_only_one_daemon_ticks(migrated: str) -> None:
     assert tick(engine, s, now, owner="a", wall=wall)
     assert tick(engine, s, now, owner="b", wall=wall + timedelta(seconds=5)) == []
     assert tick(engine, s, now, owner="a", wall=wall + timedelta(seconds=30))  # renews
-    # a dies; b takes over after the lease expires
-    assert tick(engine, s, now, owner="b", wall=wall + timedelta(seconds=30 + 91))
-    assert tick(engine, s, now, owner="a", wall=wall + timedelta(seconds=130)) == []
+    # a dies; b takes over after the lease expires (aged in the row: on PostgreSQL the
+    # lease is judged by the database's clock, not by `wall`)
+    _age_lease(engine, timedelta(seconds=121))
+    assert tick(engine, s, now, owner="b", wall=wall + timedelta(seconds=35))
+    assert tick(engine, s, now, owner="a", wall=wall + timedelta(seconds=40)) == []
     engine.dispose()
+
+
+def _age_lease(engine, by: timedelta) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select, update
+
+    from monitor.store.schema import state
+
+    with engine.begin() as c:
+        at = c.execute(select(state.c.updated_at).where(state.c.name == "detector.lease")).scalar_one()
+        c.execute(update(state).where(state.c.name == "detector.lease").values(updated_at=at - by))
 
 
 # --- replay through the real batch pipeline and the alert outbox --------------------------

@@ -96,9 +96,25 @@ def test_webhook_body_headers_and_signature():
     assert body["version"] == "1" and body["notification_id"] == "abc:firing:g:1"
     assert body["alerts"][0]["key"] == {"kind": "entity", "value": "AAPL"} and body["title"] and body["text"]
     assert req.headers["x-finsent-notification-id"] == "abc:firing:g:1"
-    expected = "sha256=" + hmac.new(SIGNING.encode(), req.content, hashlib.sha256).hexdigest()
+    ts = req.headers["x-finsent-timestamp"]
+    # The HMAC covers the timestamp and the body (docs/security.md), so neither can be replayed alone.
+    expected = "v1=" + hmac.new(SIGNING.encode(), ts.encode() + b"." + req.content, hashlib.sha256).hexdigest()
     assert req.headers["x-finsent-signature"] == expected
-    assert abs(int(req.headers["x-finsent-timestamp"]) - datetime.now(UTC).timestamp()) < 60
+    assert abs(int(ts) - datetime.now(UTC).timestamp()) < 60
+
+
+def test_webhook_signature_cannot_be_replayed_with_a_new_timestamp():
+    from monitor.notify.signing import verify_webhook
+
+    _, seen = run(ch(), lambda r: httpx.Response(200))
+    req = seen[0]
+    ts, sig = req.headers["x-finsent-timestamp"], req.headers["x-finsent-signature"]
+    now = int(ts)
+    assert verify_webhook(SIGNING, ts, req.content, sig, now=now)
+    assert not verify_webhook(SIGNING, str(now + 600), req.content, sig, now=now + 600)  # re-stamped replay
+    assert not verify_webhook(SIGNING, ts, req.content, sig, now=now + 301)  # too old
+    assert not verify_webhook(SIGNING, ts, req.content + b" ", sig, now=now)  # body changed
+    assert not verify_webhook("other", ts, req.content, sig, now=now)
 
 
 def test_webhook_without_secret_is_unsigned():

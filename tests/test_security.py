@@ -271,8 +271,9 @@ def test_secrets_never_reach_logs_errors_database_or_dashboard(
     hooks = receiver.on("/webhook")
     assert hooks
     for r in hooks:
-        mac = hmac.new(SECRET["hook_sign"].encode(), r.body, hashlib.sha256).hexdigest()
-        assert r.headers["x-finsent-signature"] == f"sha256={mac}"
+        signed = r.headers["x-finsent-timestamp"].encode() + b"." + r.body
+        mac = hmac.new(SECRET["hook_sign"].encode(), signed, hashlib.sha256).hexdigest()
+        assert r.headers["x-finsent-signature"] == f"v1={mac}"
     n_lines = sum(t.count("\n") for t in outputs.values()) + len(caplog.records)
     print(f"\nsecret scan: {len(SECRET)} secrets, {n_lines} log/CLI lines, {len(db_text):,} characters of database "
           f"content, {len(hooks)} signed webhook requests: no leak")  # fmt: skip

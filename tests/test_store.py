@@ -116,10 +116,10 @@ def test_record_the_database_refuses_is_isolated(migrated: str) -> None:
     engine = make_engine(migrated)
 
     class RefusingStore(Store):
-        def write_batch(self, items, rejections, now):  # type: ignore[no-untyped-def]
+        def write_batch(self, items, rejections, now, records=None):  # type: ignore[no-untyped-def]
             if any(it.doc.id == "evil" for it in items):
                 raise DataError("INSERT ...", {}, ValueError("value out of range for the column"))
-            return super().write_batch(items, rejections, now)
+            return super().write_batch(items, rejections, now, records)
 
     settings = load_settings(database_url=migrated)
     proc = BatchProcessor(settings, KeywordTestDouble(), RefusingStore(engine))

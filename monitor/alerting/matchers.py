@@ -2,6 +2,10 @@
 
 Pure: an alert is described by its labels (`rule`, `key_kind`, `key_value`, `topic`,
 `severity`); a silence mutes the alerts whose labels all its matchers match.
+
+Regular expressions are RE2 (`google-re2`), as in Alertmanager (Go's regexp is RE2 too):
+matching takes time linear in the label, so no pattern can stall the alert transaction.
+What RE2 does not support (backreferences, lookarounds) is refused when the silence is made.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
+
+import re2
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 LABEL_NAMES = ("rule", "key_kind", "key_value", "topic", "severity")
@@ -36,9 +42,11 @@ class Matcher:
         if self.op in ("=~", "!~"):
             try:
                 _regex(self.value)
-            except re.error as exc:
+            except re2.error as exc:
+                detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
                 raise MatcherError(
-                    f"matcher {self.name}{self.op}{self.value!r}: bad regular expression: {exc}"
+                    f"matcher {self.name}{self.op}{self.value!r}: not a regular expression RE2 accepts ({detail}); "
+                    "backreferences and lookarounds are not supported, write e.g. topic=~'Earn.*|M&A.*'"
                 ) from None
 
     def matches(self, labels: Mapping[str, str | None]) -> bool:
@@ -57,9 +65,13 @@ class Matcher:
         return f"{self.name}{self.op}{self.value}"
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is raised as a MatcherError, not printed by absl
+
+
 @lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _regex(pattern: str) -> Any:
+    return re2.compile(pattern, options=_RE2_OPTIONS)
 
 
 def parse_matcher(text: str) -> Matcher:

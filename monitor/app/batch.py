@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +24,16 @@ from monitor.ingest.source import RawRecord
 from monitor.store.repository import BatchResult, Classified, Store
 
 log = logging.getLogger(__name__)
+
+
+# A plain headline any working classifier labels: when it fails too, the fault is ours.
+PROBE_TEXT = "Acme Corp shares rose 3% after quarterly earnings beat analyst estimates."
+
+
+class ClassifierUnavailable(RuntimeError):
+    """The classifier fails on a known-good text as well as on the batch (out of memory, an
+    unreadable model file, a lost device): a fault of ours, not of the input. The caller
+    keeps the batch uncommitted and retries it; nothing is dead-lettered for it."""
 
 
 @dataclass(slots=True)
@@ -79,7 +89,9 @@ class BatchProcessor:
         return docs, rejected
 
     def classify(self, docs: Sequence[Document]) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
-        """Classify in one call; on failure retry once, then bisect to isolate poison records."""
+        """Classify in one call; on failure retry once, then tell a record fault from a
+        systemic one: bisect to the bad records only while a known-good probe text still
+        classifies, else raise `ClassifierUnavailable`."""
         if not docs:
             return [], []
         texts = [d.text for d in docs]
@@ -90,7 +102,24 @@ class BatchProcessor:
         try:
             return list(zip(docs, self.classifier.classify(texts), strict=True)), []
         except Exception as exc:
+            self._require_probe(exc)
+        return self._bisect(docs)
+
+    def _require_probe(self, cause: Exception) -> None:
+        try:
+            self.classifier.classify([PROBE_TEXT])
+        except Exception as probe_exc:
+            raise ClassifierUnavailable(
+                f"the classifier fails on a known-good text too ({type(probe_exc).__name__}: {probe_exc}); "
+                f"batch error: {type(cause).__name__}: {cause}"[:500]
+            ) from cause
+
+    def _bisect(self, docs: Sequence[Document]) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
+        try:
+            return list(zip(docs, self.classifier.classify([d.text for d in docs]), strict=True)), []
+        except Exception as exc:
             if len(docs) == 1:
+                self._require_probe(exc)  # the classifier may have broken meanwhile
                 d = docs[0]
                 log.error(
                     "classifier fails on %s[%s]@%s; sent to dead letters",
@@ -109,8 +138,8 @@ class BatchProcessor:
                     )
                 ]
         mid = len(docs) // 2
-        a_ok, a_bad = self.classify(docs[:mid])
-        b_ok, b_bad = self.classify(docs[mid:])
+        a_ok, a_bad = self._bisect(docs[:mid])
+        b_ok, b_bad = self._bisect(docs[mid:])
         return a_ok + b_ok, a_bad + b_bad
 
     def enrich(self, pairs: Sequence[tuple[Document, Prediction]]) -> list[Classified]:
@@ -127,8 +156,9 @@ class BatchProcessor:
         t1 = time.perf_counter()
         pairs, poison = self.classify(docs)
         t2 = time.perf_counter()
+        by_coord = {(r.topic, r.partition, r.offset): r for r in records}
         items = self.enrich(pairs)
-        result = self.process_classified(items, rejected + poison, now)
+        result = self.process_classified(items, rejected + poison, now, by_coord)
         if self.on_stored is not None:
             self.on_stored(items, result)
         t3 = time.perf_counter()
@@ -143,7 +173,11 @@ class BatchProcessor:
         return self.process_classified(self.enrich(pairs), [*rejected, *poison], now)
 
     def process_classified(
-        self, items: Sequence[Classified], rejected: Sequence[Rejection], now: datetime
+        self,
+        items: Sequence[Classified],
+        rejected: Sequence[Rejection],
+        now: datetime,
+        records: Mapping[tuple[str, int, int], RawRecord] | None = None,
     ) -> BatchResult:
         """Store a batch; a record the database refuses is isolated into the dead letters.
 
@@ -153,7 +187,7 @@ class BatchProcessor:
         the offending record is found and dead-lettered with the database's reason.
         """
         try:
-            return self.store.write_batch(items, rejected, now)
+            return self.store.write_batch(items, rejected, now, records)
         except (OperationalError, InterfaceError):
             raise
         except DBAPIError as exc:
@@ -172,13 +206,13 @@ class BatchProcessor:
                     d.kafka_partition or 0,
                     d.kafka_offset or 0,
                 )
-                return self.store.write_batch([], [*rejected, bad], now)
+                return self.store.write_batch([], [*rejected, bad], now, records)
             log.warning(
                 "database refused a batch of %d (%s); bisecting to find the record", len(items), type(exc.orig).__name__
             )
         mid = len(items) // 2
-        a = self.process_classified(items[:mid], rejected, now)
-        b = self.process_classified(items[mid:], [], now)
+        a = self.process_classified(items[:mid], rejected, now, records)
+        b = self.process_classified(items[mid:], [], now, records)
         return BatchResult(
             inserted=a.inserted + b.inserted,
             duplicates=a.duplicates + b.duplicates,

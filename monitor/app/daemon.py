@@ -7,7 +7,9 @@ is idempotent, so a crash replays at most one batch and the replay changes nothi
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
 import threading
 import time
@@ -18,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitor.app import metrics
+from monitor.app.batch import ClassifierUnavailable
 from monitor.app.wiring import build
 from monitor.classify.base import Classifier
 from monitor.config import Settings
@@ -28,6 +31,14 @@ from monitor.store.repository import BatchResult
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 15.0
+CLOSE_TIMEOUT_MS = 2000
+COMMIT_TIMEOUT_MS = 10_000
+
+
+def _hard_exit(code: int) -> None:
+    """End the process without running anything else (no atexit, no thread joins)."""
+    logging.shutdown()
+    os._exit(code)
 
 
 def _backoff(attempt: int) -> float:
@@ -61,18 +72,59 @@ class Daemon:
         # time (epoch seconds): benchmarks measure produce-to-stored latency with it.
         self.observer: Callable[[list[RawRecord], float], None] | None = None
         self._waiting_for_db = False
+        self._watchdog: threading.Timer | None = None
         self._undecodable_since: float | None = None
         self._undecodable_last = 0.0
         self._undecodable_logged = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the daemon within `stop_timeout_seconds`, whatever the
+        broker, the database or the CPU are doing: the loop stops, the batch in flight gets
+        `stop_grace_seconds` to finish and is otherwise abandoned uncommitted, and a
+        watchdog ends the process if the orderly stop itself hangs. A second signal ends
+        it at once. Either way no offset of an unfinished batch is committed, so the batch
+        is replayed by whoever next owns its partitions, harmlessly."""
+
         def handler(signum: int, _frame: Any) -> None:
-            log.info("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
-            self.stop_event.set()
+            name = signal.Signals(signum).name
+            if self.stop_event.is_set():
+                log.warning("received %s again: exiting now; the batch in flight stays uncommitted", name)
+                _hard_exit(1)
+            log.info(
+                "received %s: stopping (a batch in flight gets %.0fs, the whole stop at most %.0fs)",
+                name,
+                self.settings.stop_grace_seconds,
+                self.settings.stop_timeout_seconds,
+            )
+            self.request_stop()
+            self._arm_watchdog()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (also from another thread); `run` returns soon after."""
+        self.stop_event.set()
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            return
+        limit = self.settings.stop_timeout_seconds
+
+        def expire() -> None:
+            log.error(
+                "did not stop within %.0fs of the signal; exiting now, the batch in flight uncommitted "
+                "(where each thread was: on stderr)",
+                limit,
+            )
+            faulthandler.dump_traceback(all_threads=True)
+            _hard_exit(1)
+
+        self._watchdog = threading.Timer(limit, expire)
+        self._watchdog.name = "finsent-stop-watchdog"
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def run(self) -> int:
         metrics.serve(self.settings.metrics_port, self.health)
@@ -164,7 +216,8 @@ class Daemon:
                 log.debug("scheduler shutdown", exc_info=True)
         if self.consumer is not None:
             try:
-                self.consumer.close(autocommit=False)
+                # Bounded: the coordinator may be gone; leaving the group is best effort.
+                self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
             except Exception as exc:
                 log.warning("closing the consumer: %s", _short(exc))
         if self.dead_letters is not None:
@@ -177,6 +230,7 @@ class Daemon:
     # -- the loop --------------------------------------------------------------------
     def _iteration(self) -> None:
         self.health.beat()
+        t0 = time.monotonic()
         try:
             polled = poll(
                 self.consumer, timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
@@ -194,6 +248,13 @@ class Daemon:
             self.health.clear_fault()
         self._maybe_report_lag()
         if not polled:
+            # With the broker gone, poll returns at once; wait out the rest of the poll
+            # timeout so the loop idles instead of spinning on metadata retries.
+            rest = self.settings.poll_timeout_ms / 1000 - (time.monotonic() - t0)
+            if rest > 0:
+                self.stop_event.wait(rest)
+            return
+        if self.stop_event.is_set():  # polled while asked to stop: leave it uncommitted
             return
         started = time.perf_counter()
         records, offsets = records_from_poll(polled, self.now)
@@ -245,9 +306,23 @@ class Daemon:
         self.consumer.pause(*self.consumer.assignment())
         worker = threading.Thread(target=work, name="finsent-batch", daemon=True)
         started = time.monotonic()
+        abandon_at: float | None = None
         worker.start()
         try:
             while worker.is_alive():
+                if self.stop_event.is_set():
+                    # Stopping: the batch gets a grace period, then is abandoned. Its
+                    # offsets stay uncommitted; the helper thread dies with the process.
+                    if abandon_at is None:
+                        abandon_at = time.monotonic() + self.settings.stop_grace_seconds
+                    if time.monotonic() >= abandon_at:
+                        log.warning(
+                            "stopping: abandoned a batch of %d records in flight; its offsets stay uncommitted",
+                            len(records),
+                        )
+                        return None
+                    worker.join(0.05)
+                    continue
                 self._poll_paused()
                 # Healthy while the batch makes progress or waits for the database; a batch
                 # stuck for longer than stuck_after_seconds turns /healthz red.
@@ -286,6 +361,22 @@ class Daemon:
                 result = self.processor.process(records, self.now())
                 metrics.CLASSIFY_SECONDS.observe(self.processor.timings.classify_s - t0)
                 break
+            except ClassifierUnavailable as exc:
+                # Systemic: consumption stays paused, the offsets uncommitted, /healthz 503.
+                attempt += 1
+                metrics.RETRIES.labels("classifier").inc()
+                delay = _backoff(attempt)
+                log.error(
+                    "classifier unavailable (%s); holding %d records uncommitted, retry in %.1fs",
+                    _short(exc),
+                    len(records),
+                    delay,
+                )
+                self._waiting_for_db = True  # waiting on a dependency, not stuck
+                self.health.set_fault(f"classifier unavailable: {_short(exc)[:200]}")
+                self.health.status["state"] = "waiting for the classifier"
+                if self.stop_event.wait(delay):
+                    return None
             except (OperationalError, InterfaceError) as exc:
                 attempt += 1
                 metrics.RETRIES.labels("database").inc()
@@ -305,6 +396,7 @@ class Daemon:
         self._count(result)
         if self._waiting_for_db:
             self._waiting_for_db = False
+            self.health.clear_fault()
             self.health.status["state"] = "consuming"
         self._send_dead_letters(result, records)
         return result
@@ -322,7 +414,9 @@ class Daemon:
         from kafka.errors import CommitFailedError, KafkaError
 
         try:
-            self.consumer.commit(offsets)
+            # Bounded, so a broker that vanished cannot hold the loop (and a stop) forever;
+            # an uncommitted batch is replayed harmlessly.
+            self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except CommitFailedError as exc:
             # The group rebalanced while we worked; the batch is stored, the new owner of
             # these partitions replays it and the store recognises every document.
@@ -348,7 +442,7 @@ class Daemon:
             assigned = list(self.consumer.assignment())
             if not assigned:
                 return
-            ends = self.consumer.end_offsets(assigned)
+            ends = self.consumer.end_offsets(assigned, timeout_ms=1000)
             for tp in assigned:
                 pos = self.consumer.position(tp, timeout_ms=1000)
                 if pos is not None and tp in ends:

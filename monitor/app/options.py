@@ -137,8 +137,9 @@ def explain(exc: Exception, settings: Settings) -> None:
         ) from None
     from monitor.app.broker import BrokerError
     from monitor.ingest.inputs import InputError
+    from monitor.store.migrate import SchemaNotCurrent
 
-    if isinstance(exc, BrokerError | InputError | FileNotFoundError):
+    if isinstance(exc, BrokerError | InputError | FileNotFoundError | SchemaNotCurrent):
         raise Failure(redact(str(exc))) from None
     try:
         from kafka.errors import NoBrokersAvailable

@@ -9,6 +9,7 @@
   `alertmanager` channel is configured: still-firing alerts posted again with a fresh
   endsAt (`monitor.notify.repost`).
 - prune: forget near-duplicate bands older than twice the novelty horizon.
+- retention: the batched purge and roll-ups of `[retention]` (`monitor.store.retention`).
 
 Every job reads and writes only the database, so any number of daemons can run them.
 The parts come from the composition root (`monitor.app.wiring.build`).
@@ -162,8 +163,19 @@ def start_background(parts: Parts, now: Callable[[], datetime]) -> BackgroundSch
         except Exception as exc:
             log.warning("pruning near-duplicate bands failed: %s", type(exc).__name__)
 
+    def retention_job() -> None:
+        from monitor.store.retention import purge
+
+        try:
+            stats = purge(parts.engine, settings.retention, now())
+            log.info("retention purge: %s", stats.as_dict())
+        except Exception as exc:
+            log.warning("retention purge failed (%s); the next run retries", _short(exc))
+
     sched.add_job(detect_job, "interval", seconds=settings.detect.interval_seconds, id="detect")
     sched.add_job(prune_job, "interval", minutes=10, id="prune-bands")
+    if settings.retention.enabled:
+        sched.add_job(retention_job, "interval", minutes=settings.retention.interval_minutes, id="retention")
     register_jobs(sched, parts, now)
     sched.start()
     return sched

@@ -21,7 +21,7 @@ from monitor.classify.base import Classifier
 from monitor.config import Settings
 from monitor.detect.runner import DetectorRunner
 from monitor.notify.sender import Sender
-from monitor.store.repository import Store
+from monitor.store.repository import KeyPolicy, Store
 from monitor.store.schema import make_engine
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,11 @@ def build_classifier(settings: Settings) -> Classifier:
 
 
 def build_store(settings: Settings, engine: Engine) -> Store:
-    return Store(engine, novelty_horizon=timedelta(minutes=settings.detect.novelty_horizon_minutes))
+    keys = KeyPolicy(
+        known=frozenset(e.symbol for e in settings.entities),
+        min_sightings=settings.retention.entity_min_sightings,
+    )
+    return Store(engine, novelty_horizon=timedelta(minutes=settings.detect.novelty_horizon_minutes), keys=keys)
 
 
 def build_router(settings: Settings) -> Router:

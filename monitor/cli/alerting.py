@@ -27,7 +27,7 @@ def alerts_list_cmd(settings: Settings, as_json: bool, state: str | None, limit:
     """Alerts: id, key, state, started_at, resolved_at, summary, counts and baseline."""
     from monitor.alerting.queries import list_alerts
 
-    engine = _migrated_engine(settings)
+    engine = _current_engine(settings)
     try:
         rows = list_alerts(engine, state=state, limit=limit)
     finally:
@@ -56,7 +56,7 @@ def alerts_ack_cmd(settings: Settings, alert_id: str, who: str) -> None:
 
     from monitor.alerting.queries import acknowledge
 
-    engine = _migrated_engine(settings)
+    engine = _current_engine(settings)
     try:
         if not acknowledge(engine, alert_id, who, datetime.now(UTC)):
             raise Failure(f"no alert with id {alert_id!r}; see `finsent alerts list`")
@@ -65,12 +65,17 @@ def alerts_ack_cmd(settings: Settings, alert_id: str, who: str) -> None:
     click.echo(f"acknowledged {alert_id}")
 
 
-def _migrated_engine(settings: Settings) -> Any:
-    from monitor.store.migrate import upgrade
+def _current_engine(settings: Settings) -> Any:
+    """An engine on a database whose schema is current; only `migrate` and the daemon migrate."""
+    from monitor.store.migrate import require_current
     from monitor.store.schema import make_engine
 
     engine = make_engine(settings.database_url)
-    upgrade(settings.database_url, engine)
+    try:
+        require_current(settings.database_url, engine)
+    except Exception:
+        engine.dispose()
+        raise
     return engine
 
 
@@ -132,7 +137,7 @@ def silence_add_cmd(settings: Settings, matchers: tuple[str, ...], duration: str
 
     from monitor.alerting.silences import add_silence
 
-    engine = _migrated_engine(settings)
+    engine = _current_engine(settings)
     try:
         sil = add_silence(
             engine,
@@ -160,7 +165,7 @@ def silence_list_cmd(settings: Settings, include_expired: bool, as_json: bool) -
 
     from monitor.alerting.silences import list_silences
 
-    engine = _migrated_engine(settings)
+    engine = _current_engine(settings)
     try:
         rows = [
             dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s)  # type: ignore[arg-type]
@@ -190,7 +195,7 @@ def silence_expire_cmd(settings: Settings, silence_id: str) -> None:
 
     from monitor.alerting.silences import expire_silence
 
-    engine = _migrated_engine(settings)
+    engine = _current_engine(settings)
     try:
         if not expire_silence(engine, silence_id, datetime.now(UTC)):
             raise Failure(f"no active silence with id {silence_id!r}; see `finsent silence list`")

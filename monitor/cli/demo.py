@@ -11,6 +11,8 @@ Ctrl-C (or SIGTERM) stops all of it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -74,6 +76,7 @@ def _start_news_feeds(
             env={**env, "FINSENT_SOURCES": feeds.sources_json(settings.kafka_topics[0])},
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
     )
     print(f"news feed   {feeds.url} -> finsent sources run (log: {workdir / 'sources.log'})", flush=True)
@@ -86,7 +89,18 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
     from monitor.ingest.produce import produce_file
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    # Ctrl-C and SIGTERM only raise a flag: a KeyboardInterrupt raised in the middle of
+    # starting a child or of the clean-up would leave children behind. A second signal
+    # during the clean-up makes it kill instead of waiting.
+    def on_signal(_signum: int, _frame: object) -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    hurry = threading.Event()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     children: list[subprocess.Popen[bytes]] = []
     workdir = Path(tempfile.mkdtemp(prefix="finsent-demo-"))
     feeds: DemoFeedServer | None = None
@@ -98,7 +112,11 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
         run_log = (workdir / "daemon.log").open("ab")
         children.append(
             subprocess.Popen(
-                [sys.executable, "-m", "monitor.cli", "run"], env=env, stdout=run_log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "monitor.cli", "run"],
+                env=env,
+                stdout=run_log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         )
         print(f"daemon      finsent run (log: {workdir / 'daemon.log'})", flush=True)
@@ -110,6 +128,7 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
                     env=env,
                     stdout=dash_log,
                     stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
                 )
             )
             url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
@@ -146,19 +165,35 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
                     return 1
             stop.wait(1.0)
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a signal before the handlers were installed
         return 0
     finally:
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for c in children:
-            try:
-                c.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                c.kill()
+        _stop_children(children, settings.stop_timeout_seconds + 2, hurry)
         broker.stop()
         if feeds is not None:
             feeds.stop()
         print("demo stopped", flush=True)
+        # Everything is stopped: a late Ctrl-C must not turn the exit into a crash (Python
+        # puts the default handlers back while it shuts down).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    """The child gets SIGTERM when the demo dies, however it dies (Linux only)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]], timeout_s: float, hurry: threading.Event) -> None:
+    """SIGTERM each child, wait at most `timeout_s` for all (less if `hurry` is set), then SIGKILL."""
+    for c in children:
+        if c.poll() is None:
+            c.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while any(c.poll() is None for c in children) and time.monotonic() < deadline and not hurry.is_set():
+        time.sleep(0.1)
+    for c in children:
+        if c.poll() is None:
+            c.kill()
+            c.wait(5)

@@ -55,15 +55,25 @@ def forget(engine: Engine) -> None:
             del _detectors[key]
 
 
-def _acquire_lease(conn: Connection, owner: str, wall: datetime, seconds: float) -> bool:
-    """Take or renew the detector lease; False if another live process holds it."""
+def _acquire_lease(conn: Connection, owner: str, wall: datetime | None, seconds: float) -> bool:
+    """Take or renew the detector lease; False if another live process holds it.
+
+    Ages are judged by the database's clock (PostgreSQL's ``now()``), so daemons whose
+    host clocks disagree still agree on who holds the lease. SQLite is a local file: its
+    clock is the host's, `wall` (now when None).
+    """
     me = {"owner": owner}
-    expired_before = wall - timedelta(seconds=seconds)
+    if conn.dialect.name == "postgresql":
+        stamp: Any = func.now()
+        expired_before: Any = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+    else:
+        stamp = wall or datetime.now(UTC)
+        expired_before = stamp - timedelta(seconds=seconds)
     res = conn.execute(
         update(state)
         .where(state.c.name == LEASE_NAME)
         .where((cast(state.c.value, Text) == json.dumps(me)) | (state.c.updated_at < expired_before))
-        .values(value=me, updated_at=wall)
+        .values(value=me, updated_at=stamp)
     )
     if res.rowcount:
         return True
@@ -72,7 +82,7 @@ def _acquire_lease(conn: Connection, owner: str, wall: datetime, seconds: float)
         return False
     try:
         with conn.begin_nested():
-            conn.execute(insert(state).values(name=LEASE_NAME, value=me, updated_at=wall))
+            conn.execute(insert(state).values(name=LEASE_NAME, value=me, updated_at=stamp))
         return True
     except IntegrityError:
         return False
@@ -110,7 +120,7 @@ def tick(
                     log.debug("detector tick skipped: another daemon holds the advisory lock")
                     return []
             lease_s = max(3 * settings.detect.interval_seconds, 60.0)
-            if not _acquire_lease(conn, owner or _OWNER, wall or datetime.now(UTC), lease_s):
+            if not _acquire_lease(conn, owner or _OWNER, wall, lease_s):
                 log.debug("detector tick skipped: another daemon holds the lease")
                 return []
         return det.tick(SqlSource(conn), now, final_until)

@@ -185,4 +185,4 @@ class DeadLetterSink:
         return sent
 
     def close(self) -> None:
-        self.producer.close(timeout=5)
+        self.producer.close(timeout=2)

@@ -10,6 +10,7 @@ retryable when the code is a rate limit.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -101,12 +102,17 @@ def deliver(
             False, False, None, f"could not prepare request: {type(exc).__name__}: {redact(exc, secrets)}"
         )
 
-    own = client is None
-    http = client or httpx.Client()
     try:
-        resp = http.post(
-            prep.url, content=prep.content, headers=headers, timeout=channel.timeout_seconds, follow_redirects=False
-        )
+        if client is not None:  # injected (tests' mock transports, a caller's own pool)
+            resp = client.post(
+                prep.url,
+                content=prep.content,
+                headers=headers,
+                timeout=channel.timeout_seconds,
+                follow_redirects=False,
+            )
+        else:
+            resp = asyncio.run(_post_within(prep.url, prep.content, headers, channel.timeout_seconds))
     except httpx.TimeoutException as exc:
         return SendResult(False, True, None, f"timed out after {channel.timeout_seconds:g}s ({type(exc).__name__})")
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -115,10 +121,23 @@ def deliver(
         return SendResult(False, True, None, f"{type(exc).__name__}: {redact(exc, secrets)}")
     except Exception as exc:
         return SendResult(False, True, None, f"{type(exc).__name__}: {redact(exc, secrets)}")
-    finally:
-        if own:
-            http.close()
     return interpret(channel.type, resp, now, secrets)
+
+
+async def _post_within(url: str, content: bytes, headers: dict[str, str], total_s: float) -> httpx.Response:
+    """POST with `total_s` bounding the whole exchange, connect to the last body byte.
+
+    httpx's `timeout=` bounds each phase (each read may wait that long), so a receiver
+    that trickles its answer could hold a request past the sender's claim lease, and
+    another sender would claim and send it again. Cancelling the coroutine closes the
+    connection, so nothing of this request outlives the bound.
+    """
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        try:
+            async with asyncio.timeout(total_s):
+                return await client.post(url, content=content, headers=headers, timeout=total_s)
+        except TimeoutError:
+            raise httpx.TimeoutException(f"the whole request took longer than {total_s:g}s") from None
 
 
 def interpret(channel_type: str, resp: httpx.Response, now: datetime, secrets: list[str] | None = None) -> SendResult:

@@ -21,17 +21,19 @@ retried). Receivers that drop repeated notification ids (the finsent webhook con
 see every notification once; chat vendors without idempotency keys may then show that
 one message twice.
 
-Rate limits are per channel and shared by all senders through the database: attempts in
-the last minute are counted against `rate_per_minute` (defaults: Slack 60, Teams 60,
-Feishu 100, DingTalk 20, webhook unlimited), and sends to one channel are spaced by
-60/rate seconds. A 429 (or a vendor rate-limit code) pauses that channel for the rest of
-the tick.
+Rate limits are per channel and held across all senders through the database: each send
+first reserves the channel's next slot in a `state` row (`rate.<channel>`), taken under a
+row lock on PostgreSQL (SQLite has one writer), and the slots are 60/rate seconds apart
+(defaults: Slack 60, Teams 60, Feishu 100, DingTalk 20 per minute, webhook unlimited).
+So however many senders tick together, the channel never gets more than `rate` requests
+in any minute. A sender waits for a slot at most one spacing; a later one is left for a
+later tick. A 429 (or a vendor rate-limit code) pauses that channel for the rest of the
+tick. Slot times come from the senders' clocks: keep hosts on NTP.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,14 +41,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from monitor.config import Settings
 from monitor.notify.delivery import SendResult, default_rate_per_minute, deliver
 from monitor.redact import REDACTING_FILTER, redact, register_settings_secrets
-from monitor.store.schema import notification_attempts, notifications
+from monitor.store.schema import notification_attempts, notifications, state
 
 log = logging.getLogger(__name__)
 log.addFilter(REDACTING_FILTER)
@@ -152,16 +154,40 @@ def _record(engine: Engine, c: _Claim, r: SendResult, now: datetime, max_attempt
     return outcome
 
 
-def _recent_attempts(engine: Engine, since: datetime) -> dict[str, int]:
-    a, n = notification_attempts.c, notifications.c
-    q = (
-        select(n.channel, func.count())
-        .select_from(notification_attempts.join(notifications, a.notification_id == n.id))
-        .where(a.at > since)
-        .group_by(n.channel)
-    )
-    with engine.connect() as conn:
-        return {ch: int(k) for ch, k in conn.execute(q)}
+def _take_slot(engine: Engine, channel: str, rate: float, now: datetime) -> float | None:
+    """Reserve the channel's next send slot for the whole cluster.
+
+    Returns the seconds to wait before sending, or None when the next free slot is more
+    than one spacing away (the send is left for a later tick) or the row is busy.
+    """
+    spacing = 60.0 / rate
+    name = f"rate.{channel}"
+    t = now.timestamp()
+    q = select(state.c.value).where(state.c.name == name)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            row = conn.execute(q).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(state).values(name=name, value={"next": t + spacing}, updated_at=now))
+                    return 0.0
+                except IntegrityError:  # another sender created it meanwhile: take its lock
+                    row = conn.execute(q).first()
+            assert row is not None
+            nxt = float((row[0] or {}).get("next", 0.0))
+            slot = max(t, nxt)
+            if slot - t > spacing:
+                return None
+            conn.execute(
+                update(state).where(state.c.name == name).values(value={"next": slot + spacing}, updated_at=now)
+            )
+            return slot - t
+    except OperationalError as exc:  # SQLite: another writer got there first; next tick
+        log.debug("rate slot for %s busy: %s", channel, redact(str(exc.orig)))
+        return None
 
 
 def send_due(
@@ -192,60 +218,49 @@ def send_due(
         return stats
     stats.due = len(due)
     channels = {c.name: c for c in settings.channels}
-    recent = _recent_attempts(engine, t0 - timedelta(seconds=60))
-    budget: dict[str, float] = {}
     paused: set[str] = set()
-    last_send: dict[str, float] = {}
-    own = client is None
-    http = client or httpx.Client()
-    try:
-        for nid, ch_name in due:
-            ch = channels.get(ch_name)
-            if ch is None:
-                _fail_unknown_channel(engine, nid, ch_name, clock())
-                stats.failed += 1
-                continue
-            if ch_name in paused:
+    http = client  # None: each request gets its own connection, bounded as a whole (`deliver`)
+    for nid, ch_name in due:
+        ch = channels.get(ch_name)
+        if ch is None:
+            _fail_unknown_channel(engine, nid, ch_name, clock())
+            stats.failed += 1
+            continue
+        if ch_name in paused:
+            stats.deferred += 1
+            continue
+        rate = default_rate_per_minute(ch)
+        if rate is not None:
+            wait = _take_slot(engine, ch_name, rate, clock())
+            if wait is None:  # no slot soon enough: this channel waits for a later tick
+                paused.add(ch_name)
                 stats.deferred += 1
                 continue
-            rate = default_rate_per_minute(ch)
-            if rate is not None:
-                left = budget.setdefault(ch_name, math.floor(rate - recent.get(ch_name, 0)))
-                if left < 1:
-                    stats.deferred += 1
-                    continue
-            claim = _claim(engine, nid, clock(), timedelta(seconds=ch.timeout_seconds + LEASE_MARGIN_SECONDS))
-            if claim is None:
-                continue
-            if rate is not None:
-                budget[ch_name] -= 1
-                gap = 60.0 / rate - (time.monotonic() - last_send.get(ch_name, -math.inf))
-                if gap > 0:
-                    sleep(gap)
-            body = claim.payload.get("body") if isinstance(claim.payload, dict) else None
-            if body is None:
-                result = SendResult(False, False, None, "notification has no rendered body")
-            else:
-                result = deliver(ch, body, claim.dedup_key, client=http)
-            last_send[ch_name] = time.monotonic()
-            outcome = _record(engine, claim, result, clock(), settings.alerting.max_attempts)
-            setattr(stats, outcome, getattr(stats, outcome) + 1)
-            if result.ok:
-                log.info("notification %s sent to %s (attempt %d)", claim.dedup_key, ch_name, claim.attempts)
-            else:
-                log.warning(
-                    "notification %s to %s failed (attempt %d, %s): %s",
-                    claim.dedup_key,
-                    ch_name,
-                    claim.attempts,
-                    outcome,
-                    result.error,
-                )
-            if result.status_code == 429 or (result.retryable and result.retry_after is not None):
-                paused.add(ch_name)
-    finally:
-        if own:
-            http.close()
+            if wait > 0:
+                sleep(wait)
+        claim = _claim(engine, nid, clock(), timedelta(seconds=ch.timeout_seconds + LEASE_MARGIN_SECONDS))
+        if claim is None:
+            continue
+        body = claim.payload.get("body") if isinstance(claim.payload, dict) else None
+        if body is None:
+            result = SendResult(False, False, None, "notification has no rendered body")
+        else:
+            result = deliver(ch, body, claim.dedup_key, client=http)
+        outcome = _record(engine, claim, result, clock(), settings.alerting.max_attempts)
+        setattr(stats, outcome, getattr(stats, outcome) + 1)
+        if result.ok:
+            log.info("notification %s sent to %s (attempt %d)", claim.dedup_key, ch_name, claim.attempts)
+        else:
+            log.warning(
+                "notification %s to %s failed (attempt %d, %s): %s",
+                claim.dedup_key,
+                ch_name,
+                claim.attempts,
+                outcome,
+                result.error,
+            )
+        if result.status_code == 429 or (result.retryable and result.retry_after is not None):
+            paused.add(ch_name)
     return stats
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,12 +21,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from monitor.classify.base import Prediction
 from monitor.ingest.schemas import Document, Rejection
 from monitor.store.keys import row_keys
-from monitor.store.schema import dead_letters, document_entities, documents, minute_counts, near_dup_bands
+from monitor.store.schema import (
+    dead_letters,
+    document_entities,
+    documents,
+    entity_sightings,
+    minute_counts,
+    near_dup_bands,
+)
 
 log = logging.getLogger(__name__)
 
 COUNT_COLUMNS = ("total", "negative", "neutral", "positive", "novel_total", "novel_negative")
 _CHUNK = 2000
+NOVELTY_LOCK_KEY = 0x6E6F76656C7479  # "novelty": the transaction-scoped advisory lock of band lookups
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +108,34 @@ class CountAccumulator:
         conn.execute(stmt, rows)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """Bounded keys: a symbol outside `known` (the watchlist, the company universe) becomes a
+    company key only from its `min_sightings`-th sighting, counted across the cluster in
+    `entity_sightings`. Until then it is dropped from the document's entities, so a one-off
+    `$XYZ` creates no count rows and no detector key. 1 admits every symbol."""
+
+    known: frozenset[str] = frozenset()
+    min_sightings: int = 1
+
+
 class Store:
-    def __init__(self, engine: Engine, novelty_horizon: timedelta = timedelta(hours=6)) -> None:
+    def __init__(
+        self, engine: Engine, novelty_horizon: timedelta = timedelta(hours=6), keys: KeyPolicy | None = None
+    ) -> None:
         self.engine = engine
         self.horizon = novelty_horizon
+        self.keys = keys or KeyPolicy()
 
-    def write_batch(self, items: Sequence[Classified], rejections: Sequence[Rejection], now: datetime) -> BatchResult:
+    def write_batch(
+        self,
+        items: Sequence[Classified],
+        rejections: Sequence[Rejection],
+        now: datetime,
+        records: Mapping[tuple[str, int, int], Any] | None = None,
+    ) -> BatchResult:
         with self.engine.begin() as conn:
-            return write_batch(conn, items, rejections, now, self.horizon)
+            return write_batch(conn, items, rejections, now, self.horizon, records, self.keys)
 
     def prune_bands(self, older_than: datetime) -> int:
         """Forget near-duplicate bands beyond the horizon (they can no longer match)."""
@@ -116,9 +144,24 @@ class Store:
 
 
 def write_batch(
-    conn: Connection, items: Sequence[Classified], rejections: Sequence[Rejection], now: datetime, horizon: timedelta
+    conn: Connection,
+    items: Sequence[Classified],
+    rejections: Sequence[Rejection],
+    now: datetime,
+    horizon: timedelta,
+    records: Mapping[tuple[str, int, int], Any] | None = None,
+    keys: KeyPolicy | None = None,
 ) -> BatchResult:
+    """`records` maps (topic, partition, offset) to the consumed record (`value`, `key`,
+    `timestamp`): a dead letter keeps the record as it came, for `finsent dlq replay`."""
     result = BatchResult()
+    if conn.dialect.name == "postgresql" and horizon > timedelta(0) and any(it.bands for it in items):
+        # Workers storing copies of one story at the same moment must see each other's
+        # bands: without this, each (READ COMMITTED) looks up the bands before the other
+        # committed and both copies become originals. Taken first, before any row lock,
+        # so it cannot deadlock with the document inserts; held to commit. Every batch
+        # already serialises on its minute's feed-wide count row, so this costs little.
+        conn.execute(select(func.pg_advisory_xact_lock(NOVELTY_LOCK_KEY)))
     # A batch may carry the same id twice (a producer retry): the first one wins.
     unique: dict[str, Classified] = {}
     for it in items:
@@ -132,6 +175,8 @@ def write_batch(
         stmt = _insert(conn, documents).on_conflict_do_nothing(index_elements=["id"]).returning(documents.c.id)
         inserted_ids.update(r[0] for r in conn.execute(stmt, rows))
     new = [it for it in unique.values() if it.doc.id in inserted_ids]
+    if keys is not None and keys.min_sightings > 1:
+        new = _admit_entities(conn, new, keys, now)
     result.inserted = len(new)
     result.duplicates += len(unique) - len(new)
     result.inserted_ids = [it.doc.id for it in new]
@@ -158,17 +203,21 @@ def write_batch(
 
     result.rejections = list(rejections)
     if rejections:
-        dl_rows = [
-            {
-                "received_at": now,
-                "topic": r.topic,
-                "partition": r.partition,
-                "offset": r.offset,
-                "reason": r.reason[:2000],
-                "raw": r.raw,
-            }
-            for r in rejections
-        ]
+        dl_rows = []
+        for r in rejections:
+            rec = (records or {}).get((r.topic, r.partition, r.offset))
+            dl_rows.append(
+                {
+                    "received_at": now,
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "reason": r.reason[:2000],
+                    "raw": rec.value if rec is not None and rec.value is not None else r.raw,
+                    "key": rec.key if rec is not None else None,
+                    "record_time": rec.timestamp if rec is not None else None,
+                }
+            )
         res = conn.execute(
             _insert(conn, dead_letters)
             .on_conflict_do_nothing(index_elements=["topic", "partition", "offset"])
@@ -177,6 +226,52 @@ def write_batch(
         )
         result.dead_letters = len(res.fetchall())
     return result
+
+
+def _admit_entities(conn: Connection, new: list[Classified], keys: KeyPolicy, now: datetime) -> list[Classified]:
+    """Drop the symbols not yet seen `min_sightings` times from new documents' entities.
+
+    The sightings are upserted first (a row lock per symbol); the returned total tells
+    which ordinals this batch's sightings have, in event-time order, so the decision is
+    exact across workers and does not depend on batch boundaries.
+    """
+    per_symbol: dict[str, list[Classified]] = defaultdict(list)
+    for it in sorted(new, key=lambda it: (it.doc.published_at, it.doc.id)):
+        for e in dict.fromkeys(it.entities):
+            if e not in keys.known:
+                per_symbol[e[:64]].append(it)
+    if not per_symbol:
+        return new
+    stmt = _insert(conn, entity_sightings)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["symbol"],
+        set_={
+            "sightings": entity_sightings.c.sightings + stmt.excluded.sightings,
+            "last_seen": stmt.excluded.last_seen,
+        },
+    ).returning(entity_sightings.c.symbol, entity_sightings.c.sightings)
+    totals: dict[str, int] = {}
+    for sym in sorted(per_symbol):  # sorted: two workers lock the rows in one order
+        its = per_symbol[sym]
+        seen = max(it.doc.published_at for it in its)
+        row = conn.execute(stmt, {"symbol": sym, "first_seen": seen, "last_seen": seen, "sightings": len(its)}).first()
+        totals[sym] = int(row[1]) if row is not None else len(its)
+    dropped: dict[str, set[str]] = defaultdict(set)
+    for sym, its in per_symbol.items():
+        first = totals[sym] - len(its) + 1  # the ordinal of this batch's first sighting
+        for ordinal, it in enumerate(its, start=first):
+            if ordinal < keys.min_sightings:
+                dropped[it.doc.id].add(sym)
+    if not dropped:
+        return new
+    out = []
+    for it in new:
+        gone = dropped.get(it.doc.id)
+        if gone:
+            it = replace(it, entities=tuple(e for e in it.entities if e[:64] not in gone))
+            conn.execute(update(documents).where(documents.c.id == it.doc.id).values(entities=list(it.entities)))
+        out.append(it)
+    return out
 
 
 def _doc_row(it: Classified, now: datetime) -> dict[str, Any]:

@@ -110,6 +110,11 @@ dead_letters = Table(
     Column("key", LargeBinary),
     Column("reason", Text, nullable=False),
     Column("raw", LargeBinary),
+    # The Kafka record's timestamp: a re-drive (`finsent dlq replay`) decodes the record as
+    # it was first decoded, so a message without `published_at` keeps its time and id.
+    Column("record_time", UTCDateTime),
+    Column("replayed_at", UTCDateTime),  # set once a re-drive stored it
+    Column("replays", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_coords"),
 )
 
@@ -130,6 +135,37 @@ minute_counts = Table(
     Column("novel_negative", Integer, nullable=False, default=0),
     PrimaryKeyConstraint("key_kind", "key_value", "minute"),
     Index("ix_minute_counts_minute", "minute"),
+)
+
+# Hourly and daily roll-ups of minute_counts (grain "hour" or "day"), written by the
+# retention job before it purges old minutes: baselines and the dashboard's long views
+# read them where the minutes are gone.
+count_rollups = Table(
+    "count_rollups",
+    metadata,
+    Column("grain", String(8), nullable=False),
+    Column("key_kind", String(16), nullable=False),
+    Column("key_value", String(128), nullable=False),
+    Column("bucket", UTCDateTime, nullable=False),
+    Column("total", Integer, nullable=False, default=0),
+    Column("negative", Integer, nullable=False, default=0),
+    Column("neutral", Integer, nullable=False, default=0),
+    Column("positive", Integer, nullable=False, default=0),
+    Column("novel_total", Integer, nullable=False, default=0),
+    Column("novel_negative", Integer, nullable=False, default=0),
+    PrimaryKeyConstraint("grain", "key_kind", "key_value", "bucket"),
+    Index("ix_count_rollups_bucket", "grain", "bucket"),
+)
+
+# Cashtags that name no known company: counted here until they recur often enough to
+# become entity keys (bounded keys: a one-off `$XYZ` never gets a detector key).
+entity_sightings = Table(
+    "entity_sightings",
+    metadata,
+    Column("symbol", String(64), primary_key=True),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("sightings", Integer, nullable=False, default=0),
 )
 
 # MinHash-LSH band buckets of recent documents, for cross-worker near-duplicate lookup.

@@ -14,9 +14,9 @@ from monitor.store.schema import alerts, dead_letters, documents, make_engine, n
 def collect(settings: Settings) -> dict[str, Any]:
     engine = make_engine(settings.database_url)
     try:
-        from monitor.store.migrate import upgrade
+        from monitor.store.migrate import require_current
 
-        upgrade(settings.database_url, engine)
+        require_current(settings.database_url, engine)
         with engine.connect() as conn:
             by_state: dict[str, int] = dict(
                 conn.execute(select(alerts.c.state, func.count()).group_by(alerts.c.state)).all()

@@ -1,7 +1,8 @@
 """Generic JSON webhook: the versioned message itself, optionally HMAC-signed.
 
-Receivers verify `X-Finsent-Signature: sha256=<hex>` as HMAC-SHA256 of the raw body with
-the shared secret, and drop repeats by `X-Finsent-Notification-Id` (also `notification_id`
+Receivers verify `X-Finsent-Signature: v1=<hex>` as HMAC-SHA256 with the shared secret of
+`X-Finsent-Timestamp`, a `.` and the raw body, refuse timestamps more than 5 minutes from
+their clock (docs/security.md), and drop repeats by `X-Finsent-Notification-Id` (also `notification_id`
 in the body): a sender killed between the send and its bookkeeping re-sends once.
 """
 
@@ -24,9 +25,10 @@ def render(message: dict[str, Any], title: str, text: str) -> dict[str, Any]:
 
 def prepare(url: str, secret: str | None, body: dict[str, Any], now: datetime) -> Prepared:
     content = dumps(body)
-    headers = {"X-Finsent-Timestamp": str(int(now.timestamp())), "X-Finsent-Version": VERSION}
+    timestamp = str(int(now.timestamp()))
+    headers = {"X-Finsent-Timestamp": timestamp, "X-Finsent-Version": VERSION}
     if secret:
-        headers["X-Finsent-Signature"] = webhook_signature(secret, content)
+        headers["X-Finsent-Signature"] = webhook_signature(secret, timestamp, content)
     return Prepared(url, content, headers)
 
 
