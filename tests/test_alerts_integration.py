@@ -207,7 +207,7 @@ def test_firing_and_resolved_message_per_channel_with_valid_signatures(engine, r
         t = text_of(rec)
         assert "AAPL" in t and "Firing" in t and "FIRING" in t
         assert alert_id in t and f"{DASH}/Alerts?alert={alert_id}" in t
-        assert "70.0%" in t and "20.0%" in t and "14 of 20" in t and "2.50e-07" in t  # current vs baseline, p
+        assert "70.0%" in t and "20.0%" in t and "14 of 20" in t and "2.5e-07" in t  # current vs baseline, p
         assert "15 min" in t
         # the 5 most negative novel headlines, most negative first; never the duplicate or neutral one
         found = [h for h in heads if h in t]

@@ -25,7 +25,7 @@ import click
 import jsonschema
 import pytest
 
-from monitor.config import AlertSettings, DetectSettings, InputSettings, Settings, load_settings
+from monitor.config import AlertSettings, DetectSettings, InputSettings, RetentionSettings, Settings, load_settings
 from tests.compose_file import (
     COMPOSE,
     COMPOSE_GPU,
@@ -53,6 +53,7 @@ def setting_names() -> set[str]:
     names |= {f"FINSENT_DETECT__{n.upper()}" for n in DetectSettings.model_fields}
     names |= {f"FINSENT_ALERTING__{n.upper()}" for n in AlertSettings.model_fields}
     names |= {f"FINSENT_INPUT__{n.upper()}" for n in InputSettings.model_fields}
+    names |= {f"FINSENT_RETENTION__{n.upper()}" for n in RetentionSettings.model_fields}
     return names
 
 
@@ -320,7 +321,7 @@ def test_every_finsent_name_in_the_deployment_is_a_setting() -> None:
 
 def test_env_example_lists_every_setting() -> None:
     listed = set(_env_example())
-    wanted = setting_names() - {"FINSENT_DETECT", "FINSENT_ALERTING", "FINSENT_INPUT"}
+    wanted = setting_names() - {"FINSENT_DETECT", "FINSENT_ALERTING", "FINSENT_INPUT", "FINSENT_RETENTION"}
     missing = wanted - listed
     assert not missing, f".env.example misses settings: {sorted(missing)}"
 

@@ -59,7 +59,9 @@ SEARCHES = [
 def _feed(path: Path) -> list[dict[str, Any]]:
     from pipelines.feed import Surge, generate, write
 
-    surge = Surge("NVDA", T0 + timedelta(hours=15), 30, 3.0)
+    # Late in the stream, so its alert is still firing when the stream ends (a detector
+    # resolves a burst like this one within about an hour and a half).
+    surge = Surge("NVDA", T0 + timedelta(hours=18), 30, 3.0)
     msgs = list(generate(14, T0 + timedelta(hours=10), 9 * 60, 6.0, surges=[surge]))
     for i, text in enumerate(HOSTILE):
         msgs.append(
@@ -206,7 +208,9 @@ def test_pages_render_seeded(seeded: dict[str, Any], monkeypatch: pytest.MonkeyP
     _ok(at)
     companies = at.dataframe[0].value
     assert "NVDA" in set(companies["key"]) and "ZBRA" in set(companies["key"])
-    assert companies["total"].sum() >= seeded["documents"]  # a document may name several companies
+    # A document may name several companies; an unlisted symbol's first sighting is not
+    # linked yet (bounded keys), hence one document per company may be missing.
+    assert companies["total"].sum() + len(companies) >= seeded["documents"]
     docs = at.dataframe[1].value
     assert len(docs) == min(
         500, int(companies.loc[companies["key"] == at.selectbox(key="co_symbol").value, "total"].iloc[0])
@@ -336,7 +340,9 @@ def test_hostile_text_is_inert(seeded: dict[str, Any], monkeypatch: pytest.Monke
     at.selectbox(key="co_symbol").set_value("ZBRA")
     at.run()
     _ok(at)
-    assert len(at.dataframe[1].value) == len(HOSTILE)
+    # ZBRA is in no watchlist: it becomes a company key from its second sighting on
+    # (bounded keys), so the first hostile document is not linked to it.
+    assert len(at.dataframe[1].value) == len(HOSTILE) - 1
 
 
 @pytest.mark.parametrize("key_text", ["%", "_", "\\", "'; DROP TABLE alerts; --", "nvd", "NVDA"])

@@ -11,7 +11,8 @@ Each finsent alert becomes one Alertmanager alert:
 - `startsAt` (when it fired), `generatorURL` (the deep link);
 - `endsAt`: for a firing alert, the send time plus `FIRING_HOLD`, so Alertmanager resolves
   it by itself if finsent stops re-posting (the re-post job, `monitor.notify.repost`,
-  keeps it alive meanwhile); for a resolved alert, when it resolved.
+  keeps it alive meanwhile); for a resolved alert, when it resolved, or the send time if
+  that is later (a replay's resolutions lie in the past).
 
 `endsAt` is filled in by `prepare`, at send time, because a stored body may wait in the
 outbox (group wait, retries). An optional `secret` is sent as a bearer token, for an
@@ -122,7 +123,12 @@ def to_send(body: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
         alert = {k: v for k, v in a.items() if k not in (STATE_KEY, RESOLVED_KEY)}
         state = a.get(STATE_KEY)
         if state == "resolved":
-            alert["endsAt"] = a.get(RESOLVED_KEY) or now.astimezone(UTC).isoformat()
+            # When it resolved; but never before the send time: Alertmanager keeps time by
+            # its own clock, and a replay's resolution (event time, maybe years ago) posted
+            # after a firing post that held the alert until now + FIRING_HOLD did not end it.
+            resolved = a.get(RESOLVED_KEY)
+            at = datetime.fromisoformat(resolved) if resolved else now
+            alert["endsAt"] = max(at, now).astimezone(UTC).isoformat()
         elif state == "test":
             alert["endsAt"] = (now + timedelta(minutes=1)).astimezone(UTC).isoformat()
         else:
