@@ -1,7 +1,12 @@
-"""The multi-task classifier: one MiniLM encoder, a topic head and a sentiment head.
+"""The multi-task classifier: one MiniLM encoder, a topic head, a sentiment head and an
+entity head (the sentiment toward one company named in the text).
 
-Both heads read the same mean-pooled token vectors, so one forward pass labels a text for
-both tasks (the daemon's cost per message is one encoder pass, not two). Each head has its
+The topic and sentiment heads read the same mean-pooled token vectors, so one forward pass
+labels a text for both tasks (the daemon's cost per message is one encoder pass, not two).
+The entity head reads the same pass too: for a company mentioned in the text it takes the
+text's pooled vector next to the mean of the mention's own token vectors (its contextual
+reading: "GM" in "as GM recalls 400,000 trucks" has attended to "recalls"), so the sentiment
+toward each linked company costs no extra encoder pass. Each head has its
 own temperature, fitted after training on the validation split, so the softmax scores are
 calibrated probabilities that alert thresholds and the dashboard can take at face value.
 
@@ -82,6 +87,9 @@ class HeadSpec:
     dropout: float = 0.1
     temperature_topic: float = 1.0
     temperature_sentiment: float = 1.0
+    # The entity head (sentiment toward a marked company); artifacts before it have none.
+    entity: bool = False
+    temperature_entity: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -92,7 +100,12 @@ class HeadSpec:
             "pooling": self.pooling,
             "max_length": self.max_length,
             "dropout": self.dropout,
-            "temperature": {"topic": self.temperature_topic, "sentiment": self.temperature_sentiment},
+            "temperature": {
+                "topic": self.temperature_topic,
+                "sentiment": self.temperature_sentiment,
+                **({"entity": self.temperature_entity} if self.entity else {}),
+            },
+            "entity_head": self.entity,
             **({"training": self.extra} if self.extra else {}),
         }
 
@@ -107,6 +120,8 @@ class HeadSpec:
             dropout=float(data.get("dropout", 0.1)),
             temperature_topic=float(temps.get("topic", 1.0)),
             temperature_sentiment=float(temps.get("sentiment", 1.0)),
+            entity=bool(data.get("entity_head", False)),
+            temperature_entity=float(temps.get("entity", 1.0)),
             extra=dict(data.get("training", {})),
         )
 
@@ -122,6 +137,7 @@ class MultiTaskModel(nn.Module):
 
     encoder: Any  # a transformers BertModel; typed loosely so `.config` type-checks
     temperature: torch.Tensor
+    entity_temperature: torch.Tensor
 
     def __init__(self, encoder: Any, spec: HeadSpec) -> None:
         super().__init__()
@@ -131,19 +147,48 @@ class MultiTaskModel(nn.Module):
         self.dropout = nn.Dropout(spec.dropout)
         self.topic_head = nn.Linear(hidden, len(spec.topics))
         self.sentiment_head = nn.Linear(hidden, len(spec.sentiments))
+        self.entity_head = nn.Linear(2 * hidden, len(spec.sentiments)) if spec.entity else None
         # Buffers, so they follow .to(device) but are not trained by the optimiser.
         self.register_buffer("temperature", torch.tensor([spec.temperature_topic, spec.temperature_sentiment]))
+        self.register_buffer("entity_temperature", torch.tensor([spec.temperature_entity]))
 
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out.last_hidden_state
+    def add_entity_head(self) -> None:
+        """Give a model trained without one an (untrained) entity head."""
+        if self.entity_head is None:
+            hidden = int(self.encoder.config.hidden_size)
+            ref = self.sentiment_head.weight
+            self.entity_head = nn.Linear(2 * hidden, len(self.spec.sentiments)).to(ref.device, ref.dtype)
+            self.spec.entity = True
+
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.spec.pooling == "cls":
             return hidden[:, 0]
         return mean_pool(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self.dropout(self.pooled(input_ids, attention_mask))
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.hidden(input_ids, attention_mask), attention_mask)
+
+    def heads(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.dropout(pooled)
         return self.topic_head(pooled), self.sentiment_head(pooled)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(self.pooled(input_ids, attention_mask))
+
+    def entity_logits(
+        self, hidden: torch.Tensor, pooled: torch.Tensor, rows: torch.Tensor, spans: torch.Tensor
+    ) -> torch.Tensor:
+        """Raw entity logits for targets: target i lies in batch row ``rows[i]`` and
+        ``spans[i]`` (n_targets x seq_len, 0/1) marks its mention tokens there."""
+        if self.entity_head is None:
+            raise ValueError("this model has no entity head; train one with `finsent train` (FinEntity data)")
+        m = spans.unsqueeze(-1).to(hidden.dtype)
+        mention = (hidden[rows] * m).sum(1) / m.sum(1).clamp(min=1.0)
+        feats = torch.cat([pooled[rows], mention], dim=-1)
+        return self.entity_head(self.dropout(feats))
 
     def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated probabilities (temperature-scaled softmax), computed in float32."""
@@ -154,10 +199,13 @@ class MultiTaskModel(nn.Module):
             torch.softmax(sent.float() / temp[1], dim=-1),
         )
 
-    def set_temperatures(self, topic: float, sentiment: float) -> None:
+    def set_temperatures(self, topic: float, sentiment: float, entity: float | None = None) -> None:
         self.spec.temperature_topic = float(topic)
         self.spec.temperature_sentiment = float(sentiment)
         self.temperature.copy_(torch.tensor([topic, sentiment], dtype=self.temperature.dtype))
+        if entity is not None:
+            self.spec.temperature_entity = float(entity)
+            self.entity_temperature.fill_(float(entity))
 
 
 def build_from_base(base_dir: str | Path | None = None, spec: HeadSpec | None = None) -> MultiTaskModel:
@@ -182,7 +230,9 @@ def save_artifact(model: MultiTaskModel, tokenizer: Any, out_dir: str | Path) ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {
-        k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items() if k != "temperature"
+        k: v.detach().to("cpu", torch.float16).contiguous()
+        for k, v in model.state_dict().items()
+        if k not in {"temperature", "entity_temperature"}
     }
     save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "finsent": str(ARTIFACT_FORMAT)})
     model.encoder.config.save_pretrained(str(out))
@@ -215,6 +265,7 @@ def load_artifact(
     model = MultiTaskModel(encoder, spec)
     state = load_file(str(weights))
     state["temperature"] = torch.tensor([spec.temperature_topic, spec.temperature_sentiment])
+    state["entity_temperature"] = torch.tensor([spec.temperature_entity])
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     if missing or unexpected:
         raise ValueError(f"artifact {path} does not match the model: missing={missing} unexpected={unexpected}")

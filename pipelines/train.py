@@ -82,7 +82,7 @@ class TrainConfig:
     warmup: float = 0.06
     label_smoothing: float = 0.05
     class_weight_power: float = 0.3
-    max_length: int = 128
+    max_length: int = 256
     patience: int = 2
     seed: int = 13
     device: str = "auto"
@@ -97,6 +97,13 @@ class TrainConfig:
     distill_from: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_cross: bool = True
+    # FinEntity paragraphs (entity-level news sentiment): the entity head's data, and the
+    # paragraphs whose companies agree as news for the sentiment head. "" = the default
+    # path when it exists; "none" = train without an entity head.
+    finentity: str = ""
+    # Tweets about exactly one cashtag also teach the entity head (their label is the
+    # sentiment toward it): more data, from the domain the daemon sees most.
+    entity_from_tweets: bool = True
 
 
 def bf16_available(device: torch.device) -> bool:
@@ -140,6 +147,7 @@ class Encoded:
     ids: list[list[int]]
     labels: list[int]
     soft: torch.Tensor | None = None  # (n, classes) teacher probabilities, when distilling
+    spans: list[list[int]] | None = None  # entity task: the target's token positions per text
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -148,6 +156,35 @@ class Encoded:
 def encode(tokenizer: Any, texts: Sequence[str], labels: Sequence[int], max_length: int) -> Encoded:
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
     return Encoded(list(enc["input_ids"]), list(labels))
+
+
+def encode_targets(tokenizer: Any, examples: Sequence[Any], max_length: int) -> Encoded:
+    """Entity examples: token ids plus the positions of the target's mentions (an example
+    whose mentions were all cut off by truncation is dropped)."""
+    from pipelines.finentity import token_span_indices
+
+    enc = tokenizer(
+        [ex.text for ex in examples],
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_offsets_mapping=True,
+    )
+    ids, labels, spans = [], [], []
+    for ex, row_ids, offsets in zip(examples, enc["input_ids"], enc["offset_mapping"], strict=True):
+        idx = token_span_indices(offsets, ex.spans)
+        if idx:
+            ids.append(list(row_ids))
+            labels.append(int(ex.label))
+            spans.append(idx)
+    return Encoded(ids, labels, spans=spans)
+
+
+def span_mask(spans: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    mask = torch.zeros((len(spans), width), dtype=torch.long)
+    for row, idx in enumerate(spans):
+        mask[row, list(idx)] = 1
+    return mask
 
 
 def length_bucketed_batches(
@@ -256,6 +293,31 @@ def predict_both(
         topic_out[rows] = topic.float().cpu()
         sent_out[rows] = sent.float().cpu()
     return topic_out, sent_out
+
+
+@torch.inference_mode()
+def predict_entity(
+    model: MultiTaskModel,
+    enc: Encoded,
+    device: torch.device,
+    batch_size: int = 256,
+    autocast: bool = False,
+) -> torch.Tensor:
+    """Raw entity-head logits in input order."""
+    assert enc.spans is not None
+    model.eval()
+    order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
+    out = torch.empty((len(enc.ids), len(SENTIMENTS)), dtype=torch.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        input_ids, mask = collate([enc.ids[i] for i in idx])
+        spans = span_mask([enc.spans[i] for i in idx], input_ids.shape[1]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            hidden = model.hidden(input_ids.to(device), mask.to(device))
+            pooled = model.pool(hidden, mask.to(device))
+            logits = model.entity_logits(hidden, pooled, torch.arange(len(idx), device=device), spans)
+        out[torch.tensor(idx)] = logits.float().cpu()
+    return out
 
 
 def predict_logits(
@@ -415,27 +477,34 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         train_data[task] = encode(tokenizer, tr_texts, tr_labels, cfg.max_length)
         valid_data[task] = encode(tokenizer, va_texts, va_labels, cfg.max_length)
         log.info("%s: %d train, %d valid", task, len(tr_texts), len(va_texts))
+    entity_data = _entity_data(cfg, tokenizer, train_data)
     # Class weights count the labelled texts only (distillation adds unlabelled ones below).
     class_w = {
         task: class_weights(train_data[task].labels, len(TASK_LABELS[task]), cfg.class_weight_power) for task in TASKS
     }
     if cfg.distill_from:
         train_data = add_soft_targets(train_data, cfg.distill_from, cfg.distill_cross, device, use_bf16)
+    if entity_data:
+        train_data["entity"] = entity_data["train"]
+        class_w["entity"] = class_weights(entity_data["train"].labels, len(SENTIMENTS), cfg.class_weight_power)
 
     if cfg.init_from:
         # Continue from a fine-tuned artifact (e.g. one more short schedule at a lower LR).
         model, _, _ = load_artifact(cfg.init_from, dtype=torch.float32)
         model.spec.extra = {}
-        model.set_temperatures(1.0, 1.0)
+        model.spec.max_length = cfg.max_length
+        model.set_temperatures(1.0, 1.0, 1.0)
+        if entity_data:
+            model.add_entity_head()
         model.to(device)
     else:
-        model = build_from_base(base, HeadSpec(max_length=cfg.max_length)).to(device)
+        model = build_from_base(base, HeadSpec(max_length=cfg.max_length, entity=bool(entity_data))).to(device)
     losses = {
         task: nn.CrossEntropyLoss(
             weight=class_w[task].to(device),
             label_smoothing=cfg.label_smoothing,
         )
-        for task in TASKS
+        for task in train_data
     }
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     rng = random.Random(cfg.seed)
@@ -463,8 +532,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         epoch_started = time.time()
         model.train()
         plan = epoch_plan(train_data, cfg.batch_size, rng)
-        run_loss = {t: 0.0 for t in TASKS}
-        run_n = {t: 0 for t in TASKS}
+        run_loss = {t: 0.0 for t in train_data}
+        run_n = {t: 0 for t in train_data}
         out_of_time = False
         for task, batch in _iterate(plan, f"epoch {epoch}/{sched['epochs']}"):
             enc = train_data[task]
@@ -472,8 +541,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             labels = torch.tensor([enc.labels[i] for i in batch], device=device)
             soft = enc.soft[torch.tensor(batch)].to(device) if enc.soft is not None else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                topic, sent = model(input_ids.to(device), mask.to(device))
-            logits = topic if task == "topic" else sent
+                if task == "entity":
+                    assert enc.spans is not None
+                    hidden = model.hidden(input_ids.to(device), mask.to(device))
+                    pooled = model.pool(hidden, mask.to(device))
+                    spans = span_mask([enc.spans[i] for i in batch], input_ids.shape[1]).to(device)
+                    rows = torch.arange(len(batch), device=device)
+                    logits = model.entity_logits(hidden, pooled, rows, spans)
+                else:
+                    topic, sent = model(input_ids.to(device), mask.to(device))
+                    logits = topic if task == "topic" else sent
             loss = task_loss(logits.float(), labels, soft, losses[task], cfg.distill_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -490,7 +567,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "epoch": epoch,
             "steps": step,
             "minutes": round((time.time() - started) / 60, 2),
-            "train_loss": {t: round(run_loss[t] / max(1, run_n[t]), 4) for t in TASKS},
+            "train_loss": {t: round(run_loss[t] / max(1, run_n[t]), 4) for t in train_data},
         }
         _fit_budget(sched, cfg, started, time.time() - epoch_started, steps_per_epoch, epoch)
         if epoch < min(cfg.eval_from, sched["epochs"]) and not out_of_time:
@@ -500,7 +577,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for task in TASKS:
             logits = predict_logits(model, valid_data[task].ids, task, device, cfg.eval_batch_size, use_bf16)
             row[task] = metrics_from_logits(logits, valid_data[task].labels)
-        score = float(np.mean([row[t][m] for t in TASKS for m in ("accuracy", "macro_f1")]))
+        if entity_data:
+            logits = predict_entity(model, entity_data["valid"], device, cfg.eval_batch_size, use_bf16)
+            row["entity"] = metrics_from_logits(logits, entity_data["valid"].labels)
+        scored = [*TASKS, *(["entity"] if entity_data else [])]
+        score = float(np.mean([row[t][m] for t in scored for m in ("accuracy", "macro_f1")]))
         row["score"] = round(score, 4)
         history.append(row)
         log.info("epoch %d: %s", epoch, json.dumps(row))
@@ -531,7 +612,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.fit_temperature:
             temps[task] = fit_temperature(logits, valid_data[task].labels)
         final[task] = metrics_from_logits(logits, valid_data[task].labels)
-    shipped.set_temperatures(temps["topic"], temps["sentiment"])
+    if entity_data:
+        logits = predict_entity(shipped, entity_data["valid"], device, cfg.eval_batch_size, use_bf16)
+        temps["entity"] = fit_temperature(logits, entity_data["valid"].labels) if cfg.fit_temperature else 1.0
+        final["entity_valid"] = metrics_from_logits(logits, entity_data["valid"].labels)
+        # The test split: never trained on, never used to choose anything; the figure to report.
+        logits = predict_entity(shipped, entity_data["test"], device, cfg.eval_batch_size, use_bf16)
+        final["entity_test"] = metrics_from_logits(logits, entity_data["test"].labels)
+    shipped.set_temperatures(temps["topic"], temps["sentiment"], temps.get("entity"))
     summary = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in {"data_dir", "out_dir", "base_dir"}},
         "teachers": {p: weights_version(Path(p) / WEIGHTS_FILE) for p in cfg.distill_from},
@@ -539,6 +627,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "train_examples": {t: len(e) for t, e in train_data.items()},
         "train_labelled": {t: sum(1 for y in e.labels if y != NO_LABEL) for t, e in train_data.items()},
         "valid_examples": {t: len(e) for t, e in valid_data.items()},
+        "entity_examples": {k: len(v) for k, v in entity_data.items()},
         "best_epoch": best_epoch,
         "epochs_run": len(history),
         "train_minutes": round(train_minutes, 1),
@@ -552,6 +641,47 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     (out_dir / "finsent.json").write_text(json.dumps({**shipped.spec.to_json(), "training": summary}, indent=2) + "\n")
     log.info("done in %.1f min: %s", (time.time() - started) / 60, json.dumps(final))
     return summary
+
+
+def _entity_data(cfg: TrainConfig, tokenizer: Any, train_data: dict[str, Encoded]) -> dict[str, Encoded]:
+    """FinEntity targets per split (+ one-cashtag tweets in train); FinEntity paragraphs
+    whose companies agree join the sentiment task's training texts. {} = no entity head."""
+    from pipelines import finentity
+
+    if cfg.finentity == "none":
+        return {}
+    path = Path(cfg.finentity) if cfg.finentity else finentity.default_path()
+    if not path.is_file():
+        if cfg.finentity:
+            raise FileNotFoundError(f"no FinEntity file at {path}")
+        log.warning("no FinEntity file at %s: training without an entity head", path)
+        return {}
+    parts = finentity.split(finentity.load_paragraphs(path))
+    train_examples = finentity.targets(parts["train"])
+    if cfg.entity_from_tweets:
+        texts, labels = read_labelled_csv(split_path(cfg.data_dir, "sentiment", "train"), "sentiment")
+        train_examples += finentity.cashtag_targets(texts, labels)
+    out = {"train": encode_targets(tokenizer, train_examples, cfg.max_length)}
+    for name in ("valid", "test"):
+        out[name] = encode_targets(tokenizer, finentity.targets(parts[name]), cfg.max_length)
+    news = finentity.doc_examples(parts["train"])
+    extra = encode(tokenizer, [t for t, _ in news], [y for _, y in news], cfg.max_length)
+    train_data["sentiment"].ids.extend(extra.ids)
+    train_data["sentiment"].labels.extend(extra.labels)
+    log.info(
+        "entity: %d train (%d paragraphs), %d valid, %d test targets; +%d news paragraphs for sentiment",
+        len(out["train"]),
+        len(parts["train"]),
+        len(out["valid"]),
+        len(out["test"]),
+        len(news),
+    )
+    if cfg.limit:
+        out = {
+            k: Encoded(v.ids[: cfg.limit], v.labels[: cfg.limit], spans=(v.spans or [])[: cfg.limit])
+            for k, v in out.items()
+        }
+    return out
 
 
 _D = TrainConfig()
@@ -598,8 +728,16 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
     "--distill-weight", type=float, default=_D.distill_weight, show_default=True, help="Share of the teacher loss."
 )
 @click.option("--no-distill-cross", is_flag=True, help="Do not train each head on the other task's texts.")
+@click.option(
+    "--finentity",
+    default="",
+    help="FinEntity JSON for the entity head (default: ../shared/data/finentity/finentity_train.json); 'none' = no entity head.",
+)
+@click.option("--no-entity-from-tweets", is_flag=True, help="Do not teach the entity head with one-cashtag tweets.")
 @ignores_config_and_db
-def command(no_temperature: bool, distill_from: tuple[str, ...], no_distill_cross: bool, **kw: Any) -> None:
+def command(
+    no_temperature: bool, distill_from: tuple[str, ...], no_distill_cross: bool, no_entity_from_tweets: bool, **kw: Any
+) -> None:
     """Fine-tune the topic + sentiment model; prints the model version and validation metrics."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -608,6 +746,7 @@ def command(no_temperature: bool, distill_from: tuple[str, ...], no_distill_cros
         fit_temperature=not no_temperature,
         distill_from=tuple(distill_from),
         distill_cross=not no_distill_cross,
+        entity_from_tweets=not no_entity_from_tweets,
     )
     summary = train(cfg)
     click.echo(json.dumps({"model_version": summary["model_version"], "valid": summary["valid_metrics"]}, indent=2))

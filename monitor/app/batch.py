@@ -1,4 +1,7 @@
-"""One batch through decode -> classify -> entities/novelty -> store.
+"""One batch through decode -> companies linked -> classify -> novelty -> store.
+
+Companies are linked before the model runs, so it reads the sentiment toward each of them
+(the mentions are its input) in the same batched pass as the documents' own labels.
 
 Shared by the Kafka daemon and `finsent replay`, so both count, dead-letter and
 deduplicate identically. The Kafka offsets of a batch are committed by the caller only
@@ -15,9 +18,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from monitor.classify.base import Classifier, Prediction
+from monitor.classify.base import Classifier, DocInput, Prediction, Target, analyse
 from monitor.config import Settings
-from monitor.enrich.entities import EntityMatcher, WatchEntity
+from monitor.enrich.entities import EntityMatcher, Link, WatchEntity
 from monitor.ingest.mapping import FieldMap
 from monitor.ingest.schemas import Document, Rejection, decode
 from monitor.ingest.source import RawRecord
@@ -88,22 +91,39 @@ class BatchProcessor:
             (docs if isinstance(out, Document) else rejected).append(out)  # type: ignore[arg-type]
         return docs, rejected
 
-    def classify(self, docs: Sequence[Document]) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
+    def targets(self, doc: Document) -> tuple[Target, ...]:
+        """The companies of a document, with their mentions in the text and the title."""
+        links: dict[str, Link] = {link.symbol: link for link in self.matcher.link(doc.text, doc.tickers)}
+        title_links = {link.symbol: link for link in self.matcher.link(doc.title)} if doc.title else {}
+        for sym in title_links:
+            if sym not in links and len(links) < 20:
+                links[sym] = Link(sym, title_links[sym].name)
+        return tuple(
+            Target(sym, link.mentions, title_links[sym].mentions if sym in title_links else ())
+            for sym, link in links.items()
+        )
+
+    def _analyse(self, docs: Sequence[Document], targets: Sequence[tuple[Target, ...]]) -> list[Prediction]:
+        return analyse(self.classifier, [DocInput(d.text, d.title, t) for d, t in zip(docs, targets, strict=True)])
+
+    def classify(
+        self, docs: Sequence[Document], targets: Sequence[tuple[Target, ...]] | None = None
+    ) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
         """Classify in one call; on failure retry once, then tell a record fault from a
         systemic one: bisect to the bad records only while a known-good probe text still
         classifies, else raise `ClassifierUnavailable`."""
         if not docs:
             return [], []
-        texts = [d.text for d in docs]
+        tg = list(targets) if targets is not None else [self.targets(d) for d in docs]
         try:
-            return list(zip(docs, self.classifier.classify(texts), strict=True)), []
+            return list(zip(docs, self._analyse(docs, tg), strict=True)), []
         except Exception as exc:
             log.warning("classifier failed on a batch of %d: %s; retrying", len(docs), exc)
         try:
-            return list(zip(docs, self.classifier.classify(texts), strict=True)), []
+            return list(zip(docs, self._analyse(docs, tg), strict=True)), []
         except Exception as exc:
             self._require_probe(exc)
-        return self._bisect(docs)
+        return self._bisect(docs, tg)
 
     def _require_probe(self, cause: Exception) -> None:
         try:
@@ -114,9 +134,11 @@ class BatchProcessor:
                 f"batch error: {type(cause).__name__}: {cause}"[:500]
             ) from cause
 
-    def _bisect(self, docs: Sequence[Document]) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
+    def _bisect(
+        self, docs: Sequence[Document], targets: Sequence[tuple[Target, ...]]
+    ) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
         try:
-            return list(zip(docs, self.classifier.classify([d.text for d in docs]), strict=True)), []
+            return list(zip(docs, self._analyse(docs, targets), strict=True)), []
         except Exception as exc:
             if len(docs) == 1:
                 self._require_probe(exc)  # the classifier may have broken meanwhile
@@ -138,14 +160,19 @@ class BatchProcessor:
                     )
                 ]
         mid = len(docs) // 2
-        a_ok, a_bad = self._bisect(docs[:mid])
-        b_ok, b_bad = self._bisect(docs[mid:])
+        a_ok, a_bad = self._bisect(docs[:mid], targets[:mid])
+        b_ok, b_bad = self._bisect(docs[mid:], targets[mid:])
         return a_ok + b_ok, a_bad + b_bad
 
     def enrich(self, pairs: Sequence[tuple[Document, Prediction]]) -> list[Classified]:
         return [
             Classified(
-                doc=d, pred=p, entities=tuple(self.matcher.match(d.text, d.tickers)), bands=tuple(self.bands(d.text))
+                doc=d,
+                pred=p,
+                entities=tuple(e.symbol for e in p.entities)
+                if p.entities
+                else tuple(self.matcher.match(d.text, d.tickers)),
+                bands=tuple(self.bands(d.text)),
             )
             for d, p in pairs
         ]

@@ -1,18 +1,53 @@
 """The classifier interface the daemon, replay and `finsent classify` depend on.
 
-Ingest only needs "texts in, one prediction per text out, in the same order". Keeping
-that behind a small protocol lets the unit and broker tests run without torch while the
-real engine (`monitor.classify.engine`) is used everywhere else.
+Ingest needs "documents in, one prediction per document out, in the same order": a
+document is a text, an optional title and the companies linked in it (`Target`: where
+each is mentioned); its prediction carries the topic and sentiment of the whole document
+and the sentiment toward each target. `classify(texts)` is the plain form (no title, no
+targets). Keeping that behind a small protocol lets the unit and broker tests run without
+torch while the real engine (`monitor.classify.engine`) is used everywhere else;
+`analyse(classifier, docs)` gives any classifier the document form.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from models.labels import SENTIMENTS, TOPICS
+
+Span = tuple[int, int]  # character offsets, end exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A company linked in a document: where it is mentioned in the text and the title."""
+
+    symbol: str
+    spans: tuple[Span, ...] = ()
+    title_spans: tuple[Span, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DocInput:
+    text: str
+    title: str | None = None
+    targets: tuple[Target, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySentiment:
+    """The sentiment toward one company. `mentioned` is False when no mention of it was
+    read (a publisher ticker, a mention past the length cap): the document's sentiment
+    stands in."""
+
+    symbol: str
+    sentiment: str
+    sentiment_score: float
+    probs: dict[str, float] = field(default_factory=dict)
+    mentioned: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +59,9 @@ class Prediction:
     # {"topic": {label: p, ...}, "sentiment": {label: p, ...}}
     probs: dict[str, dict[str, float]] = field(default_factory=dict)
     model_version: str = ""
+    chunks: int = 1  # model windows the document was read in (title included)
+    cut: str = ""  # why part of the text was not read (the length cap); "" when read whole
+    entities: tuple[EntitySentiment, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -33,7 +71,12 @@ class Prediction:
             "sentiment_score": self.sentiment_score,
             "probs": self.probs,
             "model_version": self.model_version,
+            "chunks": self.chunks,
+            **({"cut": self.cut} if self.cut else {}),
         }
+
+    def entity(self, symbol: str) -> EntitySentiment | None:
+        return next((e for e in self.entities if e.symbol == symbol), None)
 
 
 class Classifier(Protocol):
@@ -43,6 +86,28 @@ class Classifier(Protocol):
     def model_version(self) -> str: ...
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]: ...
+
+
+def joined_text(doc: DocInput) -> str:
+    """Title and text as one string, for classifiers that read one text per document."""
+    return f"{doc.title.strip()}\n{doc.text}" if doc.title and doc.title.strip() else doc.text
+
+
+def analyse(classifier: Classifier, docs: Sequence[DocInput]) -> list[Prediction]:
+    """Documents through any classifier: its own `analyse` when it has one (the engine:
+    chunks, title weight, target-aware sentiment), else one text per document with the
+    document's sentiment standing in for every company's."""
+    own = getattr(classifier, "analyse", None)
+    if callable(own):
+        return list(own(docs))
+    preds = classifier.classify([joined_text(d) for d in docs])
+    return [
+        replace(p, entities=tuple(stand_in(t.symbol, p) for t in d.targets)) for d, p in zip(docs, preds, strict=True)
+    ]
+
+
+def stand_in(symbol: str, p: Prediction) -> EntitySentiment:
+    return EntitySentiment(symbol, p.sentiment, p.sentiment_score, dict(p.probs.get("sentiment", {})), mentioned=False)
 
 
 _NEG = re.compile(
@@ -88,3 +153,34 @@ class KeywordTestDouble:
                 Prediction(topic, 0.81, sentiment, 0.8, {"topic": t_probs, "sentiment": s_probs}, self.model_version)
             )
         return out
+
+    def analyse(self, docs: Sequence[DocInput]) -> list[Prediction]:
+        """The document reads as title + text; a company's sentiment is that of the
+        sentences that mention it (the same keyword rule), else the document's."""
+        preds = self.classify([joined_text(d) for d in docs])
+        out = []
+        for d, p in zip(docs, preds, strict=True):
+            ents = []
+            for t in d.targets:
+                sentences = [_sentence_at(d.text, s) for s in t.spans] + [
+                    _sentence_at(d.title or "", s) for s in t.title_spans
+                ]
+                if not sentences:
+                    ents.append(stand_in(t.symbol, p))
+                    continue
+                q = self.classify([" ".join(dict.fromkeys(sentences))])[0]
+                ents.append(EntitySentiment(t.symbol, q.sentiment, q.sentiment_score, dict(q.probs["sentiment"])))
+            out.append(replace(p, entities=tuple(ents)))
+        return out
+
+
+_SENTENCE_END = re.compile(r"[.!?;]\s+|\n+")
+
+
+def _sentence_at(text: str, span: Span) -> str:
+    """The sentence (or clause) around a mention: from the last break before it to the next after."""
+    start = 0
+    for m in _SENTENCE_END.finditer(text, 0, span[0]):
+        start = m.end()
+    after = _SENTENCE_END.search(text, span[1])
+    return text[start : after.start() if after else len(text)]

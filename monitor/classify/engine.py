@@ -15,26 +15,46 @@ background thread while the current one runs through the encoder. On CPU, dynami
 quantisation of the linear layers is used when it is enabled (``quantize``), see
 ``pipelines/bench_classify.py`` for the measurement that decides the default.
 
+Documents (``analyse``): a text longer than the model window is read whole, in chunks: its
+sentences are packed into windows of at most ``max_length`` tokens (a sentence longer than a
+window is split), every chunk of every document of the batch goes through the same
+length-bucketed pass, and the document's topic and sentiment are the token-weighted mean of
+its chunks' probabilities, with the title (its own chunk) weighing as much as the whole
+body. The sentiment toward a linked company comes from the chunks that mention it, through
+the model's entity head (the mention's own token vectors next to the chunk's; a model
+without one falls back to those chunks' sentiment). A document longer than ``max_chunks``
+windows is read up to there: ``Prediction.cut`` says so and ``truncated`` counts it.
+
 Robustness: ``None``/non-strings are coerced to text, empty strings are classified (as the
-model sees ``[CLS] [SEP]``), huge strings are cut before tokenisation and then truncated to
-the model window; ``truncated`` counts how many texts lost tokens that way.
+model sees ``[CLS] [SEP]``), huge strings are cut (with a reason) before tokenisation.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from monitor.classify.base import Classifier, KeywordTestDouble, Prediction
+from monitor.classify.base import (
+    Classifier,
+    DocInput,
+    EntitySentiment,
+    KeywordTestDouble,
+    Prediction,
+    Span,
+    Target,
+    stand_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +65,36 @@ _CHARS_PER_TOKEN_CAP = 16
 
 
 @dataclass
-class _Prepared:
-    """A tokenised batch: buckets of (positions in the batch, input_ids, attention_mask)."""
+class _Chunk:
+    """One model window of a document: its token ids (with [CLS]/[SEP]), whether it is the
+    title, its body weight, and per target of the document the token positions of its
+    mentions inside this window."""
 
-    size: int
+    doc: int
+    ids: list[int]
+    title: bool = False
+    weight: float = 1.0
+    targets: dict[int, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    """A tokenised batch: its documents' chunks, bucketed as (chunk positions, input_ids,
+    attention_mask)."""
+
+    docs: list[DocInput]
+    chunks: list[_Chunk]
     buckets: list[tuple[list[int], torch.Tensor, torch.Tensor]]
+    cuts: list[str]
     truncated: int
+
+    @property
+    def size(self) -> int:
+        return len(self.docs)
+
+
+# Where a sentence ends: after . ! ? ; (and their CJK forms) or a line break.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;。！？；])\s+|(?<=[。！？；])|\n+")
 
 
 # Floating-point engine precisions and their torch dtypes (int8 is dynamic quantisation).
@@ -97,6 +141,7 @@ class Engine:
         quantize: bool | None = None,
         max_tokens: int | None = None,
         precision: str = "auto",
+        max_chunks: int = 64,
     ) -> None:
         from models.multitask import load_artifact
 
@@ -110,6 +155,9 @@ class Engine:
         self.sentiments = model.spec.sentiments
         self.max_length = int(min(max_length or model.spec.max_length, model.encoder.config.max_position_embeddings))
         self.batch_size = max(1, int(batch_size))
+        #: Windows read per document at most (64 x 256 tokens: about 12,000 words).
+        self.max_chunks = max(1, int(max_chunks))
+        self.has_entity_head = model.entity_head is not None
         # Padded tokens per forward pass: big enough to keep the cores busy, small enough
         # that one long outlier does not blow up a whole bucket. On a CPU, 512 tokens per
         # thread already fill the matrix units; smaller buckets waste less on padding (a
@@ -139,6 +187,7 @@ class Engine:
         model.temperature = torch.tensor(
             [model.spec.temperature_topic, model.spec.temperature_sentiment], device=self.device
         )
+        self._entity_temperature = float(model.spec.temperature_entity)
         self.precision = precision
         self.quantized = precision == "int8"
         # Rounding padded widths up keeps the set of shapes small, so oneDNN (bf16 on CPU)
@@ -147,8 +196,10 @@ class Engine:
         self.model = model.eval()
         self._tok = tokenizer.backend_tokenizer
         self._tok.no_padding()
-        self._tok.enable_truncation(self.max_length)
+        self._tok.no_truncation()  # long texts are chunked, not cut
         self._pad_id = int(tokenizer.pad_token_id or 0)
+        self._cls = int(tokenizer.cls_token_id)
+        self._sep = int(tokenizer.sep_token_id)
         self._lock = threading.Lock()
         #: Texts that lost tokens to the model window (or to the character cap) so far.
         self.truncated = 0
@@ -161,18 +212,61 @@ class Engine:
 
     # ------------------------------------------------------------ tokenisation
 
-    def _prepare(self, texts: Sequence[Any]) -> _Prepared:
-        cap = self.max_length * _CHARS_PER_TOKEN_CAP
-        clean: list[str] = []
-        cut: list[bool] = []
-        for t in texts:
-            s = t if isinstance(t, str) else ("" if t is None else str(t))
-            cut.append(len(s) > cap)
-            clean.append(s[:cap])
-        encodings = self._tok.encode_batch(clean)
-        lengths = [len(e.ids) for e in encodings]
-        truncated = sum(1 for e, c in zip(encodings, cut, strict=True) if c or e.overflowing)
-        order = sorted(range(len(clean)), key=lengths.__getitem__)
+    def _prepare(self, docs: Sequence[DocInput]) -> _Prepared:
+        window = self.max_length - 2
+        cap = self.max_chunks * self.max_length * _CHARS_PER_TOKEN_CAP
+        texts: list[str] = []
+        cuts: list[str] = []
+        for d in docs:
+            t = _as_text(d.text)
+            cuts.append(
+                f"text of {len(t):,} characters cut to {cap:,} (the cap of {self.max_chunks} windows)"
+                if len(t) > cap
+                else ""
+            )
+            texts.append(t[:cap])
+        titles = [_as_text(d.title)[: self.max_length * _CHARS_PER_TOKEN_CAP] if d.title else "" for d in docs]
+        body_enc = self._tok.encode_batch(texts, add_special_tokens=False)
+        with_title = [i for i, t in enumerate(titles) if t.strip()]
+        title_enc = dict(
+            zip(
+                with_title,
+                self._tok.encode_batch([titles[i] for i in with_title], add_special_tokens=False),
+                strict=True,
+            )
+        )
+        chunks: list[_Chunk] = []
+        for i, d in enumerate(docs):
+            if i in title_enc:
+                enc = title_enc[i]
+                ids = enc.ids[:window]
+                chunks.append(
+                    _Chunk(i, [self._cls, *ids, self._sep], True, 1.0, _mentions(d.targets, enc.offsets[:window], True))
+                )
+            pieces = _pack(texts[i], body_enc[i].offsets, window)
+            if len(pieces) > self.max_chunks:
+                last = body_enc[i].offsets[pieces[self.max_chunks - 1][1] - 1][1]
+                cuts[i] = cuts[i] or (
+                    f"read the first {last:,} of {len(texts[i]):,} characters ({self.max_chunks} windows of "
+                    f"{self.max_length} tokens, the cap)"
+                )
+                pieces = pieces[: self.max_chunks]
+            for a, b in pieces:
+                offsets = body_enc[i].offsets[a:b]
+                chunks.append(
+                    _Chunk(
+                        i,
+                        [self._cls, *body_enc[i].ids[a:b], self._sep],
+                        False,
+                        float(max(1, b - a)),
+                        _mentions(d.targets, offsets, False),
+                    )
+                )
+        return _Prepared(list(docs), chunks, self._buckets([c.ids for c in chunks]), cuts, sum(1 for c in cuts if c))
+
+    def _buckets(self, seqs: Sequence[Sequence[int]]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        lengths = [len(s) for s in seqs]
+        order = sorted(range(len(seqs)), key=lengths.__getitem__)
         q = self._pad_multiple
         buckets: list[tuple[list[int], torch.Tensor, torch.Tensor]] = []
         start = 0
@@ -194,56 +288,130 @@ class Engine:
             mask = torch.zeros((rows, width), dtype=torch.long)
             mask[:, 0] = 1  # dummy rows attend to one token, so they stay finite
             for row, i in enumerate(idx):
-                seq = encodings[i].ids
+                seq = seqs[i]
                 ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
                 mask[row, : len(seq)] = 1
             buckets.append((idx, ids, mask))
             start = end
-        return _Prepared(len(clean), buckets, truncated)
+        return buckets
 
     # ------------------------------------------------------------ forward
 
     def _run(self, prepared: _Prepared) -> list[Prediction]:
-        topic_p = torch.empty((prepared.size, len(self.topics)), dtype=torch.float32)
-        sent_p = torch.empty((prepared.size, len(self.sentiments)), dtype=torch.float32)
+        n = len(prepared.chunks)
+        topic_p = torch.empty((n, len(self.topics)), dtype=torch.float32)
+        sent_p = torch.empty((n, len(self.sentiments)), dtype=torch.float32)
+        # (chunk, target index) -> entity probabilities
+        ent_p: dict[tuple[int, int], torch.Tensor] = {}
+        temp = self.model.temperature.float()
         with self._lock, torch.inference_mode():
             for idx, ids, mask in prepared.buckets:
-                t, s = self.model.probabilities(ids.to(self.device), mask.to(self.device))
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                hidden = self.model.hidden(ids, mask)
+                pooled = self.model.pool(hidden, mask)
+                t, s = self.model.heads(pooled)
                 where = torch.tensor(idx)
-                topic_p[where] = t[: len(idx)].float().cpu()
-                sent_p[where] = s[: len(idx)].float().cpu()
+                topic_p[where] = torch.softmax(t[: len(idx)].float() / temp[0], -1).cpu()
+                sent_p[where] = torch.softmax(s[: len(idx)].float() / temp[1], -1).cpu()
+                if self.has_entity_head:
+                    self._entities(prepared.chunks, idx, hidden, pooled, ent_p)
             self.truncated += prepared.truncated
             self.classified += prepared.size
-        return self._predictions(topic_p, sent_p)
+        return self._predictions(prepared, topic_p, sent_p, ent_p)
 
-    def _predictions(self, topic_p: torch.Tensor, sent_p: torch.Tensor) -> list[Prediction]:
-        t_best, t_arg = topic_p.max(-1)
-        s_best, s_arg = sent_p.max(-1)
-        topic_rows, sent_rows = topic_p.tolist(), sent_p.tolist()
+    def _entities(
+        self,
+        chunks: Sequence[_Chunk],
+        idx: Sequence[int],
+        hidden: torch.Tensor,
+        pooled: torch.Tensor,
+        out: dict[tuple[int, int], torch.Tensor],
+    ) -> None:
+        keys: list[tuple[int, int]] = []
+        rows: list[int] = []
+        marks: list[list[int]] = []
+        for row, c in enumerate(idx):
+            for t, positions in chunks[c].targets.items():
+                keys.append((c, t))
+                rows.append(row)
+                marks.append(positions)
+        if not keys:
+            return
+        spans = torch.zeros((len(keys), hidden.shape[1]), dtype=torch.long, device=hidden.device)
+        for k, positions in enumerate(marks):
+            spans[k, positions] = 1
+        logits = self.model.entity_logits(hidden, pooled, torch.tensor(rows, device=hidden.device), spans)
+        probs = torch.softmax(logits.float() / self._entity_temperature, -1).cpu()
+        for k, key in enumerate(keys):
+            out[key] = probs[k]
+
+    def _predictions(
+        self,
+        prepared: _Prepared,
+        topic_p: torch.Tensor,
+        sent_p: torch.Tensor,
+        ent_p: dict[tuple[int, int], torch.Tensor],
+    ) -> list[Prediction]:
+        by_doc: list[list[int]] = [[] for _ in prepared.docs]
+        for c, chunk in enumerate(prepared.chunks):
+            by_doc[chunk.doc].append(c)
         out: list[Prediction] = []
-        for i, (trow, srow) in enumerate(zip(topic_rows, sent_rows, strict=True)):
-            out.append(
-                Prediction(
-                    topic=self.topics[int(t_arg[i])],
-                    topic_score=float(t_best[i]),
-                    sentiment=self.sentiments[int(s_arg[i])],
-                    sentiment_score=float(s_best[i]),
-                    probs={
-                        "topic": dict(zip(self.topics, trow, strict=True)),
-                        "sentiment": dict(zip(self.sentiments, srow, strict=True)),
-                    },
-                    model_version=self._version,
-                )
+        for i, d in enumerate(prepared.docs):
+            members = by_doc[i]
+            weights = _doc_weights([prepared.chunks[c] for c in members])
+            rows = torch.tensor(members)
+            t = (topic_p[rows] * weights[:, None]).sum(0)
+            s = (sent_p[rows] * weights[:, None]).sum(0)
+            t_arg, s_arg = int(t.argmax()), int(s.argmax())
+            pred = Prediction(
+                topic=self.topics[t_arg],
+                topic_score=float(t[t_arg]),
+                sentiment=self.sentiments[s_arg],
+                sentiment_score=float(s[s_arg]),
+                probs={
+                    "topic": dict(zip(self.topics, t.tolist(), strict=True)),
+                    "sentiment": dict(zip(self.sentiments, s.tolist(), strict=True)),
+                },
+                model_version=self._version,
+                chunks=len(members),
+                cut=prepared.cuts[i],
             )
+            if d.targets:
+                ents = []
+                for k, target in enumerate(d.targets):
+                    found = [
+                        ent_p[(c, k)] if self.has_entity_head else sent_p[c]
+                        for c in members
+                        if k in prepared.chunks[c].targets
+                    ]
+                    if not found:
+                        ents.append(stand_in(target.symbol, pred))
+                        continue
+                    p = torch.stack(found).mean(0)
+                    arg = int(p.argmax())
+                    ents.append(
+                        EntitySentiment(
+                            target.symbol,
+                            self.sentiments[arg],
+                            float(p[arg]),
+                            dict(zip(self.sentiments, p.tolist(), strict=True)),
+                        )
+                    )
+                pred = Prediction(**{**_fields(pred), "entities": tuple(ents)})
+            out.append(pred)
         return out
 
     # ------------------------------------------------------------ public
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in input order."""
-        if not texts:
+        return self.analyse([DocInput(_as_text(t)) for t in texts])
+
+    def analyse(self, docs: Sequence[DocInput]) -> list[Prediction]:
+        """One prediction per document (chunks, title, the sentiment toward each target)."""
+        if not docs:
             return []
-        return self._run(self._prepare(texts))
+        return self._run(self._prepare(docs))
 
     def classify_iter(self, batches: Iterable[Sequence[str]]) -> Iterator[list[Prediction]]:
         """Classify a stream of batches, tokenising batch k+1 while batch k is in the encoder.
@@ -252,7 +420,7 @@ class Engine:
         consumed one ahead of what has been yielded.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finsent-tokenize") as pool:
-            it = iter(batches)
+            it = iter([DocInput(_as_text(t)) for t in b] for b in batches)
             pending: Future[_Prepared] | None = None
             first = next(it, None)
             if first is None:
@@ -277,6 +445,75 @@ class Engine:
             "classified": self.classified,
             "truncated": self.truncated,
         }
+
+
+def _as_text(t: Any) -> str:
+    return t if isinstance(t, str) else ("" if t is None else str(t))
+
+
+def _fields(p: Prediction) -> dict[str, Any]:
+    return {f: getattr(p, f) for f in Prediction.__dataclass_fields__}
+
+
+def _pack(text: str, offsets: Sequence[tuple[int, int]], window: int) -> list[tuple[int, int]]:
+    """Token ranges [a, b) of at most `window` tokens, cut at sentence ends where possible.
+
+    A text that fits is one range (so a tweet is read exactly as before); otherwise whole
+    sentences are packed greedily and a sentence longer than a window is split.
+    """
+    n = len(offsets)
+    if n <= window:
+        return [(0, n)]
+    breaks = [m.end() for m in _SENTENCE_BREAK.finditer(text)]
+    sentences: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or bisect.bisect_right(breaks, offsets[i][0]) != bisect.bisect_right(breaks, offsets[start][0]):
+            sentences.append((start, i))
+            start = i
+    out: list[tuple[int, int]] = []
+    a = b = 0
+    for s, e in sentences:
+        if e - a <= window:
+            b = e
+            continue
+        if b > a:
+            out.append((a, b))
+        a = s
+        while e - a > window:
+            out.append((a, a + window))
+            a += window
+        b = e
+    if b > a:
+        out.append((a, b))
+    return out
+
+
+def _mentions(targets: Sequence[Target], offsets: Sequence[tuple[int, int]], title: bool) -> dict[int, list[int]]:
+    """Per target (by index), the positions (after [CLS]) of tokens inside its mentions."""
+    out: dict[int, list[int]] = {}
+    if not offsets:
+        return out
+    lo, hi = offsets[0][0], offsets[-1][1]
+    for k, t in enumerate(targets):
+        spans: Sequence[Span] = t.title_spans if title else t.spans
+        spans = [sp for sp in spans if sp[0] < hi and sp[1] > lo]
+        if not spans:
+            continue
+        pos = [j + 1 for j, (a, b) in enumerate(offsets) if b > a and any(a < e and b > s for s, e in spans)]
+        if pos:
+            out[k] = pos
+    return out
+
+
+def _doc_weights(chunks: Sequence[_Chunk]) -> torch.Tensor:
+    """Body chunks by their tokens; the title as much as the whole body."""
+    body = [c.weight for c in chunks if not c.title]
+    total = sum(body) or 1.0
+    has_title = any(c.title for c in chunks)
+    share = 0.5 if has_title and body else 1.0
+    w = [(1.0 - share if body else 1.0) if c.title else share * c.weight / total for c in chunks]
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def _env_flag(name: str) -> bool | None:

@@ -15,6 +15,16 @@ _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """A company found in a text: its symbol, display name and where it is mentioned
+    (character offsets into the text, end exclusive; none for a publisher ticker)."""
+
+    symbol: str
+    name: str
+    mentions: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class WatchEntity:
     symbol: str
     aliases: tuple[str, ...] = ()
@@ -59,22 +69,29 @@ class EntityMatcher:
         body = "|".join(sorted(set(aliases), key=len, reverse=True))
         return re.compile(rf"(?<!\w)(?:{body})(?!\w)", flags)
 
-    def match(self, text: str, tickers: Sequence[str] = ()) -> list[str]:
-        """Symbols the text is about: publisher tickers first, then cashtags, then aliases."""
-        out: list[str] = []
+    def link(self, text: str, tickers: Sequence[str] = ()) -> list[Link]:
+        """Companies the text is about: publisher tickers first, then cashtags, then aliases."""
+        found: dict[str, list[tuple[int, int]]] = {}
 
-        def add(sym: str) -> None:
-            if sym and sym not in out:
-                out.append(sym)
+        def add(sym: str, span: tuple[int, int] | None = None) -> None:
+            if not sym:
+                return
+            spans = found.setdefault(sym, [])
+            if span is not None:
+                spans.append(span)
 
         for t in tickers:
             add(t.upper())
-        for t in cashtags(text):
-            add(t)
+        for m in _CASHTAG.finditer(text):
+            add(m.group(1).upper(), (m.start(), m.end()))
         if self._sensitive is not None:
             for m in self._sensitive.finditer(text):
-                add(self._by_alias.get(m.group(0), ""))
+                add(self._by_alias.get(m.group(0), ""), (m.start(), m.end()))
         if self._insensitive is not None:
             for m in self._insensitive.finditer(text):
-                add(self._by_alias.get(m.group(0).lower(), ""))
-        return out[:20]
+                add(self._by_alias.get(m.group(0).lower(), ""), (m.start(), m.end()))
+        return [Link(sym, sym, tuple(sorted(spans))) for sym, spans in list(found.items())[:20]]
+
+    def match(self, text: str, tickers: Sequence[str] = ()) -> list[str]:
+        """Symbols the text is about: publisher tickers first, then cashtags, then aliases."""
+        return [link.symbol for link in self.link(text, tickers)]

@@ -86,9 +86,34 @@ class CountAccumulator:
     def add(self, published_at: datetime, topic: str | None, entities: Iterable[str], delta: dict[str, int]) -> None:
         minute = _minute(published_at)
         for kind, value in row_keys(topic, entities):
-            row = self._rows[(kind, value[:128], minute)]
-            for k, v in delta.items():
-                row[k] += v
+            self._bump((kind, value[:128], minute), delta)
+
+    def add_document(
+        self,
+        published_at: datetime,
+        topic: str | None,
+        sentiment: str | None,
+        entities: Iterable[str],
+        entity_sentiment: Mapping[str, str] | None,
+        novel: bool,
+        sign: int = 1,
+        novel_only: bool = False,
+    ) -> None:
+        """One document's counts: the feed and its topic with the document's sentiment,
+        each company with the sentiment toward it (the document's where none was read)."""
+        minute = _minute(published_at)
+        per_company = entity_sentiment or {}
+        for kind, value in row_keys(topic, entities):
+            s = per_company.get(value, sentiment) if kind == "entity" else sentiment
+            d = _delta(s, novel, sign)
+            if novel_only:
+                d["total"] = d["negative"] = d["neutral"] = d["positive"] = 0
+            self._bump((kind, value[:128], minute), d)
+
+    def _bump(self, key: tuple[str, str, datetime], delta: dict[str, int]) -> None:
+        row = self._rows[key]
+        for k, v in delta.items():
+            row[k] += v
 
     def apply(self, conn: Connection) -> None:
         if not self._rows:
@@ -190,13 +215,28 @@ def write_batch(
             [{"b_id": k, "b_dup": v} for k, v in dup_of.items()],
         )
     for it in new:
-        counts.add(it.doc.published_at, it.pred.topic, it.entities, _delta(it.pred.sentiment, it.doc.id not in dup_of))
+        counts.add_document(
+            it.doc.published_at,
+            it.pred.topic,
+            it.pred.sentiment,
+            it.entities,
+            entity_sentiments(it),
+            it.doc.id not in dup_of,
+        )
 
-    ent_rows = [
-        {"document_id": it.doc.id, "entity": e[:64], "published_at": it.doc.published_at}
-        for it in new
-        for e in it.entities
-    ]
+    ent_rows = []
+    for it in new:
+        for e in it.entities:
+            es = it.pred.entity(e)
+            ent_rows.append(
+                {
+                    "document_id": it.doc.id,
+                    "entity": e[:64],
+                    "published_at": it.doc.published_at,
+                    "sentiment": es.sentiment if es else it.pred.sentiment,
+                    "sentiment_score": es.sentiment_score if es else it.pred.sentiment_score,
+                }
+            )
     if ent_rows:
         conn.execute(_insert(conn, document_entities).on_conflict_do_nothing(), ent_rows)
     counts.apply(conn)
@@ -226,6 +266,16 @@ def write_batch(
         )
         result.dead_letters = len(res.fetchall())
     return result
+
+
+def entity_sentiments(it: Classified) -> dict[str, str]:
+    """{symbol: sentiment toward it} for the document's linked companies that have one."""
+    out = {}
+    for e in it.entities:
+        es = it.pred.entity(e)
+        if es is not None:
+            out[e[:128]] = es.sentiment
+    return out
 
 
 def _admit_entities(conn: Connection, new: list[Classified], keys: KeyPolicy, now: datetime) -> list[Classified]:
@@ -293,6 +343,9 @@ def _doc_row(it: Classified, now: datetime) -> dict[str, Any]:
         "probs": p.probs,
         "model_version": p.model_version,
         "entities": list(it.entities),
+        "entity_sentiment": entity_sentiments(it) or None,
+        "chunks": p.chunks,
+        "cut": p.cut or None,
         "meta": d.meta or None,
         "kafka_topic": d.kafka_topic,
         "kafka_partition": d.kafka_partition,
@@ -393,30 +446,35 @@ def _demote_originals(conn: Connection, demote: dict[str, str], counts: CountAcc
             update(documents)
             .where(and_(documents.c.id == doc_id, documents.c.duplicate_of.is_(None)))
             .values(duplicate_of=demote[doc_id])
-            .returning(documents.c.published_at, documents.c.topic, documents.c.sentiment, documents.c.entities)
+            .returning(
+                documents.c.published_at,
+                documents.c.topic,
+                documents.c.sentiment,
+                documents.c.entities,
+                documents.c.entity_sentiment,
+            )
         ).first()
         if row is None:
             continue
-        ts, topic, sentiment, ents = row
-        d = _delta(sentiment, True, -1)
-        d["total"] = d["negative"] = d["neutral"] = d["positive"] = 0
-        counts.add(ts, topic, ents or (), d)
+        ts, topic, sentiment, ents, ent_sent = row
+        counts.add_document(ts, topic, sentiment, ents or (), ent_sent, True, sign=-1, novel_only=True)
 
 
 def recount(conn: Connection) -> dict[tuple[str, str, datetime], dict[str, int]]:
     """Minute counts recomputed from the documents table (for checks and `finsent stats`)."""
     acc = CountAccumulator()
-    for _id, ts, topic, sentiment, ents, dup in conn.execute(
+    for _id, ts, topic, sentiment, ents, ent_sent, dup in conn.execute(
         select(
             documents.c.id,
             documents.c.published_at,
             documents.c.topic,
             documents.c.sentiment,
             documents.c.entities,
+            documents.c.entity_sentiment,
             documents.c.duplicate_of,
         )
     ):
-        acc.add(ts, topic, ents or (), _delta(sentiment, dup is None))
+        acc.add_document(ts, topic, sentiment, ents or (), ent_sent, dup is None)
     return {k: v for k, v in acc._rows.items() if any(v.values())}
 
 

@@ -78,6 +78,10 @@ documents = Table(
     Column("probs", JSON),
     Column("model_version", String(64)),
     Column("entities", JSON),  # list of symbols, also exploded into document_entities
+    # {symbol: sentiment} toward each linked company (what its counts used); absent = the document's
+    Column("entity_sentiment", JSON),
+    Column("chunks", Integer),  # model windows the document was read in (title included)
+    Column("cut", Text),  # why part of a long text was not read; NULL when read whole
     Column("meta", JSON),
     Column("kafka_topic", String(255)),
     Column("kafka_partition", Integer),
@@ -95,6 +99,9 @@ document_entities = Table(
     Column("document_id", String(64), ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
     Column("entity", String(64), nullable=False),
     Column("published_at", UTCDateTime, nullable=False),
+    # The sentiment toward this company (NULL on rows stored before it existed: the document's)
+    Column("sentiment", String(16)),
+    Column("sentiment_score", Float),
     PrimaryKeyConstraint("document_id", "entity"),
     Index("ix_document_entities_entity_time", "entity", "published_at"),
 )

@@ -1,0 +1,130 @@
+"""The FinEntity paragraphs (entity-level sentiment in news) as training and test data.
+
+FinEntity (Tang et al., EMNLP 2023; ODC-BY 1.0) is read from a path, never copied into the
+repository. Each paragraph carries company spans with the sentiment toward that company.
+
+The file is split by a hash of each paragraph's text, so the split is the same on every
+machine and does not depend on the order of the file: 70 % train, 10 % valid (epoch choice
+and the entity head's temperature), 20 % test (kept out of training and tuning; the figure
+the model card reports).
+
+Call: ``load_paragraphs(path=None) -> list[Paragraph]``, ``split_of(paragraph) -> str``,
+``targets(paragraphs) -> list[TargetExample]`` (one per annotated span),
+``doc_examples(paragraphs) -> list[tuple[str, int]]`` (paragraphs whose spans all agree, as
+document-level sentiment examples), ``cashtag_targets(texts, labels)`` (tweets about exactly
+one cashtag, their label taken as the sentiment toward it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.labels import SENTIMENTS
+from pipelines.data import REPO_ROOT
+
+LABELS = {"Negative": "negative", "Neutral": "neutral", "Positive": "positive"}
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True, slots=True)
+class Paragraph:
+    text: str
+    spans: tuple[tuple[int, int, str], ...]  # (start, end, sentiment), end exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class TargetExample:
+    """The sentiment toward the company at ``spans`` (all its mentions) in ``text``."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+    label: int
+
+
+def default_path() -> Path:
+    return REPO_ROOT.parent / "shared" / "data" / "finentity" / "finentity_train.json"
+
+
+def load_paragraphs(path: str | Path | None = None) -> list[Paragraph]:
+    p = Path(path) if path else default_path()
+    if not p.is_file():
+        raise FileNotFoundError(f"no FinEntity file at {p}; pass its path (see docs/model.md)")
+    out = []
+    for item in json.loads(p.read_text(encoding="utf-8")):
+        spans = []
+        for a in item.get("annotations", []):
+            label = LABELS.get(str(a.get("label") or a.get("tag")))
+            if label is None:
+                continue
+            spans.append((int(a["start"]), int(a["end"]), label))
+        if spans:
+            out.append(Paragraph(str(item["content"]), tuple(sorted(spans))))
+    return out
+
+
+def split_of(par: Paragraph) -> str:
+    bucket = int(hashlib.sha256(par.text.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "test" if bucket < 20 else "valid" if bucket < 30 else "train"
+
+
+def split(paragraphs: Sequence[Paragraph]) -> dict[str, list[Paragraph]]:
+    out: dict[str, list[Paragraph]] = {s: [] for s in SPLITS}
+    for par in paragraphs:
+        out[split_of(par)].append(par)
+    return out
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"\W+", " ", name).strip().lower()
+
+
+def targets(paragraphs: Sequence[Paragraph]) -> list[TargetExample]:
+    """One example per annotated company; its other mentions with the same name (and the
+    same sentiment) are marked too, as the linker marks every mention of a company."""
+    out = []
+    for par in paragraphs:
+        by_name: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for s, e, label in par.spans:
+            by_name.setdefault((_norm(par.text[s:e]), label), []).append((s, e))
+        for (_, label), spans in by_name.items():
+            out.append(TargetExample(par.text, tuple(spans), SENTIMENTS.index(label)))
+    return out
+
+
+def doc_examples(paragraphs: Sequence[Paragraph]) -> list[tuple[str, int]]:
+    """Paragraphs whose companies all share one sentiment, as document-level examples."""
+    out = []
+    for par in paragraphs:
+        labels = {label for _, _, label in par.spans}
+        if len(labels) == 1:
+            out.append((par.text, SENTIMENTS.index(labels.pop())))
+    return out
+
+
+_CASHTAG = re.compile(r"(?<![\w$])\$[A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,2})?\b")
+
+
+def cashtag_targets(texts: Sequence[str], labels: Sequence[int]) -> list[TargetExample]:
+    """Tweets naming exactly one cashtag: the tweet's sentiment is the sentiment toward it."""
+    out = []
+    for text, label in zip(texts, labels, strict=True):
+        found = list(_CASHTAG.finditer(text))
+        if found and len({m.group(0).upper() for m in found}) == 1:
+            out.append(TargetExample(text, tuple((m.start(), m.end()) for m in found), int(label)))
+    return out
+
+
+def token_span_indices(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int]:
+    """Token positions whose characters overlap any span (special tokens have (0, 0))."""
+    idx = []
+    for i, (a, b) in enumerate(offsets):
+        if b <= a:
+            continue
+        if any(a < e and b > s for s, e in spans):
+            idx.append(i)
+    return idx
