@@ -205,7 +205,9 @@ class _Words:
         if w in self.lower_words or w in {"of", "and", "&", "the", "a"}:
             return True
         stems = [w[:-1], w[:-2], w[:-3], w[:-3] + "y", w[:-3] + "e", w[:-2] + "e"]
-        return any(len(x) >= 3 and x in self.lower_words for x in stems if w.endswith(("s", "es", "ies", "ing", "ed", "er")))
+        return any(
+            len(x) >= 3 and x in self.lower_words for x in stems if w.endswith(("s", "es", "ies", "ing", "ed", "er"))
+        )
 
 
 def _title(name: str) -> str:
@@ -364,7 +366,9 @@ def build_us(sec_csv: Path, words: _Words) -> list[Row]:
             a = a.strip()
             if _usable(a, words) and a.casefold() not in folded:
                 folded.add(a.casefold())
-                row.aliases[a] = _alias_level(a, words, vetted=bool(cur) and (a == display or a in cur.get("aliases", ())))
+                row.aliases[a] = _alias_level(
+                    a, words, vetted=bool(cur) and (a == display or a in cur.get("aliases", ()))
+                )
         rows.append(row)
     return rows
 

@@ -49,17 +49,10 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Words that, near a common-word name, say it is the company. General business words;
 # product words per company come from the universe's context column.
 _FINANCE_WORDS = frozenset(
-    """shares share stock stocks stake stakes shareholder shareholders investor investors earnings revenue
-    revenues profit profits sales quarter quarterly results guidance outlook forecast forecasts analyst
-    analysts ceo cfo chief executive executives company company's companies firm inc corp ltd plc nyse nasdaq
-    ticker dividend dividends buyback acquisition acquire acquires acquired deal merger takeover lawsuit
-    retailer brand valuation billion downgrade downgraded upgrade upgraded rating ipo listed market-cap
-    customers employees workers layoffs jobs chipmaker carmaker automaker lender bank insurer maker
-    announced reported reports said says plans launched launches unveiled recall recalls sued cut cuts
-    raised raises hired fired appointed valued value worth trillion""".split()
+    ["shares", "share", "stock", "stocks", "stake", "stakes", "shareholder", "shareholders", "investor", "investors", "earnings", "revenue", "revenues", "profit", "profits", "sales", "quarter", "quarterly", "results", "guidance", "outlook", "forecast", "forecasts", "analyst", "analysts", "ceo", "cfo", "chief", "executive", "executives", "company", "company's", "companies", "firm", "inc", "corp", "ltd", "plc", "nyse", "nasdaq", "ticker", "dividend", "dividends", "buyback", "acquisition", "acquire", "acquires", "acquired", "deal", "merger", "takeover", "lawsuit", "retailer", "brand", "valuation", "billion", "downgrade", "downgraded", "upgrade", "upgraded", "rating", "ipo", "listed", "market-cap", "customers", "employees", "workers", "layoffs", "jobs", "chipmaker", "carmaker", "automaker", "lender", "bank", "insurer", "maker", "announced", "reported", "reports", "said", "says", "plans", "launched", "launches", "unveiled", "recall", "recalls", "sued", "cut", "cuts", "raised", "raises", "hired", "fired", "appointed", "valued", "value", "worth", "trillion"]
 )
 _LIST_JOINS = frozenset({",", "and", ", and", "or", "&", "vs", "vs.", "versus", "/"})
-_STOP_CAPS = frozenset("the a an and or of in on at for to by with from as but".split())
+_STOP_CAPS = frozenset(["the", "a", "an", "and", "or", "of", "in", "on", "at", "for", "to", "by", "with", "from", "as", "but"])
 _WINDOW_WORDS = 8
 
 
@@ -329,3 +322,12 @@ def _longest_first(found: Iterable[tuple[int, int, str]]) -> list[tuple[int, int
         if all(end <= s or start >= e for s, e, _ in taken):
             taken.append((start, end, sym))
     return taken
+
+
+def build_matcher(
+    watchlist: Iterable[WatchEntity] = (), universe_enabled: bool = True, universe_path: str | None = None
+) -> EntityMatcher:
+    """The matcher the settings ask for: the watchlist, plus the universe unless it is off."""
+    from monitor.enrich.universe import load_universe
+
+    return EntityMatcher(watchlist, load_universe(universe_path) if universe_enabled else None)
