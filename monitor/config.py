@@ -206,6 +206,15 @@ class RetentionSettings(_Frozen):
     entity_sightings_days: float = Field(7.0, gt=0)
 
 
+class EntityUniverseSettings(_Frozen):
+    """The default company universe shipped with the package (`[entity_universe]`).
+
+    Off: companies are linked only through cashtags, publisher tickers and `[[entities]]`."""
+
+    enabled: bool = True
+    path: str | None = None  # another universe file of the same format (default: the shipped one)
+
+
 class Entity(_Frozen):
     symbol: str
     name: str | None = None
@@ -320,6 +329,7 @@ class Settings(BaseSettings):
     alerting: AlertSettings = AlertSettings()  # type: ignore[call-arg]
     retention: RetentionSettings = RetentionSettings()  # type: ignore[call-arg]
     input: InputSettings = InputSettings()  # type: ignore[call-arg]
+    entity_universe: EntityUniverseSettings = EntityUniverseSettings()  # type: ignore[call-arg]
     entities: tuple[Entity, ...] = ()
     channels: tuple[Channel, ...] = ()
     routes: tuple[Route, ...] = ()

@@ -25,7 +25,15 @@ import click
 import jsonschema
 import pytest
 
-from monitor.config import AlertSettings, DetectSettings, InputSettings, RetentionSettings, Settings, load_settings
+from monitor.config import (
+    AlertSettings,
+    DetectSettings,
+    EntityUniverseSettings,
+    InputSettings,
+    RetentionSettings,
+    Settings,
+    load_settings,
+)
 from tests.compose_file import (
     COMPOSE,
     COMPOSE_GPU,
@@ -54,6 +62,7 @@ def setting_names() -> set[str]:
     names |= {f"FINSENT_ALERTING__{n.upper()}" for n in AlertSettings.model_fields}
     names |= {f"FINSENT_INPUT__{n.upper()}" for n in InputSettings.model_fields}
     names |= {f"FINSENT_RETENTION__{n.upper()}" for n in RetentionSettings.model_fields}
+    names |= {f"FINSENT_ENTITY_UNIVERSE__{n.upper()}" for n in EntityUniverseSettings.model_fields}
     return names
 
 
@@ -321,7 +330,13 @@ def test_every_finsent_name_in_the_deployment_is_a_setting() -> None:
 
 def test_env_example_lists_every_setting() -> None:
     listed = set(_env_example())
-    wanted = setting_names() - {"FINSENT_DETECT", "FINSENT_ALERTING", "FINSENT_INPUT", "FINSENT_RETENTION"}
+    wanted = setting_names() - {
+        "FINSENT_DETECT",
+        "FINSENT_ALERTING",
+        "FINSENT_INPUT",
+        "FINSENT_RETENTION",
+        "FINSENT_ENTITY_UNIVERSE",
+    }
     missing = wanted - listed
     assert not missing, f".env.example misses settings: {sorted(missing)}"
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from monitor.classify.base import Classifier, DocInput, Prediction, Target, analyse
 from monitor.config import Settings
-from monitor.enrich.entities import EntityMatcher, Link, WatchEntity
+from monitor.enrich.entities import EntityMatcher, Link, WatchEntity, build_matcher
 from monitor.ingest.mapping import FieldMap
 from monitor.ingest.schemas import Document, Rejection, decode
 from monitor.ingest.source import RawRecord
@@ -55,6 +55,15 @@ def _bands_fn(settings: Settings) -> Callable[[str], Sequence[str]]:
     return lambda text: novelty.bands(text, threshold)
 
 
+def matcher_for(settings: Settings) -> EntityMatcher:
+    """The company matcher: `[[entities]]` plus the shipped universe unless `[entity_universe]` is off."""
+    return build_matcher(
+        (WatchEntity(e.symbol, e.aliases, e.name) for e in settings.entities),
+        settings.entity_universe.enabled,
+        settings.entity_universe.path,
+    )
+
+
 class BatchProcessor:
     """Holds what is built once (matcher, novelty bands, store) and processes batches."""
 
@@ -62,9 +71,7 @@ class BatchProcessor:
         self.settings = settings
         self.classifier = classifier
         self.store = store
-        self.matcher = EntityMatcher(
-            WatchEntity(e.symbol, (*e.aliases, *([e.name] if e.name else []))) for e in settings.entities
-        )
+        self.matcher = matcher_for(settings)
         self.bands = _bands_fn(settings)
         self.max_future_skew = timedelta(seconds=settings.max_future_skew_seconds)
         self.mapping = FieldMap.from_input(settings.input)

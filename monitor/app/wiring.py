@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from monitor.alerting.routing import Router
 from monitor.alerting.service import AlertService, service_for
-from monitor.app.batch import BatchProcessor
+from monitor.app.batch import BatchProcessor, matcher_for
 from monitor.app.outputs import ResultsPublisher
 from monitor.classify.base import Classifier
 from monitor.config import Settings
@@ -43,7 +43,7 @@ def build_classifier(settings: Settings) -> Classifier:
 
 def build_store(settings: Settings, engine: Engine) -> Store:
     keys = KeyPolicy(
-        known=frozenset(e.symbol for e in settings.entities),
+        known=matcher_for(settings).known_symbols(),
         min_sightings=settings.retention.entity_min_sightings,
     )
     return Store(engine, novelty_horizon=timedelta(minutes=settings.detect.novelty_horizon_minutes), keys=keys)

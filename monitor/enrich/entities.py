@@ -1,8 +1,20 @@
-"""Which companies a text is about: cashtags, publisher tickers and watchlist aliases.
+"""Which companies a text is about, and where: cashtags, publisher tickers, ticker forms,
+the company universe and the watchlist.
 
-Pure logic; the watchlist comes from settings (`[[entities]]`). Aliases match as whole
-words. An alias with a capital letter matches case-sensitively ("Apple" the company, not
-"apple pie"); an all-lowercase alias matches any case.
+Pure logic; the universe is a `Universe` (``monitor.enrich.universe``), the watchlist comes
+from settings (``[[entities]]``). Names are found with one Aho-Corasick automaton over every
+alias, case-folded, then checked: whole words for Latin script (none needed for Chinese),
+then as much evidence as the alias's level asks for. A name that is also a common word
+("Apple", "Target") links only with company context: a legal suffix after it, the same
+company's ticker in the text, a finance or product word nearby, or a capital letter in the
+middle of a sentence that is not Title Case. Short or word-like tickers ("A", "IT", "ALL",
+"NOW") link only in a ticker form (``$NOW``, ``(NYSE: NOW)``, ``<NOW.N>``). Where two
+mentions overlap the longer wins ("Bank of America" over "America").
+
+Watchlist aliases keep their old meaning: one with a capital letter matches in that case
+only, an all-lower-case one in any case. A watchlist entry adds its aliases to the
+universe company with the same symbol (an alias the universe already has keeps the
+universe's rule) and its name replaces the display name.
 """
 
 from __future__ import annotations
@@ -11,23 +23,53 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import ahocorasick
+
+from monitor.enrich.universe import LEVEL_CASED, LEVEL_CONTEXT, LEVEL_EXACT, LEVEL_FREE, Universe
+
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,2})?)\b")
+_EXCHANGE = re.compile(
+    r"\b(?:NYSE(?:\s+(?:American|Arca|MKT))?|NASDAQ(?:GS|GM|CM)?|Nasdaq|AMEX|OTC(?:QX|QB)?|Cboe|CBOE|BATS)"
+    r"\s*:\s*([A-Z][A-Za-z0-9]{0,5}(?:[.\-][A-Z]{1,2})?)\b"
+)
+# Reuters codes of US venues (and the A-share ones, read by _ASHARE): "<AAPL.O>", "<BRKb.N>".
+_RIC = re.compile(r"<([A-Z0-9]{1,6})([a-z])?\.(?:N|O|OQ|A|K|P|PK|Z|BATS)>")
+_BARE = re.compile(r"(?<![\w$<.&/-])([A-Z][A-Z0-9]{0,5}(?:[.\-][A-Z])?)(?![\w&]|-\w)")
+_ASHARE = re.compile(r"(?<![\w.])(?:(SH|SZ|BJ)\.?(\d{6})|(\d{6})\.(SH|SZ|SS|BJ))(?![\w])", re.IGNORECASE)
+_ASHARE_BARE = re.compile(r"[(（](\d{6})[)）]")
+_SHARES_AFTER = re.compile(r"\s+(?:shares|stock|stocks|share price|options)\b", re.IGNORECASE)
+_SUFFIX_AFTER = re.compile(
+    r"^(?:,?\s+(?:Inc|Corp|Corporation|Co|Company|Ltd|Plc|PLC|LLC|Group|Holdings|Incorporated|N\.V|S\.A|AG|SE)\b"
+    r"|\s*[(<]\s*(?:NYSE|NASDAQ|Nasdaq|[A-Z]{1,5}\.[A-Z]{1,2}>))"
+)
+_SENTENCE_END = re.compile(r"(?:[.!?:;\n]|^)[\s\"'“‘(\[]*$")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’&.-]*")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A company found in a text: its symbol, display name and where it is mentioned
-    (character offsets into the text, end exclusive; none for a publisher ticker)."""
-
-    symbol: str
-    name: str
-    mentions: tuple[tuple[int, int], ...] = ()
+# Words that, near a common-word name, say it is the company. General business words;
+# product words per company come from the universe's context column.
+_FINANCE_WORDS = frozenset(
+    ["shares", "share", "stock", "stocks", "stake", "stakes", "shareholder", "shareholders", "investor", "investors", "earnings", "revenue", "revenues", "profit", "profits", "sales", "quarter", "quarterly", "results", "guidance", "outlook", "forecast", "forecasts", "analyst", "analysts", "ceo", "cfo", "chief", "executive", "executives", "company", "company's", "companies", "firm", "inc", "corp", "ltd", "plc", "nyse", "nasdaq", "ticker", "dividend", "dividends", "buyback", "acquisition", "acquire", "acquires", "acquired", "deal", "merger", "takeover", "lawsuit", "retailer", "brand", "valuation", "billion", "downgrade", "downgraded", "upgrade", "upgraded", "rating", "ipo", "listed", "market-cap", "customers", "employees", "workers", "layoffs", "jobs", "chipmaker", "carmaker", "automaker", "lender", "bank", "insurer", "maker", "announced", "reported", "reports", "said", "says", "plans", "launched", "launches", "unveiled", "recall", "recalls", "sued", "cut", "cuts", "raised", "raises", "hired", "fired", "appointed", "valued", "value", "worth", "trillion"]
+)
+_LIST_JOINS = frozenset({",", "and", ", and", "or", "&", "vs", "vs.", "versus", "/"})
+_STOP_CAPS = frozenset(["the", "a", "an", "and", "or", "of", "in", "on", "at", "for", "to", "by", "with", "from", "as", "but"])
+_WINDOW_WORDS = 8
 
 
 @dataclass(frozen=True, slots=True)
 class WatchEntity:
     symbol: str
     aliases: tuple[str, ...] = ()
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A company a text is about: its symbol, display name and where the text names it."""
+
+    symbol: str
+    name: str  # display name ("Tesla"); the symbol when unknown
+    mentions: tuple[tuple[int, int], ...]  # char offsets into the text, end exclusive, sorted
 
 
 def cashtags(text: str) -> list[str]:
@@ -40,58 +82,252 @@ def cashtags(text: str) -> list[str]:
     return seen
 
 
-class EntityMatcher:
-    """Compiled once from the watchlist; `match` is called per document on the hot path."""
+def _fold(text: str) -> str:
+    """Lower case with the same length (offsets stay valid): 'İ' and friends are left as they are."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
-    def __init__(self, watchlist: Iterable[WatchEntity] = ()) -> None:
-        self._by_alias: dict[str, str] = {}
-        sensitive: list[str] = []
-        insensitive: list[str] = []
+
+def _norm_ticker(t: str) -> str:
+    return t.strip().upper().replace("/", ".").replace("-", ".")
+
+
+@dataclass(frozen=True, slots=True)
+class _Alias:
+    symbol: str
+    level: int
+    exact: str  # the alias as written (LEVEL_EXACT compares against it)
+    cjk: bool
+
+
+class EntityMatcher:
+    """Compiled once from the universe and the watchlist; `link` runs per document."""
+
+    def __init__(self, watchlist: Iterable[WatchEntity] = (), universe: Universe | None = None) -> None:
+        self._names: dict[str, str] = {}
+        self._tickers: dict[str, tuple[str, bool]] = {}  # normalised ticker -> (symbol, ambiguous)
+        self._context: dict[str, tuple[str, ...]] = {}
+        aliases: dict[str, _Alias] = {}
+        if universe is not None:
+            for c in universe.companies:
+                self._names.setdefault(c.symbol, c.name)
+                for t, amb in c.tickers:
+                    self._tickers.setdefault(_norm_ticker(t), (c.symbol, amb))
+                if c.context:
+                    self._context[c.symbol] = tuple(w.lower() for w in c.context)
+                for a, level in c.aliases:
+                    key = _fold(a)
+                    if key not in aliases:
+                        aliases[key] = _Alias(c.symbol, level, a, bool(_CJK.search(a)))
+        self._watch: set[str] = set()
         for ent in watchlist:
-            for alias in ent.aliases:
+            sym = ent.symbol.strip().upper()
+            if not sym:
+                continue
+            self._watch.add(sym)
+            if ent.name:
+                self._names[sym] = ent.name
+            self._tickers.setdefault(_norm_ticker(sym), (sym, True))
+            for alias in (*ent.aliases, *([ent.name] if ent.name else [])):
                 alias = alias.strip()
                 if not alias:
                     continue
-                if alias.lower() == alias:
-                    self._by_alias[alias.lower()] = ent.symbol
-                    insensitive.append(re.escape(alias))
-                else:
-                    self._by_alias[alias] = ent.symbol
-                    sensitive.append(re.escape(alias))
-        # Longest first so "Bank of America" wins over "America".
-        self._sensitive = self._compile(sensitive, 0)
-        self._insensitive = self._compile(insensitive, re.IGNORECASE)
+                key = _fold(alias)
+                have = aliases.get(key)
+                if have is not None and have.symbol == sym:
+                    continue  # the universe already knows this name for this company: keep its rule
+                level = LEVEL_FREE if alias == key else LEVEL_EXACT
+                aliases[key] = _Alias(sym, level, alias, bool(_CJK.search(alias)))
+        self._aliases = aliases
+        self._symbols = frozenset(self._names) | frozenset(self._watch)
+        self._automaton: ahocorasick.Automaton | None = None
+        if aliases:
+            auto = ahocorasick.Automaton()
+            for key in aliases:
+                auto.add_word(key, key)
+            auto.make_automaton()
+            self._automaton = auto
+        self._any_tickers = universe is not None
 
-    @staticmethod
-    def _compile(aliases: list[str], flags: int) -> re.Pattern[str] | None:
-        if not aliases:
-            return None
-        body = "|".join(sorted(set(aliases), key=len, reverse=True))
-        return re.compile(rf"(?<!\w)(?:{body})(?!\w)", flags)
-
-    def link(self, text: str, tickers: Sequence[str] = ()) -> list[Link]:
-        """Companies the text is about: publisher tickers first, then cashtags, then aliases."""
-        found: dict[str, list[tuple[int, int]]] = {}
-
-        def add(sym: str, span: tuple[int, int] | None = None) -> None:
-            if not sym:
-                return
-            spans = found.setdefault(sym, [])
-            if span is not None:
-                spans.append(span)
-
-        for t in tickers:
-            add(t.upper())
-        for m in _CASHTAG.finditer(text):
-            add(m.group(1).upper(), (m.start(), m.end()))
-        if self._sensitive is not None:
-            for m in self._sensitive.finditer(text):
-                add(self._by_alias.get(m.group(0), ""), (m.start(), m.end()))
-        if self._insensitive is not None:
-            for m in self._insensitive.finditer(text):
-                add(self._by_alias.get(m.group(0).lower(), ""), (m.start(), m.end()))
-        return [Link(sym, sym, tuple(sorted(spans))) for sym, spans in list(found.items())[:20]]
+    def known_symbols(self) -> frozenset[str]:
+        """Universe and watchlist symbols (the store's bounded keys admit these at once)."""
+        return self._symbols
 
     def match(self, text: str, tickers: Sequence[str] = ()) -> list[str]:
-        """Symbols the text is about: publisher tickers first, then cashtags, then aliases."""
+        """Symbols the text is about: publisher tickers first, then in order of first mention."""
         return [link.symbol for link in self.link(text, tickers)]
+
+    def _resolve(self, ticker: str) -> str | None:
+        hit = self._tickers.get(_norm_ticker(ticker))
+        return hit[0] if hit else None
+
+    def link(self, text: str, tickers: Sequence[str] = ()) -> list[Link]:
+        """Companies the text is about with their mentions; publisher tickers first (with the
+        mentions found in the text, if any), then in order of first mention; at most 20."""
+        found: list[tuple[int, int, str]] = []  # (start, end, symbol), accepted
+        by_ticker: set[str] = set()
+        for m in _CASHTAG.finditer(text):
+            sym = self._resolve(m.group(1)) or m.group(1).upper()
+            found.append((m.start(), m.end(), sym))
+            by_ticker.add(sym)
+        if self._any_tickers:
+            self._ticker_forms(text, found, by_ticker)
+        publisher = [self._resolve(t) or t.strip().upper() for t in tickers if t and t.strip()]
+        if self._automaton is not None:
+            self._names_in(text, found, by_ticker | set(publisher))
+        chosen = _longest_first(found)
+        out: dict[str, list[tuple[int, int]]] = {}
+        for sym in publisher:
+            out.setdefault(sym, [])
+        for start, end, sym in sorted(chosen):
+            out.setdefault(sym, []).append((start, end))
+        return [Link(sym, self._names.get(sym, sym), tuple(sorted(ms))) for sym, ms in list(out.items())[:20]]
+
+    def _ticker_forms(self, text: str, found: list[tuple[int, int, str]], by_ticker: set[str]) -> None:
+        for m in _EXCHANGE.finditer(text):
+            sym = self._resolve(m.group(1))
+            if sym:
+                found.append((m.start(1), m.end(1), sym))
+                by_ticker.add(sym)
+        for m in _RIC.finditer(text):
+            sym = self._resolve(m.group(1) + ("." + m.group(2).upper() if m.group(2) else ""))
+            sym = sym or self._resolve(m.group(1))
+            if sym:
+                found.append((m.start() + 1, m.end() - 1, sym))
+                by_ticker.add(sym)
+        shouting = _mostly_upper(text)
+        for m in _BARE.finditer(text):
+            hit = self._tickers.get(_norm_ticker(m.group(1)))
+            if hit is None:
+                continue
+            sym, ambiguous = hit
+            base = re.sub(r"[.\-].*$", "", m.group(1))
+            if ambiguous:
+                # "CAT shares" is Caterpillar; "IT shares", "A shares" are not Gartner or Agilent.
+                if len(base) < 3 or not _SHARES_AFTER.match(text, m.end()):
+                    continue
+            elif shouting and not _SHARES_AFTER.match(text, m.end()):
+                continue
+            found.append((m.start(1), m.end(1), sym))
+            by_ticker.add(sym)
+        for m in _ASHARE.finditer(text):
+            code, market = (m.group(2), m.group(1)) if m.group(2) else (m.group(3), m.group(4))
+            market = "SH" if market.upper() == "SS" else market.upper()
+            sym = f"{code}.{market}"
+            if sym in self._names:
+                found.append((m.start(), m.end(), sym))
+                by_ticker.add(sym)
+        for m in _ASHARE_BARE.finditer(text):
+            code = m.group(1)
+            for market in ("SH", "SZ", "BJ"):
+                if f"{code}.{market}" in self._names:
+                    found.append((m.start(1), m.end(1), f"{code}.{market}"))
+                    break
+
+    def _names_in(self, text: str, found: list[tuple[int, int, str]], ticker_syms: set[str]) -> None:
+        assert self._automaton is not None
+        folded = _fold(text)
+        n = len(text)
+        pending: list[tuple[int, int, str]] = []
+        for end_idx, key in self._automaton.iter(folded):
+            alias = self._aliases[key]
+            end = end_idx + 1
+            start = end - len(key)
+            if not alias.cjk and (
+                (start > 0 and _is_word_char(text[start - 1])) or (end < n and _is_word_char(text[end]))
+            ):
+                continue
+            level = alias.level
+            surface = text[start:end]
+            if level == LEVEL_FREE:
+                found.append((start, end, alias.symbol))
+            elif level == LEVEL_EXACT:
+                if surface == alias.exact:
+                    found.append((start, end, alias.symbol))
+            elif surface.islower():
+                continue
+            elif level == LEVEL_CASED:
+                found.append((start, end, alias.symbol))
+            elif level == LEVEL_CONTEXT:
+                pending.append((start, end, alias.symbol))
+        if not pending:
+            return
+        sure = list(found)
+        for start, end, sym in pending:
+            if sym in ticker_syms or self._has_context(text, start, end, sym, sure):
+                found.append((start, end, sym))
+
+    def _has_context(self, text: str, start: int, end: int, sym: str, sure: list[tuple[int, int, str]]) -> bool:
+        """Company context for a common-word name at text[start:end] (already capitalised)."""
+        if _SUFFIX_AFTER.match(text[end : end + 24]):
+            return True
+        lo, hi = max(0, start - 80), min(len(text), end + 80)
+        # Part of a longer capitalised name ("Bill Adams", "Southern California", "Colin Angle").
+        prev_words = _WORD.findall(text[lo:start])
+        next_words = _WORD.findall(text[end:hi])
+        joined_prev = prev_words and not re.search(r"[.!?:;,\n\"“(]", text[max(0, start - 3) : start])
+        if next_words and _titled(next_words[0]) and text[end : end + 1] == " ":
+            return False
+        if joined_prev and _titled(prev_words[-1]) and prev_words[-1].lower() not in _STOP_CAPS:
+            return False
+        before = _WORD.findall(text[lo:start])[-_WINDOW_WORDS:]
+        after = _WORD.findall(text[end:hi])[:_WINDOW_WORDS]
+        near = [w.lower().strip(".'’") for w in (*before, *after)]
+        if any(w in _FINANCE_WORDS or w.removesuffix("'s") in _FINANCE_WORDS for w in near):
+            return True
+        context = self._context.get(sym)
+        if context:
+            low = _fold(text)
+            if any(c in low for c in context):
+                return True
+        # Another company named beside it in a list ("Visa and Mastercard", "Gap, Target").
+        for s_start, s_end, s in sure:
+            gap = text[end:s_start] if s_start >= end else text[s_end:start]
+            if s != sym and gap.strip().lower() in _LIST_JOINS:
+                return True
+        # A capital in the middle of a sentence, the name standing alone (not Title Case,
+        # not part of a longer capitalised name like "Southern California").
+        if _SENTENCE_END.search(text[max(0, start - 4) : start]):
+            return False
+        return not _title_case([*before, *after])
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _titled(word: str) -> bool:
+    """Title-case ("Adams"), not an acronym ("CEO") nor lower case."""
+    return word[:1].isupper() and any(c.islower() for c in word[1:])
+
+
+def _mostly_upper(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return len(letters) >= 12 and sum(c.isupper() for c in letters) > 0.6 * len(letters)
+
+
+def _title_case(words: Sequence[str]) -> bool:
+    content = [w for w in words if len(w) > 3 and w.lower() not in _STOP_CAPS]
+    if len(content) < 2:
+        return False
+    return sum(w[:1].isupper() for w in content) >= 0.6 * len(content)
+
+
+def _longest_first(found: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Non-overlapping mentions, longer ones first ("Bank of America" over "America")."""
+    taken: list[tuple[int, int, str]] = []
+    for start, end, sym in sorted(set(found), key=lambda f: (f[0] - f[1], f[0])):
+        if all(end <= s or start >= e for s, e, _ in taken):
+            taken.append((start, end, sym))
+    return taken
+
+
+def build_matcher(
+    watchlist: Iterable[WatchEntity] = (), universe_enabled: bool = True, universe_path: str | None = None
+) -> EntityMatcher:
+    """The matcher the settings ask for: the watchlist, plus the universe unless it is off."""
+    from monitor.enrich.universe import load_universe
+
+    return EntityMatcher(watchlist, load_universe(universe_path) if universe_enabled else None)

@@ -1,0 +1,143 @@
+"""The company universe and the entity linker, on plain strings."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.enrich.entities import EntityMatcher, Link, WatchEntity, build_matcher
+from monitor.enrich.universe import DEFAULT_PATH, load_universe
+
+COMPANIES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "companies"
+
+
+@pytest.fixture(scope="module")
+def m() -> EntityMatcher:
+    return EntityMatcher((), load_universe())
+
+
+def syms(m: EntityMatcher, text: str) -> list[str]:
+    return m.match(text)
+
+
+def test_legal_names_become_the_names_people_write() -> None:
+    pytest.importorskip("wordfreq")
+    from pipelines.build_universe import _title, legal_name_forms
+
+    assert _title(legal_name_forms("AMAZON COM INC")[-1]) == "Amazon"
+    assert legal_name_forms("Tesla, Inc.")[-1] == "Tesla"
+    assert _title(legal_name_forms("JPMORGAN CHASE & CO")[-1]) == "Jpmorgan Chase"
+    assert _title(legal_name_forms("BANK OF AMERICA CORP /DE/")[-1]) == "Bank of America"
+    assert "Goldman Sachs Group" in [_title(f) for f in legal_name_forms("GOLDMAN SACHS GROUP INC")]
+
+
+def test_shipped_aliases(m: EntityMatcher) -> None:
+    u = {c.symbol: c for c in load_universe()}
+    assert u["AMZN"].name == "Amazon" and u["TSLA"].name == "Tesla"
+    jpm = {a for a, _ in u["JPM"].aliases}
+    assert {"JPMorgan", "JPMorgan Chase"} <= jpm
+    assert ("GOOG", False) in u["GOOGL"].tickers or any(t == "GOOG" for t, _ in u["GOOGL"].tickers)
+    assert syms(m, "JPMorgan Chase & Co said on Tuesday") == ["JPM"]
+    assert syms(m, "Amazon.com Inc raised prices") == ["AMZN"]
+
+
+def test_apple_the_company_not_the_fruit(m: EntityMatcher) -> None:
+    assert syms(m, "Apple's iPhone sales slowed in China") == ["AAPL"]
+    assert syms(m, "apple pie prices rose this autumn") == []
+    assert syms(m, "Shares of Apple fell 2%") == ["AAPL"]
+
+
+def test_common_word_names_need_company_context(m: EntityMatcher) -> None:
+    assert syms(m, "Target cut its outlook") == ["TGT"]
+    assert syms(m, "we missed the target by a mile") == []
+    assert syms(m, "Visa and Mastercard shares fell") == ["V", "MA"]
+    assert syms(m, "I applied for a visa to travel") == []
+    assert syms(m, "Gap Inc reported weaker sales") == ["GAP"]
+    assert syms(m, "the gap between rates widened") == []
+    assert syms(m, "He moved to Southern California") == []
+
+
+def test_short_tickers_only_in_ticker_forms(m: EntityMatcher) -> None:
+    assert syms(m, "IT stocks rallied and ALL of them are ON NOW, A shares too") == []
+    assert syms(m, "ServiceNow (NYSE: NOW) jumped") == ["NOW"]
+    assert syms(m, "Allstate (NYSE:ALL) and $ON rose") == ["ALL", "ON"]
+
+
+def test_ticker_forms_with_offsets(m: EntityMatcher) -> None:
+    text = "Johnson & Johnson <JNJ.N> rose; $AAPL up, (NASDAQ: MSFT) flat, NVDA shares fell"
+    links = {lk.symbol: lk.mentions for lk in m.link(text)}
+    assert links["JNJ"] == ((0, 17), (19, 24))
+    assert text[19:24] == "JNJ.N"
+    s = text.index("$AAPL")
+    assert links["AAPL"] == ((s, s + 5),)
+    s = text.index("MSFT")
+    assert links["MSFT"] == ((s, s + 4),)
+    s = text.index("NVDA")
+    assert links["NVDA"] == ((s, s + 4),)
+
+
+def test_tesla_and_gm(m: EntityMatcher) -> None:
+    text = "Tesla gains as GM recalls 400,000 trucks"
+    assert m.link(text) == [Link("TSLA", "Tesla", ((0, 5),)), Link("GM", "General Motors", ((15, 17),))]
+
+
+def test_longest_match_wins(m: EntityMatcher) -> None:
+    links = m.link("Bank of America raised its forecast")
+    assert [(lk.symbol, lk.mentions) for lk in links] == [("BAC", ((0, 15),))]
+
+
+def test_publisher_tickers_first_and_unknown_cashtags_kept(m: EntityMatcher) -> None:
+    links = m.link("Tesla rose while $ZZZQ fell", ["goog"])
+    assert [lk.symbol for lk in links] == ["GOOGL", "TSLA", "ZZZQ"]
+    assert links[0].mentions == () and links[2].name == "ZZZQ"
+
+
+def test_watchlist_adds_and_overrides() -> None:
+    u = load_universe()
+    m = EntityMatcher(
+        [WatchEntity("TSLA", ("Elon Musk's carmaker",), "Tesla Motors"), WatchEntity("ACME", ("acme",))], u
+    )
+    links = m.link("Elon Musk's carmaker beat ACME and acme")
+    assert [(lk.symbol, lk.name) for lk in links] == [("TSLA", "Tesla Motors"), ("ACME", "ACME")]
+    assert {"TSLA", "ACME", "AAPL"} <= m.known_symbols()
+    # A watchlist "Apple" keeps the universe's rule for that name.
+    m2 = EntityMatcher([WatchEntity("AAPL", ("Apple",))], u)
+    assert m2.match("apple pie prices") == []
+
+
+def test_universe_off_is_the_old_matcher() -> None:
+    m = build_matcher([WatchEntity("AAPL", ("Apple",))], universe_enabled=False)
+    assert m.match("Apple pie and $TSLA and Tesla") == ["AAPL", "TSLA"]  # order of first mention
+    assert m.known_symbols() == frozenset({"AAPL"})
+
+
+def test_chinese_names_and_codes(m: EntityMatcher) -> None:
+    assert m.match("贵州茅台(600519)涨停,万科A跌") == ["600519.SH", "000002.SZ"]
+    assert m.match("万科公布业绩; SZ000002, 600519.SH") == ["000002.SZ", "600519.SH"]
+
+
+def test_loading_is_fast_and_the_file_small() -> None:
+    assert DEFAULT_PATH.stat().st_size < 1_000_000
+    from monitor.enrich import universe
+
+    universe._load.cache_clear()
+    t = time.perf_counter()
+    u = load_universe()
+    EntityMatcher((), u)
+    assert time.perf_counter() - t < 2.0  # about 0.2 s on a 2-core EPYC
+    assert len(u) > 12_000
+
+
+@pytest.mark.skipif(
+    not (COMPANIES / "sec_company_tickers.csv").exists(), reason="../shared/data/companies is not present"
+)
+def test_build_reproduces_the_shipped_file() -> None:
+    pytest.importorskip("wordfreq", reason="the dev extra's word lists are needed to build the universe")
+    pytest.importorskip("english_words", reason="the dev extra's word lists are needed to build the universe")
+    from pipelines.build_universe import build, render
+
+    fresh = gzip.decompress(render(build(COMPANIES.resolve())))
+    assert fresh == gzip.decompress(DEFAULT_PATH.read_bytes())
