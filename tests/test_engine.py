@@ -77,7 +77,44 @@ def test_hostile_texts_do_not_crash_and_probabilities_sum_to_one(engine) -> None
         assert _sums_to_one(p)
         assert p.model_version == engine.model_version and p.model_version
         assert 0.0 < p.topic_score <= 1.0 and p.topic == max(p.probs["topic"], key=p.probs["topic"].get)
-    assert engine.truncated - before == 2  # the two huge strings
+    # 5,000 words are read whole, in windows; 200,000 characters pass the cap and are cut, with a reason.
+    assert engine.truncated - before == 1
+    words, xs = preds[2], preds[3]
+    assert words.chunks > 10 and not words.cut
+    assert "cut" in xs.cut and "200,000" in xs.cut
+
+
+def test_long_article_is_read_whole_and_each_company_gets_its_own_sentiment(engine) -> None:
+    from monitor.classify.base import DocInput, Target
+
+    calm = "The company reported steady results and kept its outlook for the year unchanged. " * 80
+    bad = "In other news, GM recalls 400,000 trucks over a braking fault and its shares plunged 9%."
+    text = calm + bad
+    gm = text.index("GM")
+    doc = DocInput(text, title="Carmakers: the week in review", targets=(Target("GM", ((gm, gm + 2),)), Target("F")))
+    (p,) = engine.analyse([doc])
+    assert p.chunks >= 6 and not p.cut  # title + the body's windows
+    by = {e.symbol: e for e in p.entities}
+    assert by["GM"].sentiment == "negative" and by["GM"].mentioned
+    # A target with no mention read (a publisher ticker) takes the document's sentiment.
+    assert not by["F"].mentioned and by["F"].sentiment == p.sentiment
+
+
+def test_a_text_that_fits_one_window_reads_exactly_as_before(engine) -> None:
+    from monitor.classify.base import DocInput
+
+    (a,) = engine.classify([TEXTS[0]])
+    (b,) = engine.analyse([DocInput(TEXTS[0])])
+    assert a.chunks == b.chunks == 1 and a.probs == b.probs
+
+
+def test_the_cap_on_windows_says_what_was_read() -> None:
+    from monitor.classify.base import DocInput
+    from monitor.classify.engine import Engine
+
+    small = Engine(device="cpu", max_chunks=2)
+    (p,) = small.analyse([DocInput("Shares fell sharply after the warning. " * 200)])
+    assert p.chunks == 2 and p.cut.startswith("read the first") and "2 windows" in p.cut
 
 
 def test_classify_iter_matches_classify_and_handles_empty_batches(engine) -> None:
@@ -117,9 +154,48 @@ def test_classify_file_writes_one_line_per_row(tmp_path) -> None:
     assert classify_file(src, output=out, batch_size=2) == 3
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3
-    assert set(rows[0]) == {"topic", "topic_score", "sentiment", "sentiment_score", "probs", "model_version"}
+    assert set(rows[0]) == {
+        "topic",
+        "topic_score",
+        "sentiment",
+        "sentiment_score",
+        "probs",
+        "model_version",
+        "chunks",
+        "lang",
+        "entities",
+    }
     with pytest.raises(ValueError, match="no column 'body'"):
         classify_file(src, text_column="body", output=out)
+    with pytest.raises(ValueError, match="no column 'headline'"):
+        classify_file(src, title_column="headline", output=out)
+
+
+def test_classify_file_links_companies_with_their_sentiment_and_mentions(tmp_path) -> None:
+    import json
+
+    from monitor.classify.engine import classify_file
+    from monitor.enrich.entities import build_matcher
+    from monitor.enrich.lang import detect
+
+    text = "Tesla gains as GM recalls 400,000 trucks"
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        json.dumps({"text": text, "headline": "Carmakers"})
+        + "\n"
+        + json.dumps({"text": "apple pie prices rise at the county fair"})
+        + "\n"
+    )
+    out = tmp_path / "out.jsonl"
+    assert classify_file(src, output=out, title_column="headline", matcher=build_matcher(), detect_lang=detect) == 2
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert first["lang"] == "en"
+    ents = {e["symbol"]: e for e in first["entities"]}
+    assert set(ents) == {"TSLA", "GM"}
+    assert ents["GM"]["name"] and [text[a:b] for a, b in ents["GM"]["mentions"]] == ["GM"]
+    assert [text[a:b] for a, b in ents["TSLA"]["mentions"]] == ["Tesla"]
+    assert {e["sentiment"] for e in first["entities"]} <= {"negative", "neutral", "positive"}
+    assert second["entities"] == []
 
 
 # --- the classifier benchmark -------------------------------------------------------------

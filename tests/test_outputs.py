@@ -260,5 +260,27 @@ def test_scored_record_shape() -> None:
     items, _ = _items()
     rec = scored_record(items[0])
     assert rec["id"] == "d0" and rec["published_at"] == T0.isoformat()
-    assert rec["entities"] == [{"symbol": "ACME", "sentiment": "negative", "sentiment_score": 0.8}]
+    # No mention read: the document's sentiment stands in.
+    assert rec["entities"] == [
+        {"symbol": "ACME", "name": "ACME", "sentiment": "negative", "sentiment_score": 0.8, "mentions": []}
+    ]
     assert (rec["topic"], rec["sentiment"], rec["model_version"]) == ("Earnings", "negative", "v1")
+
+
+def test_scored_record_carries_the_sentiment_toward_each_company() -> None:
+    from dataclasses import replace
+
+    from monitor.app.outputs import scored_record
+    from monitor.classify.base import EntitySentiment
+
+    items, _ = _items()
+    toward = (
+        EntitySentiment("ACME", "positive", 0.7, name="Acme", mentions=((0, 4),)),
+        EntitySentiment("GM", "negative", 0.9, name="General Motors", mentions=((10, 12),)),
+    )
+    it = replace(items[0], pred=replace(items[0].pred, entities=toward), entities=("ACME", "GM"))
+    rec = scored_record(it)
+    assert [(e["symbol"], e["name"], e["sentiment"], e["mentions"]) for e in rec["entities"]] == [
+        ("ACME", "Acme", "positive", [[0, 4]]),
+        ("GM", "General Motors", "negative", [[10, 12]]),
+    ]

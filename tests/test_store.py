@@ -175,3 +175,37 @@ def test_detector_reads_the_feed_row_the_store_writes(migrated: str) -> None:
     assert ev.feed_base_total == 3
     assert det._ring_sum[:, det._index[FEED]].tolist() == [3, 1, 3, 1]
     engine.dispose()
+
+
+def test_company_counts_use_the_sentiment_toward_each_company(migrated: str) -> None:
+    """One headline, two companies, two sentiments: each company's counts and its
+    document_entities row carry its own; the feed and topic rows carry the document's."""
+    proc, engine = _processor(migrated)
+    first = proc.process([rec(0, msg("Tesla deliveries beat, shares soar. GM shares plunge on a recall", id="tg"))], T0)
+    assert first.inserted == 1
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        rows = {(r.key_kind, r.key_value): r for r in c.execute(select(minute_counts))}
+        assert rows[("entity", "GM")].negative == 1 and rows[("entity", "GM")].positive == 0
+        assert rows[("entity", "TSLA")].positive == 1 and rows[("entity", "TSLA")].negative == 0
+        toward = dict(c.execute(select(document_entities.c.entity, document_entities.c.sentiment)).all())
+        assert toward == {"TSLA": "positive", "GM": "negative"}
+        doc = c.execute(select(documents.c.entity_sentiment, documents.c.chunks)).one()
+        assert doc.entity_sentiment == {"TSLA": "positive", "GM": "negative"} and doc.chunks == 1
+        assert recount(c) == stored_counts(c)
+    # A later-arriving earlier copy demotes the original: its novel counts move per company.
+    proc.process(
+        [
+            rec(
+                1,
+                msg(
+                    "Tesla deliveries beat, shares soar. GM shares plunge on a recall!",
+                    id="tg0",
+                    published_at="2024-05-01T11:00:00Z",
+                ),
+            )
+        ],
+        T0,
+    )
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        assert recount(c) == stored_counts(c)
+    engine.dispose()  # type: ignore[attr-defined]

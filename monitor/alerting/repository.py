@@ -172,6 +172,12 @@ def load_snapshot(conn: Connection, fps: Sequence[str], now: datetime, *, with_g
     return Snapshot(latest=latest, alerts=view, groups=groups, silences=active_silences(conn, now))
 
 
+def _toward(de: Any, d: Any) -> Any:
+    """The sentiment toward the company of a `document_entities` row (the document's on rows
+    stored before per-company sentiment existed)."""
+    return func.coalesce(de.sentiment, d.sentiment)
+
+
 def _dominant_topic(conn: Connection, a: Alert) -> str | None:
     """The most frequent topic of a company's negative documents in the alert's window."""
     d, de = documents.c, document_entities.c
@@ -180,7 +186,7 @@ def _dominant_topic(conn: Connection, a: Alert) -> str | None:
         select(d.topic, func.count().label("k"))
         .select_from(documents.join(document_entities, de.document_id == d.id))
         .where(de.entity == a.key.value, de.published_at >= start, de.published_at <= end)
-        .where(d.sentiment == "negative", d.topic.is_not(None))
+        .where(_toward(de, d) == "negative", d.topic.is_not(None))
         .group_by(d.topic)
         .order_by(func.count().desc(), d.topic)
         .limit(1)
@@ -198,6 +204,7 @@ def _company_documents(conn: Connection, firing: Sequence[Alert]) -> dict[str, t
         return {}
     d, de = documents.c, document_entities.c
     negative = func.coalesce(func.sum(case((d.sentiment == "negative", 1), else_=0)), 0)
+    negative_toward = func.coalesce(func.sum(case((_toward(de, d) == "negative", 1), else_=0)), 0)
     out: dict[str, tuple[int, int, list[str]]] = {}
     for a in firing:
         if a.key.kind != "topic":
@@ -211,7 +218,7 @@ def _company_documents(conn: Connection, firing: Sequence[Alert]) -> dict[str, t
         )
         docs, negatives = conn.execute(select(func.count(), negative).where(in_window, d.id.in_(mentions))).one()
         per_company = conn.execute(
-            select(de.entity, negative)
+            select(de.entity, negative_toward)
             .select_from(documents.join(document_entities, de.document_id == d.id))
             .where(in_window, de.entity.in_(companies))
             .group_by(de.entity)
@@ -231,17 +238,24 @@ def evidence(conn: Connection, a: Alert, limit: int) -> list[dict[str, Any]]:
         return []
     start, end = window(a)
     d = documents.c
-    q = select(d.id, d.source, d.published_at, d.title, d.text, d.url, d.sentiment_score)
     if a.key.kind == "entity":
+        # A company's evidence is what reads negative toward it, not merely beside it.
         de = document_entities.c
-        q = q.join(document_entities, de.document_id == d.id).where(
-            de.entity == a.key.value, de.published_at >= start, de.published_at <= end
+        score: Any = func.coalesce(de.sentiment_score, d.sentiment_score)
+        q = (
+            select(d.id, d.source, d.published_at, d.title, d.text, d.url, score.label("sentiment_score"))
+            .join(document_entities, de.document_id == d.id)
+            .where(de.entity == a.key.value, de.published_at >= start, de.published_at <= end)
+            .where(_toward(de, d) == "negative")
         )
     else:
-        q = q.where(d.topic == a.key.value)
+        score = d.sentiment_score
+        q = select(d.id, d.source, d.published_at, d.title, d.text, d.url, d.sentiment_score).where(
+            d.topic == a.key.value, d.sentiment == "negative"
+        )
     q = (
-        q.where(d.sentiment == "negative", d.duplicate_of.is_(None), d.published_at >= start, d.published_at <= end)
-        .order_by(d.sentiment_score.desc(), d.published_at.desc(), d.id)
+        q.where(d.duplicate_of.is_(None), d.published_at >= start, d.published_at <= end)
+        .order_by(score.desc(), d.published_at.desc(), d.id)
         .limit(limit * 4)
     )
     stories: dict[str, list[Any]] = {}  # normalised headline -> [first row, ids]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from monitor.classify.base import Classifier, DocInput, Prediction, Target, analyse
 from monitor.config import Settings
 from monitor.enrich.entities import EntityMatcher, Link, WatchEntity, build_matcher
+from monitor.enrich.lang import detect as detect_lang
 from monitor.ingest.mapping import FieldMap
 from monitor.ingest.schemas import Document, Rejection, decode
 from monitor.ingest.source import RawRecord
@@ -98,17 +99,20 @@ class BatchProcessor:
             (docs if isinstance(out, Document) else rejected).append(out)  # type: ignore[arg-type]
         return docs, rejected
 
-    def targets(self, doc: Document) -> tuple[Target, ...]:
-        """The companies of a document, with their mentions in the text and the title."""
+    def links(self, doc: Document) -> dict[str, tuple[str, Target]]:
+        """The companies of a document: {symbol: (name, its mentions in text and title)}."""
         links: dict[str, Link] = {link.symbol: link for link in self.matcher.link(doc.text, doc.tickers)}
         title_links = {link.symbol: link for link in self.matcher.link(doc.title)} if doc.title else {}
         for sym in title_links:
             if sym not in links and len(links) < 20:
-                links[sym] = Link(sym, title_links[sym].name)
-        return tuple(
-            Target(sym, link.mentions, title_links[sym].mentions if sym in title_links else ())
+                links[sym] = Link(sym, title_links[sym].name, ())
+        return {
+            sym: (link.name, Target(sym, link.mentions, title_links[sym].mentions if sym in title_links else ()))
             for sym, link in links.items()
-        )
+        }
+
+    def targets(self, doc: Document) -> tuple[Target, ...]:
+        return tuple(t for _, t in self.links(doc).values())
 
     def _analyse(self, docs: Sequence[Document], targets: Sequence[tuple[Target, ...]]) -> list[Prediction]:
         return analyse(self.classifier, [DocInput(d.text, d.title, t) for d, t in zip(docs, targets, strict=True)])
@@ -121,7 +125,18 @@ class BatchProcessor:
         classifies, else raise `ClassifierUnavailable`."""
         if not docs:
             return [], []
-        tg = list(targets) if targets is not None else [self.targets(d) for d in docs]
+        docs = [d if d.lang else replace(d, lang=detect_lang(f"{d.title or ''} {d.text}")) for d in docs]
+        found = (
+            [self.links(d) for d in docs] if targets is None else [{t.symbol: ("", t) for t in ts} for ts in targets]
+        )
+        tg = [tuple(t for _, t in f.values()) for f in found]
+        ok, bad = self._classify(docs, tg)
+        by_doc = {id(d): f for d, f in zip(docs, found, strict=True)}
+        return [(d, _named(p, by_doc.get(id(d), {}))) for d, p in ok], bad
+
+    def _classify(
+        self, docs: Sequence[Document], tg: Sequence[tuple[Target, ...]]
+    ) -> tuple[list[tuple[Document, Prediction]], list[Rejection]]:
         try:
             return list(zip(docs, self._analyse(docs, tg), strict=True)), []
         except Exception as exc:
@@ -255,3 +270,15 @@ class BatchProcessor:
             inserted_ids=a.inserted_ids + b.inserted_ids,
             rejections=a.rejections + b.rejections,
         )
+
+
+def _named(p: Prediction, links: Mapping[str, tuple[str, Target]]) -> Prediction:
+    """The prediction with each company's name and mentions in the text from the linker
+    (the classifier deals in symbols)."""
+    if not p.entities:
+        return p
+    out = []
+    for e in p.entities:
+        name, target = links.get(e.symbol, ("", Target(e.symbol)))
+        out.append(replace(e, name=name or e.name or e.symbol, mentions=target.spans))
+    return replace(p, entities=tuple(out))

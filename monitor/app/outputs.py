@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.alerting.lifecycle import Change
+from monitor.classify.base import Prediction
 from monitor.config import Settings
 from monitor.store.repository import BatchResult, Classified
 
@@ -50,11 +51,9 @@ def scored_record(item: Classified) -> dict[str, Any]:
         "sentiment": p.sentiment,
         "sentiment_score": p.sentiment_score,
         "probs": p.probs,
-        # Companies linked to the document; this matcher scores sentiment per document,
-        # so each company carries the document's sentiment.
-        "entities": [
-            {"symbol": s, "sentiment": p.sentiment, "sentiment_score": p.sentiment_score} for s in item.entities
-        ],
+        # Companies linked to the document, each with the sentiment toward it (the
+        # document's where no mention of it was read: a publisher ticker).
+        "entities": [_company(s, p) for s in item.entities],
         "model_version": p.model_version,
         "title": d.title,
         "url": d.url,
@@ -62,6 +61,19 @@ def scored_record(item: Classified) -> dict[str, Any]:
         "kind": d.kind,
         "kafka": {"topic": d.kafka_topic, "partition": d.kafka_partition, "offset": d.kafka_offset},
     }
+
+
+def _company(symbol: str, p: Prediction) -> dict[str, Any]:
+    e = p.entity(symbol)
+    if e is None:
+        return {
+            "symbol": symbol,
+            "name": symbol,
+            "sentiment": p.sentiment,
+            "sentiment_score": p.sentiment_score,
+            "mentions": [],
+        }
+    return e.as_dict()
 
 
 def alert_record(change: Change) -> dict[str, Any]:

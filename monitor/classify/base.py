@@ -48,6 +48,18 @@ class EntitySentiment:
     sentiment_score: float
     probs: dict[str, float] = field(default_factory=dict)
     mentioned: bool = True
+    # Filled in by the pipeline from the linker: the company's name, its mentions in the text.
+    name: str = ""
+    mentions: tuple[Span, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "symbol": self.symbol,
+            "name": self.name or self.symbol,
+            "sentiment": self.sentiment,
+            "sentiment_score": self.sentiment_score,
+            "mentions": [list(m) for m in self.mentions],
+        }
 
 
 @dataclass(frozen=True, slots=True)

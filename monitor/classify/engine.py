@@ -53,6 +53,7 @@ from monitor.classify.base import (
     Prediction,
     Span,
     Target,
+    analyse,
     stand_in,
 )
 
@@ -217,10 +218,12 @@ class Engine:
         cap = self.max_chunks * self.max_length * _CHARS_PER_TOKEN_CAP
         texts: list[str] = []
         cuts: list[str] = []
+        full: list[int] = []
         for d in docs:
             t = _as_text(d.text)
+            full.append(len(t))
             cuts.append(
-                f"text of {len(t):,} characters cut to {cap:,} (the cap of {self.max_chunks} windows)"
+                f"text of {len(t):,} characters cut to {cap:,} before reading (the cap of {self.max_chunks} windows)"
                 if len(t) > cap
                 else ""
             )
@@ -246,8 +249,8 @@ class Engine:
             pieces = _pack(texts[i], body_enc[i].offsets, window)
             if len(pieces) > self.max_chunks:
                 last = body_enc[i].offsets[pieces[self.max_chunks - 1][1] - 1][1]
-                cuts[i] = cuts[i] or (
-                    f"read the first {last:,} of {len(texts[i]):,} characters ({self.max_chunks} windows of "
+                cuts[i] = (
+                    f"read the first {last:,} of {full[i]:,} characters ({self.max_chunks} windows of "
                     f"{self.max_length} tokens, the cap)"
                 )
                 pieces = pieces[: self.max_chunks]
@@ -542,7 +545,7 @@ def build_classifier(setting: str | Path | None = None, **engine_kwargs: Any) ->
     return Engine(**engine_kwargs)
 
 
-def _read_texts(path: Path, text_column: str) -> Iterator[str]:
+def _read_rows(path: Path, text_column: str, title_column: str | None) -> Iterator[tuple[str, str | None]]:
     import csv
     import json
     import sys
@@ -555,15 +558,18 @@ def _read_texts(path: Path, text_column: str) -> Iterator[str]:
                 row = json.loads(line)
                 if not isinstance(row, dict) or text_column not in row:
                     raise ValueError(f"{path}:{n}: not a JSON object with a {text_column!r} field")
-                yield str(row[text_column] or "")
+                title = row.get(title_column) if title_column else None
+                yield str(row[text_column] or ""), (str(title) if title else None)
         return
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        if text_column not in (reader.fieldnames or []):
-            raise ValueError(f"{path} has no column {text_column!r} (columns: {', '.join(reader.fieldnames or [])})")
+        columns = reader.fieldnames or []
+        for col in (text_column, title_column):
+            if col and col not in columns:
+                raise ValueError(f"{path} has no column {col!r} (columns: {', '.join(columns)})")
         for row in reader:
-            yield row[text_column] or ""
+            yield row[text_column] or "", (row[title_column] or None) if title_column else None
 
 
 def classify_file(
@@ -573,11 +579,17 @@ def classify_file(
     model: str | None = None,
     batch_size: int = 256,
     device: str = "auto",
+    title_column: str | None = None,
+    matcher: Any = None,
+    detect_lang: Any = None,
 ) -> int:
     """``finsent classify``: one JSON line per input row (CSV or JSONL) to ``output`` or stdout.
 
-    Each line holds ``topic``, ``topic_score``, ``sentiment``, ``sentiment_score``, ``probs``
-    and ``model_version``. Returns the number of rows classified.
+    Each line holds ``topic``, ``topic_score``, ``sentiment``, ``sentiment_score``, ``probs``,
+    ``model_version``, ``chunks``, ``lang`` (from ``detect_lang(text)``) and ``entities``: per
+    company the ``matcher`` (an ``EntityMatcher``) links, its symbol, name, the sentiment
+    toward it and its mentions as character offsets into the text column (end exclusive).
+    Returns the number of rows classified.
     """
     import itertools
     import json
@@ -589,25 +601,43 @@ def classify_file(
     classifier = (
         KeywordTestDouble() if model == "test-double" else build_classifier(model, batch_size=batch_size, device=device)
     )
-    texts = _read_texts(src, text_column)
-    batches = iter(lambda: list(itertools.islice(texts, batch_size)), [])
-    results: Iterable[list[Prediction]]
-    if isinstance(classifier, Engine):
-        results = classifier.classify_iter(batches)
-    else:
-        results = (classifier.classify(b) for b in batches)
+    rows = _read_rows(src, text_column, title_column)
     n = 0
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(Path(output).open("w", encoding="utf-8")) if output else sys.stdout
-        for preds in results:
-            for p in preds:
-                out.write(json.dumps(p.as_dict(), ensure_ascii=False) + "\n")
-            n += len(preds)
+        for batch in iter(lambda: list(itertools.islice(rows, batch_size)), []):
+            docs, names, mentions = [], [], []
+            for text, title in batch:
+                links = matcher.link(text) if matcher is not None else []
+                title_links = matcher.link(title) if matcher is not None and title else []
+                by_symbol = {lk.symbol: lk for lk in links}
+                for lk in title_links:
+                    by_symbol.setdefault(lk.symbol, type(lk)(lk.symbol, lk.name, ()))
+                title_spans = {lk.symbol: lk.mentions for lk in title_links}
+                targets = tuple(Target(s, lk.mentions, title_spans.get(s, ())) for s, lk in by_symbol.items())
+                docs.append(DocInput(text, title, targets))
+                names.append({s: lk.name for s, lk in by_symbol.items()})
+                mentions.append({s: lk.mentions for s, lk in by_symbol.items()})
+            for doc, p, name, ment in zip(docs, analyse(classifier, docs), names, mentions, strict=True):
+                row = p.as_dict()
+                row["lang"] = detect_lang(doc.text) if detect_lang is not None else None
+                row["entities"] = [
+                    {
+                        "symbol": e.symbol,
+                        "name": name.get(e.symbol, e.symbol),
+                        "sentiment": e.sentiment,
+                        "sentiment_score": e.sentiment_score,
+                        "mentions": [list(m) for m in ment.get(e.symbol, ())],
+                    }
+                    for e in p.entities
+                ]
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += len(batch)
     if isinstance(classifier, Engine) and classifier.truncated:
         log.info(
-            "%d of %d texts were longer than the %d-token window and were truncated",
+            "%d of %d texts passed the cap of %d windows and were read in part (see each line's `cut`)",
             classifier.truncated,
             n,
-            classifier.max_length,
+            classifier.max_chunks,
         )
     return n

@@ -159,14 +159,18 @@ def demo_cmd(settings: Settings, port: int | None, minutes: int, rate: float, no
 @main.command("classify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--text-column", default="text", show_default=True)
+@click.option("--title-column", default=None, help="A column with each row's title (read with the text).")
 @click.option(
     "--output", type=click.Path(dir_okay=False), default=None, help="Write JSON lines here (default: stdout)."
 )
 @click.option("--model", default=None, help="Model directory, or 'test-double' (FINSENT_MODEL).")
 @with_settings(model="model")
-def classify_cmd(settings: Settings, file: str, text_column: str, output: str | None) -> None:
-    """One JSON line per input row: topic, sentiment, their scores and probabilities, model_version."""
+def classify_cmd(settings: Settings, file: str, text_column: str, title_column: str | None, output: str | None) -> None:
+    """One JSON line per input row: topic, sentiment, their scores and probabilities, model_version,
+    lang, and the companies linked with the sentiment toward each and their mentions."""
+    from monitor.app.batch import matcher_for
     from monitor.classify.engine import classify_file
+    from monitor.enrich.lang import detect
 
     try:
         n = classify_file(
@@ -176,6 +180,9 @@ def classify_cmd(settings: Settings, file: str, text_column: str, output: str | 
             model=settings.model or None,
             batch_size=settings.inference_batch_size,
             device=settings.device,
+            title_column=title_column,
+            matcher=matcher_for(settings),
+            detect_lang=detect,
         )
     except ValueError as exc:
         raise Failure(str(exc)) from None
