@@ -1,4 +1,5 @@
-"""Throughput of the inference engine against the naive per-text call, in one run.
+"""Throughput of the inference engine against the naive per-text call and the batched
+pipeline a competent user writes, in one run, for tweets and for news articles.
 
 Call: ``bench_classify(texts=None, n=2048, model_dir=None, device="auto", batch_size=256,
 threads=None, naive_n=256, int8="compare", data_dir=None, precision="auto", rounds=3) -> dict`` or ``main(argv)`` /
@@ -10,7 +11,18 @@ a dict. It runs on the same weights and threads as the engine, so the ratio meas
 engine (length-bucketed batches, one Rust tokenizer call per batch, ``inference_mode``,
 tokenisation overlapped with the forward pass, optional int8), not the hardware.
 
+The batched baseline is what ``transformers.pipeline(..., batch_size=64)`` does with a
+model: texts in input order, 64 per call, padded to the longest of each call, truncated
+at the model's position limit (512), a forward pass under ``no_grad`` in fp32. (Our
+multi-task model is not a ``*ForSequenceClassification``, so the pipeline object itself
+cannot load it; this runs its loop on the same weights.) The engine reads a long article
+in windows of its ``max_length`` (the whole text; the baseline reads it whole too, in one
+512-position pass), so the two do the same reading.
+
 Texts: the validation CSVs (tweets) when they are there, else generated tweet-like lines.
+News (``workload`` news or both): articles of about 400 tokens made by joining real news
+paragraphs (the FinEntity file, read from its path) in a fixed random order; generated
+sentences where that file is absent.
 The engine's default precision on CPU is bf16 where the CPU has AMX/AVX512-BF16, else fp32.
 With ``int8="compare"`` the fp32 and dynamic-int8 engines are measured too, each with its
 label agreement against the default one, so the JSON shows which is faster.
@@ -106,8 +118,9 @@ def _time_engine(engine: Any, texts: list[str], batch_size: int) -> tuple[float,
     return time.perf_counter() - started, preds
 
 
-def _naive_runner(model_dir: str | Path | None, device: torch.device) -> Any:
-    """One text per call, as a transformers text-classification pipeline would run it."""
+def _naive_runner(model_dir: str | Path | None, device: torch.device, whole: bool = False) -> Any:
+    """One text per call, as a transformers text-classification pipeline would run it
+    (``whole``: up to the position limit, so a news article is read as far as the engine reads it)."""
     from models.multitask import load_artifact
 
     model, tokenizer, _ = load_artifact(model_dir)
@@ -115,13 +128,62 @@ def _naive_runner(model_dir: str | Path | None, device: torch.device) -> Any:
     names = (model.spec.topics, model.spec.sentiments)
 
     def one(text: str) -> dict[str, Any]:
-        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=model.spec.max_length)
+        limit = int(model.encoder.config.max_position_embeddings) if whole else model.spec.max_length
+        enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=limit)
         with torch.no_grad():
             topic, sent = model.probabilities(enc["input_ids"].to(device), enc["attention_mask"].to(device))
         t, s = topic[0].tolist(), sent[0].tolist()
         return {"topic": dict(zip(names[0], t, strict=True)), "sentiment": dict(zip(names[1], s, strict=True))}
 
     return one
+
+
+def load_articles(n: int, target_tokens: int = 400, path: str | Path | None = None) -> list[str]:
+    """About `target_tokens`-token news articles: real paragraphs joined (FinEntity), else generated."""
+    paragraphs: list[str] = []
+    with contextlib.suppress(FileNotFoundError):
+        from pipelines.finentity import load_paragraphs
+
+        paragraphs = [p.text for p in load_paragraphs(path)]
+    if not paragraphs:
+        paragraphs = [". ".join(_synthetic(6, seed=i)) + "." for i in range(200)]
+    rng = random.Random(1)
+    out = []
+    for _ in range(n):
+        words: list[str] = []
+        while len(words) * 1.3 < target_tokens:  # ~1.3 word pieces per English word
+            words.extend(rng.choice(paragraphs).split())
+        out.append(" ".join(words))
+    return out
+
+
+def _batched_runner(model_dir: str | Path | None, device: torch.device, batch_size: int = 64) -> Any:
+    """The transformers pipeline's loop with batch_size=64: input order, padded per call, fp32."""
+    from models.multitask import load_artifact
+
+    model, tokenizer, _ = load_artifact(model_dir)
+    model.to(device).eval()
+    limit = int(model.encoder.config.max_position_embeddings)
+
+    def run(texts: Sequence[str]) -> int:
+        n = 0
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(
+                list(texts[i : i + batch_size]), return_tensors="pt", padding=True, truncation=True, max_length=limit
+            )
+            with torch.no_grad():
+                topic, sent = model.probabilities(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            n += len([{"topic": t, "sentiment": s} for t, s in zip(topic.tolist(), sent.tolist(), strict=True)])
+        return n
+
+    return run
+
+
+def _time_batched(run: Any, texts: list[str]) -> float:
+    run(texts[:8])
+    started = time.perf_counter()
+    run(texts)
+    return time.perf_counter() - started
 
 
 def _time_naive(one: Any, texts: list[str]) -> float:
@@ -206,9 +268,75 @@ def bench_classify(
     data_dir: str | Path | None = None,
     precision: str = "auto",
     rounds: int = 3,
+    workload: str = "tweets",
+    articles: int = 128,
 ) -> dict[str, Any]:
-    """Measure engine vs naive texts/s on the same texts (medians of `rounds` alternating
-    rounds); ``int8`` is compare|on|off."""
+    """Measure engine vs naive vs batched-pipeline texts/s on the same texts (medians of
+    `rounds` alternating rounds); ``int8`` is compare|on|off; ``workload`` tweets|news|both
+    (news: `articles` articles of ~400 tokens, under the "news" key when both)."""
+    if workload == "news":
+        return _bench_news(model_dir, device, batch_size, threads, articles, rounds, precision)
+    result = _bench_tweets(texts, n, model_dir, device, batch_size, threads, naive_n, int8, data_dir, precision, rounds)
+    if workload == "both":
+        result["news"] = _bench_news(model_dir, device, batch_size, threads, articles, rounds, precision)
+    return result
+
+
+def _bench_news(
+    model_dir: str | Path | None,
+    device: str,
+    batch_size: int,
+    threads: int | None,
+    n: int,
+    rounds: int,
+    precision: str,
+) -> dict[str, Any]:
+    from monitor.classify.engine import Engine
+
+    if threads:
+        torch.set_num_threads(threads)
+    items = load_articles(n)
+    engine = Engine(model_dir=model_dir, device=device, batch_size=batch_size, precision=precision)
+    token_lengths = [len(e.ids) for e in engine._tok.encode_batch(items)]
+    batched = _batched_runner(model_dir, engine.device)
+    naive = _naive_runner(model_dir, engine.device, whole=True)
+    naive_items = items[: max(1, min(16, len(items)))]
+    e_runs, b_runs, n_runs = [], [], []
+    for _ in range(max(1, rounds)):
+        e_runs.append(len(items) / _time_engine(engine, items, batch_size)[0])
+        b_runs.append(len(items) / _time_batched(batched, items))
+        n_runs.append(len(naive_items) / _time_naive(naive, naive_items))
+    e, b, nv = statistics.median(e_runs), statistics.median(b_runs), statistics.median(n_runs)
+    return {
+        "texts": len(items),
+        "text_tokens": _stats(token_lengths),
+        "engine_precision": engine.precision,
+        "engine_max_length": engine.max_length,
+        "engine_texts_per_s": round(e, 1),
+        "engine_rounds_texts_per_s": [round(x, 1) for x in e_runs],
+        "batched_pipeline_texts_per_s": round(b, 1),
+        "batched_rounds_texts_per_s": [round(x, 1) for x in b_runs],
+        "naive_texts": len(naive_items),
+        "naive_texts_per_s": round(nv, 1),
+        "ratio": round(e / nv, 2),
+        "ratio_vs_batched": round(e / b, 2),
+        "hardware": hardware(),
+    }
+
+
+def _bench_tweets(
+    texts: Sequence[str] | None,
+    n: int,
+    model_dir: str | Path | None,
+    device: str,
+    batch_size: int,
+    threads: int | None,
+    naive_n: int,
+    int8: str,
+    data_dir: str | Path | None,
+    precision: str,
+    rounds: int,
+) -> dict[str, Any]:
     from monitor.classify.engine import Engine
 
     if threads:
@@ -223,14 +351,18 @@ def bench_classify(
     # speed drifts by a third within minutes, which would skew one-shot timings either way.
     naive_items = items[: max(1, min(naive_n, len(items)))]
     naive = _naive_runner(model_dir, fp32.device)
+    batched = _batched_runner(model_dir, fp32.device)
     engine_runs: list[float] = []
     naive_runs: list[float] = []
+    batched_runs: list[float] = []
     preds: list[Any] = []
     for _ in range(max(1, rounds)):
         engine_seconds, preds = _time_engine(fp32, items, batch_size)
         engine_runs.append(len(items) / engine_seconds)
         naive_runs.append(len(naive_items) / _time_naive(naive, naive_items))
+        batched_runs.append(len(items) / _time_batched(batched, items))
     engine_rate, naive_rate = statistics.median(engine_runs), statistics.median(naive_runs)
+    batched_rate = statistics.median(batched_runs)
     seconds = len(items) / engine_rate
     result: dict[str, Any] = {
         "texts": len(items),
@@ -272,6 +404,9 @@ def bench_classify(
     result["naive_texts_per_s"] = round(naive_rate, 1)
     result["naive_rounds_texts_per_s"] = [round(x, 1) for x in naive_runs]
     result["ratio"] = round(result["engine_texts_per_s"] / result["naive_texts_per_s"], 2)
+    result["batched_pipeline_texts_per_s"] = round(batched_rate, 1)
+    result["batched_rounds_texts_per_s"] = [round(x, 1) for x in batched_runs]
+    result["ratio_vs_batched"] = round(engine_rate / batched_rate, 2)
     for other in ("fp32", "int8"):
         if other in result:
             result[other]["ratio_vs_naive"] = round(result[other]["texts_per_s"] / result["naive_texts_per_s"], 2)
@@ -300,14 +435,25 @@ def bench_classify(
 @click.option(
     "--rounds", type=int, default=3, show_default=True, help="Alternating engine/naive rounds; medians are reported."
 )
+@click.option(
+    "--workload",
+    type=click.Choice(["tweets", "news", "both"]),
+    default="both",
+    show_default=True,
+    help="Tweets (validation CSVs) and/or news articles of ~400 tokens.",
+)
+@click.option("--articles", type=int, default=128, show_default=True, help="News articles to time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @ignores_config_and_db
 def command(as_json: bool, **kw: Any) -> None:
-    """Classifier alone: engine vs the transformers pipeline called once per text."""
+    """Classifier alone: engine vs the transformers pipeline, once per text and batched by 64."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     r = bench_classify(**kw)
     if as_json:
         click.echo(json.dumps(r, indent=2))
+        return
+    if kw.get("workload") == "news":
+        _echo_news(r)
         return
     hw = r["hardware"]
     click.echo(f"hardware: {hw['cpu']}, {hw['cpu_cores']} cores, {hw['torch_threads']} torch threads, gpu {hw['gpu']}")
@@ -324,6 +470,10 @@ def command(as_json: bool, **kw: Any) -> None:
                 f"topic {q['topic_label_agreement']}, sentiment {q['sentiment_label_agreement']}"
             )
     click.echo(f"naive per-text: {r['naive_texts_per_s']} texts/s; ratio x{r['ratio']}")
+    click.echo(
+        f"batched pipeline (64 per call, fp32): {r['batched_pipeline_texts_per_s']} texts/s; "
+        f"ratio x{r['ratio_vs_batched']}"
+    )
     c = r.get("compute_bound")
     if c and c.get("ceiling_texts_per_s"):
         click.echo(
@@ -331,6 +481,16 @@ def command(as_json: bool, **kw: Any) -> None:
             f"({r['engine_precision']}, {'x'.join(map(str, c['matmul_shape']))}) -> at most "
             f"{c['ceiling_texts_per_s']} texts/s; the engine runs at {c['engine_share']:.0%} of that"
         )
+    if "news" in r:
+        _echo_news(r["news"])
+
+
+def _echo_news(r: dict[str, Any]) -> None:
+    hw = r["hardware"]
+    click.echo(f"news: {r['texts']} articles, tokens mean {r['text_tokens']['mean']} (hardware: {hw['cpu']})")
+    click.echo(f"  engine ({r['engine_precision']}, windows of {r['engine_max_length']}): {r['engine_texts_per_s']}/s")
+    click.echo(f"  batched pipeline: {r['batched_pipeline_texts_per_s']}/s; ratio x{r['ratio_vs_batched']}")
+    click.echo(f"  naive per-text: {r['naive_texts_per_s']}/s; ratio x{r['ratio']}")
 
 
 if __name__ == "__main__":  # `python -m pipelines.bench_classify`, the same as `finsent bench classify`

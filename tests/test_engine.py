@@ -223,7 +223,8 @@ def test_bench_classify_reports_engine_naive_and_the_compute_ceiling():
 
     from pipelines.bench_classify import command
 
-    run = CliRunner().invoke(command, ["-n", "48", "--naive-texts", "4", "--int8", "off", "--json"])
+    args = ["-n", "48", "--naive-texts", "4", "--int8", "off", "--workload", "both", "--articles", "4", "--json"]
+    run = CliRunner().invoke(command, args)
     assert run.exit_code == 0, run.output
     r = json.loads(run.output)
     assert r["texts"] == 48 and r["naive_texts"] == 4
@@ -238,3 +239,11 @@ def test_bench_classify_reports_engine_naive_and_the_compute_ceiling():
     assert r["rounds"] == 3 and len(r["engine_rounds_texts_per_s"]) == len(r["naive_rounds_texts_per_s"]) == 3
     assert r["engine_texts_per_s"] == sorted(r["engine_rounds_texts_per_s"])[1]
     assert r["naive_texts_per_s"] == sorted(r["naive_rounds_texts_per_s"])[1]
+    # the batched pipeline (64 per call) is the second baseline, for tweets and for news
+    # (ratios come from unrounded rates; the rates are rounded to 0.1, so allow for that)
+    assert r["ratio_vs_batched"] == pytest.approx(r["engine_texts_per_s"] / r["batched_pipeline_texts_per_s"], rel=0.05)
+    news = r["news"]
+    assert news["texts"] == 4 and 300 < news["text_tokens"]["mean"] < 600
+    assert news["ratio_vs_batched"] == pytest.approx(
+        news["engine_texts_per_s"] / news["batched_pipeline_texts_per_s"], rel=0.05
+    )
