@@ -475,3 +475,50 @@ def test_incremental_window_sums_equal_a_cold_detectors_after_jumps_and_gaps() -
                 assert warm._ring_sum[:, w_g].tolist() == cold._ring_sum[:, g].tolist(), (m, k)
             checks += 1
     assert checks >= 5
+
+
+def test_news_replay_alerts_on_the_company_the_news_is_bad_for(tmp_path) -> None:
+    """Articles that name two companies, good news for one and bad for the other: the
+    per-company counts use the sentiment toward each, so the company with the bad news
+    alerts and the one with the good news beside it does not (a document-level label,
+    neutral here, would have alerted for neither)."""
+    import json
+
+    from pipelines.replay import replay
+
+    rng = random.Random(7)
+    good = [
+        "Tesla deliveries beat forecasts and its shares soar",
+        "Tesla shares rally after record quarterly deliveries",
+        "Tesla raises its delivery target; the stock gains",
+        "Analysts upgrade Tesla after a beat on margins",
+    ]
+    bad = [
+        "Ford shares plunge on a recall of {n} trucks",
+        "Ford warns on costs as a probe into braking faults widens",
+        "Ford faces a lawsuit from dealers after the recall of {n} pickups",
+        "Ford stock falls after a downgrade over warranty losses",
+        "Ford cuts its outlook as the recall of {n} vehicles drags on",
+    ]
+    start = T0 + timedelta(hours=15)
+    rows = list(generate(21, T0 + timedelta(hours=1), 16 * 60, 5.0))
+    for i in range(90):  # 3 articles a minute for 30 minutes
+        sentences = [rng.choice(good), rng.choice(bad).format(n=rng.randint(1_000, 900_000))]
+        rng.shuffle(sentences)
+        rows.append(
+            {
+                "id": f"autos-{i}",
+                "title": "Autos roundup",
+                "text": ". ".join(sentences) + f". Desk note {rng.randint(1, 10**9)}.",
+                "published_at": (start + timedelta(seconds=20 * i)).isoformat(),
+                "source": rng.choice(["wire-a", "wire-b", "wire-c"]),
+                "kind": "news",
+            }
+        )
+    path = tmp_path / "news.jsonl"
+    path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    url = f"sqlite:///{tmp_path}/news.db"
+    res = replay(path, Settings(database_url=url, model="test-double"), classifier=CLF)  # type: ignore[call-arg]
+    fired = {v for k, v, _ in res.fired if k == "entity"}
+    assert "F" in fired
+    assert "TSLA" not in fired
