@@ -664,7 +664,7 @@ def _entity_data(cfg: TrainConfig, tokenizer: Any, train_data: dict[str, Encoded
     out = {"train": encode_targets(tokenizer, train_examples, cfg.max_length)}
     for name in ("valid", "test"):
         out[name] = encode_targets(tokenizer, finentity.targets(parts[name]), cfg.max_length)
-    news = finentity.doc_examples(parts["train"])
+    news = finentity.doc_examples(parts["train"])[: cfg.limit or None]
     extra = encode(tokenizer, [t for t, _ in news], [y for _, y in news], cfg.max_length)
     train_data["sentiment"].ids.extend(extra.ids)
     train_data["sentiment"].labels.extend(extra.labels)

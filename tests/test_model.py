@@ -143,6 +143,7 @@ def test_distilled_training_run_writes_a_loadable_artifact(tmp_path) -> None:
             batch_size=16,
             threads=2,
             distill_from=(str(default_model_dir()),),
+            finentity="none",
         )
     )
     assert summary["train_examples"] == {"topic": 96, "sentiment": 96}
@@ -151,3 +152,29 @@ def test_distilled_training_run_writes_a_loadable_artifact(tmp_path) -> None:
     model, _, version = load_artifact(out)
     assert version == summary["model_version"]
     assert model.spec.extra["teachers"] == summary["teachers"]
+
+
+def test_training_with_finentity_gives_an_entity_head_the_engine_uses(tmp_path) -> None:
+    """A tiny run with the FinEntity file: the artifact has an entity head with its own
+    temperature, reports the held-out test split, and the engine reads the sentiment
+    toward a marked company through it."""
+    from models.multitask import load_artifact
+    from monitor.classify.base import DocInput, Target
+    from monitor.classify.engine import Engine
+    from pipelines.data import default_data_dir
+    from pipelines.finentity import default_path
+    from pipelines.train import TrainConfig, train
+
+    if not default_data_dir().is_dir() or not default_path().is_file():
+        pytest.skip("labelled data (tweets, FinEntity) not found next to the repository")
+    out = tmp_path / "ent"
+    summary = train(TrainConfig(out_dir=str(out), epochs=1, eval_from=1, limit=48, batch_size=16, threads=2))
+    assert summary["entity_examples"]["train"] == 48
+    assert {"entity_valid", "entity_test"} <= set(summary["valid_metrics"])
+    model, _, _ = load_artifact(out)
+    assert model.entity_head is not None and model.spec.entity
+    engine = Engine(model_dir=out, device="cpu")
+    text = "Tesla gains as GM recalls 400,000 trucks"
+    (p,) = engine.analyse([DocInput(text, targets=(Target("TSLA", ((0, 5),)), Target("GM", ((15, 17),))))])
+    assert [e.symbol for e in p.entities] == ["TSLA", "GM"]
+    assert all(abs(sum(e.probs.values()) - 1) < 1e-4 and e.mentioned for e in p.entities)
