@@ -128,3 +128,53 @@ def token_span_indices(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple
         if any(a < e and b > s for s, e in spans):
             idx.append(i)
     return idx
+
+
+def single_target(paragraphs: Sequence[Paragraph]) -> list[TargetExample]:
+    """Paragraphs about one company (every span names it, with one sentiment)."""
+    out = []
+    for ex in targets(paragraphs):
+        same = [par for par in paragraphs if par.text == ex.text]
+        if same and len(same[0].spans) == len(ex.spans):
+            out.append(ex)
+    return out
+
+
+_CONNECTORS = ("; meanwhile, ", ". In other news, ", " while ", " as ", ". ", ", and ")
+
+
+def composites(units: Sequence[TargetExample], n: int, seed: int = 0) -> list[TargetExample]:
+    """Texts about two companies with different sentiments, made by joining two texts that
+    are each about one company ("Tesla gains as GM recalls 400,000 trucks" is such a join).
+
+    The document's overall tone then says nothing about either company, so the entity head
+    must read each company's own mention in its clause. Both targets of each join are
+    examples. Built from training texts only.
+    """
+    import random
+
+    rng = random.Random(seed)
+    by_label: dict[int, list[TargetExample]] = {}
+    for u in units:
+        by_label.setdefault(u.label, []).append(u)
+    labels = sorted(by_label)
+    out: list[TargetExample] = []
+    if len(labels) < 2:
+        return out
+    for _ in range(n):
+        la, lb = rng.sample(labels, 2)
+        a, b = rng.choice(by_label[la]), rng.choice(by_label[lb])
+        left = a.text.rstrip().rstrip(".")
+        right = b.text.strip()
+        joint = rng.choice(_CONNECTORS)
+        shift = len(left) + len(joint)
+        # Lower-case the first letter after a mid-sentence connector, unless a mention starts there.
+        mid_sentence = joint[-2:] not in (". ", ", ") or joint.endswith("and ")
+        starts_with_mention = any(s == 0 for s, _ in b.spans)
+        if mid_sentence and not starts_with_mention and right[:1].isupper() and right[1:2].islower():
+            right = right[0].lower() + right[1:]
+        text = left + joint + right
+        lead = len(b.text) - len(b.text.lstrip())
+        out.append(TargetExample(text, a.spans, a.label))
+        out.append(TargetExample(text, tuple((s - lead + shift, e - lead + shift) for s, e in b.spans), b.label))
+    return out

@@ -104,6 +104,9 @@ class TrainConfig:
     # Tweets about exactly one cashtag also teach the entity head (their label is the
     # sentiment toward it): more data, from the domain the daemon sees most.
     entity_from_tweets: bool = True
+    # Joins of two one-company texts with different sentiments (each company keeps its own
+    # label): the entity head must read the mention, not the document's tone.
+    entity_composites: int = 2000
 
 
 def bf16_available(device: torch.device) -> bool:
@@ -658,9 +661,14 @@ def _entity_data(cfg: TrainConfig, tokenizer: Any, train_data: dict[str, Encoded
         return {}
     parts = finentity.split(finentity.load_paragraphs(path))
     train_examples = finentity.targets(parts["train"])
+    units = finentity.single_target(parts["train"])
     if cfg.entity_from_tweets:
         texts, labels = read_labelled_csv(split_path(cfg.data_dir, "sentiment", "train"), "sentiment")
-        train_examples += finentity.cashtag_targets(texts, labels)
+        tweets = finentity.cashtag_targets(texts, labels)
+        train_examples += tweets
+        units += tweets
+    if cfg.entity_composites:
+        train_examples += finentity.composites(units, cfg.entity_composites, seed=cfg.seed)
     out = {"train": encode_targets(tokenizer, train_examples, cfg.max_length)}
     for name in ("valid", "test"):
         out[name] = encode_targets(tokenizer, finentity.targets(parts[name]), cfg.max_length)
@@ -734,6 +742,13 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
     help="FinEntity JSON for the entity head (default: ../shared/data/finentity/finentity_train.json); 'none' = no entity head.",
 )
 @click.option("--no-entity-from-tweets", is_flag=True, help="Do not teach the entity head with one-cashtag tweets.")
+@click.option(
+    "--entity-composites",
+    type=int,
+    default=_D.entity_composites,
+    show_default=True,
+    help="Two-company joins (different sentiments) added to the entity head's training texts.",
+)
 @ignores_config_and_db
 def command(
     no_temperature: bool, distill_from: tuple[str, ...], no_distill_cross: bool, no_entity_from_tweets: bool, **kw: Any
