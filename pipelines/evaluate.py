@@ -169,6 +169,14 @@ def evaluate_news(engine: Any = None, path: str | Path | None = None, split: str
     preds = eng.analyse(docs)
     ent_probs = np.array([[p.entities[0].probs[n] for n in names] for p in preds], dtype=np.float64)
     ent = report_from_probs(ent_probs, [t.label for t in targets], names)
+    # Paragraphs whose companies do not share one sentiment: the document's tone cannot
+    # answer for them, only a reading of each company's own mention can.
+    mixed_texts = {p.text for p in parts if len({label for _, _, label in p.spans}) > 1}
+    mixed = [i for i, t in enumerate(targets) if t.text in mixed_texts]
+    ent["mixed_n"] = len(mixed)
+    ent["mixed_accuracy"] = (
+        float(np.mean([ent_probs[i].argmax() == targets[i].label for i in mixed])) if mixed else float("nan")
+    )
     doc_examples = finentity.doc_examples(parts)
     dpreds = eng.classify([t for t, _ in doc_examples])
     doc_probs = np.array([[p.probs["sentiment"][n] for n in names] for p in dpreds], dtype=np.float64)
@@ -347,6 +355,8 @@ def write_model_card(
             "|---|---|---|---|",
             f"| sentiment toward each company (gold mentions) | {ent['n']} | {ent['accuracy']:.4f} | "
             f"{ent['macro_f1']:.4f} |",
+            f"| the same, in paragraphs whose companies differ in sentiment | {ent['mixed_n']} | "
+            f"{ent['mixed_accuracy']:.4f} | - |",
             f"| document sentiment (paragraphs whose companies agree) | {doc['n']} | {doc['accuracy']:.4f} | "
             f"{doc['macro_f1']:.4f} |",
             "",
@@ -485,6 +495,8 @@ def command(
             },
             "entity_n": news["entity"]["n"],
             "document_negative_recall": round(news["document"]["negative_recall"], 4),
+            "entity_mixed_accuracy": round(news["entity"]["mixed_accuracy"], 4),
+            "entity_mixed_n": news["entity"]["mixed_n"],
         }
     click.echo(json.dumps(summary, indent=2))
     if write_card:
