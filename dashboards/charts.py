@@ -10,6 +10,7 @@ import pandas as pd
 from dashboards import ui
 
 TIME_FORMAT = "%m-%d %H:%M"
+SHARE_AXIS = ".1~%"  # d3: 12.5%, 10%, 0.5%; never a row of zeros
 
 
 def with_alerts(chart: alt.Chart, marks: alt.Chart) -> alt.LayerChart:
@@ -28,7 +29,7 @@ def volume(df: pd.DataFrame, series: str, title: str) -> alt.Chart:
         .mark_line(point=len(df) < 200)
         .encode(
             x=_x(),
-            y=alt.Y("total:Q", title="documents"),
+            y=alt.Y("total:Q", title="documents", axis=alt.Axis(format="d", tickMinStep=1)),
             color=alt.Color(f"{series}:N", title=title),
             tooltip=[
                 alt.Tooltip("bucket:T", title="time", format="%Y-%m-%d %H:%M"),
@@ -47,7 +48,7 @@ def share(df: pd.DataFrame, series: str, title: str) -> alt.Chart:
         .mark_line(point=len(df) < 200)
         .encode(
             x=_x(),
-            y=alt.Y("negative_share:Q", title="negative share", axis=alt.Axis(format="%")),
+            y=alt.Y("negative_share:Q", title="negative share", axis=alt.Axis(format=SHARE_AXIS)),
             color=alt.Color(f"{series}:N", title=title),
             tooltip=[
                 alt.Tooltip("bucket:T", title="time", format="%Y-%m-%d %H:%M"),

@@ -329,6 +329,217 @@ def top_movers(
     return df[cols].reset_index(drop=True)
 
 
+# --- companies ----------------------------------------------------------------------------
+
+MIN_RANK_ITEMS = 5  # fewer items in range than this: listed, but after the ranked companies
+PRIOR_ITEMS = 5.0  # pseudo-items of the population's share that temper small counts in the ranking
+RANK_ORDERS = (
+    "alerts, then negative-share lift",
+    "negative-share lift",
+    "volume against norm",
+    "items",
+    "negative share",
+    "symbol",
+)
+RANK_COLUMNS = (
+    "key",
+    "firing",
+    "total",
+    "negative",
+    "negative_share",
+    "baseline_total",
+    "baseline_negative",
+    "baseline_share",
+    "lift",
+    "lift_score",
+    "norm",
+    "volume_ratio",
+    "last_seen",
+)
+
+
+def company_ranking(
+    bind: Bind, start: datetime, end: datetime, baseline: timedelta = timedelta(days=30)
+) -> pd.DataFrame:
+    """Every company with items in [start, end) or in the `baseline` before `start`: its
+    items and negatives in range (counted on the company's own sentiment), its negative
+    share against its share over the baseline (`lift`), its items against its norm (the
+    baseline's rate times the range's length, `volume_ratio`), and whether an entity alert
+    is firing for it now.
+
+    One grouped query over the minute counts and their roll-ups, one over firing alerts:
+    the cost does not grow with a query per company. `lift_score` orders by lift with
+    both shares drawn toward the population's baseline share by `PRIOR_ITEMS`
+    pseudo-items, so one negative item of one does not outrank a real surge and a zero
+    baseline still ranks. The baseline is clipped to the stored data: a stream that began
+    a day before `start` has a one-day norm, not a thirty-day one."""
+    src = counts_source().c
+    b_start = start - baseline
+    in_range = src.at >= start
+    q = (
+        select(
+            src.key_value.label("key"),
+            func.sum(case((in_range, src.total), else_=0)).label("total"),
+            func.sum(case((in_range, src.negative), else_=0)).label("negative"),
+            func.sum(case((in_range, 0), else_=src.total)).label("baseline_total"),
+            func.sum(case((in_range, 0), else_=src.negative)).label("baseline_negative"),
+            func.max(case((in_range, src.at))).label("last_seen"),
+        )
+        .where(src.key_kind == "entity", src.at >= b_start, src.at < end)
+        .group_by(src.key_value)
+    )
+    a = alerts.c
+    q_alerts = (
+        select(a.key_value.label("key"), func.count().label("firing"))
+        .where(a.key_kind == "entity", a.state == "firing")
+        .group_by(a.key_value)
+    )
+    with _connect(bind) as conn:
+        df = _frame(conn, q)
+        firing = {str(k): int(n) for k, n in conn.execute(q_alerts)}
+    lo, _ = data_bounds(bind)
+    if df.empty and not firing:
+        return _empty_ranking()
+    # A firing company without counts in the window still heads the list.
+    extra = [k for k in firing if k not in set(df["key"])]
+    if extra:
+        df = pd.concat([df, pd.DataFrame({"key": extra})], ignore_index=True)
+    for c in ("total", "negative", "baseline_total", "baseline_negative"):
+        df[c] = df[c].fillna(0).astype("int64")
+    df["last_seen"] = pd.to_datetime(
+        df["last_seen"].map(lambda v: _utc(v) if isinstance(v, str | datetime) else None), utc=True
+    )
+    df["firing"] = df["key"].map(firing).fillna(0).astype("int64")
+    df["negative_share"] = df["negative"] / df["total"].where(df["total"] > 0)
+    df["baseline_share"] = df["baseline_negative"] / df["baseline_total"].where(df["baseline_total"] > 0)
+    df["lift"] = df["negative_share"] / df["baseline_share"].where(df["baseline_share"] > 0)
+    b_total, b_neg = int(df["baseline_total"].sum()), int(df["baseline_negative"].sum())
+    r_total, r_neg = int(df["total"].sum()), int(df["negative"].sum())
+    prior = b_neg / b_total if b_total else (r_neg / r_total if r_total else 0.2)
+    prior = min(max(prior, 0.01), 0.99)
+    k = PRIOR_ITEMS
+    now_s = (df["negative"] + k * prior) / (df["total"] + k)
+    base_s = (df["baseline_negative"] + k * prior) / (df["baseline_total"] + k)
+    df["lift_score"] = now_s / base_s
+    # The norm: the baseline's items per second over the part of it that has data.
+    b_from = max(b_start, lo) if lo is not None else start
+    b_seconds = (start - b_from).total_seconds()
+    r_seconds = (end - start).total_seconds()
+    if b_seconds > 0:
+        df["norm"] = df["baseline_total"] * (r_seconds / b_seconds)
+    else:
+        df["norm"] = float("nan")
+    df["volume_ratio"] = df["total"] / df["norm"].where(df["norm"] > 0)
+    return sort_ranking(df[list(RANK_COLUMNS)], RANK_ORDERS[0])
+
+
+def _empty_ranking() -> pd.DataFrame:
+    df = pd.DataFrame({"key": pd.Series([], dtype=str)})
+    for c in ("firing", "total", "negative", "baseline_total", "baseline_negative"):
+        df[c] = pd.Series([], dtype="int64")
+    for c in ("negative_share", "baseline_share", "lift", "lift_score", "norm", "volume_ratio"):
+        df[c] = pd.Series([], dtype=float)
+    df["last_seen"] = pd.Series([], dtype="datetime64[ns, UTC]")
+    return df[list(RANK_COLUMNS)]
+
+
+def sort_ranking(df: pd.DataFrame, order: str) -> pd.DataFrame:
+    """`company_ranking`'s rows in one of `RANK_ORDERS`; companies with fewer than
+    `MIN_RANK_ITEMS` items in range go after the others in the lift orders (their shares
+    are noise), and ties fall to the busier company, then the symbol."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    d = df.assign(_enough=(df["total"] >= MIN_RANK_ITEMS), _fire=df["firing"] > 0)
+    keys: list[tuple[str, bool]]
+    if order == "negative-share lift":
+        keys = [("_enough", False), ("lift_score", False)]
+    elif order == "volume against norm":
+        d["_vol"] = d["volume_ratio"].fillna(float("inf")).where(d["total"] > 0, 0.0)
+        keys = [("_enough", False), ("_vol", False)]
+    elif order == "items":
+        keys = [("total", False)]
+    elif order == "negative share":
+        keys = [("_enough", False), ("negative_share", False)]
+    elif order == "symbol":
+        keys = [("key", True)]
+    else:
+        keys = [("_fire", False), ("_enough", False), ("lift_score", False)]
+    keys += [("total", False), ("key", True)] if order != "symbol" else []
+    d = d.sort_values([c for c, _ in keys], ascending=[a for _, a in keys], na_position="last", kind="stable")
+    return d.drop(columns=[c for c in ("_enough", "_fire", "_vol") if c in d.columns]).reset_index(drop=True)
+
+
+COMPANY_DOC_COLUMNS = (
+    "published_at",
+    "company_sentiment",
+    "company_score",
+    "sentiment",
+    "sentiment_score",
+    "source",
+    "kind",
+    "topic",
+    "entities",
+    "title",
+    "text",
+    "url",
+    "duplicate_of",
+    "id",
+)
+
+
+def _company_sentiment() -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The sentiment toward the company and its score; rows stored before per-company
+    sentiment existed have NULL there, and the document's applies."""
+    de, d = document_entities.c, documents.c
+    return (
+        func.coalesce(de.sentiment, d.sentiment),
+        case((de.sentiment.is_(None), d.sentiment_score), else_=de.sentiment_score),
+    )
+
+
+def company_documents(
+    bind: Bind,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    sentiments: Sequence[str] = (),
+    limit: int = 500,
+) -> pd.DataFrame:
+    """A company's documents in [start, end), newest first, with the sentiment toward the
+    company (`company_sentiment`, what its counts and alerts use) next to the document's;
+    `sentiments` filters on the company's."""
+    d, de = documents.c, document_entities.c
+    c_sent, c_score = _company_sentiment()
+    cols = {
+        "published_at": d.published_at,
+        "company_sentiment": c_sent,
+        "company_score": c_score,
+        "sentiment": d.sentiment,
+        "sentiment_score": d.sentiment_score,
+        "source": d.source,
+        "kind": d.kind,
+        "topic": d.topic,
+        "entities": d.entities,
+        "title": d.title,
+        "text": d.text,
+        "url": d.url,
+        "duplicate_of": d.duplicate_of,
+        "id": d.id,
+    }
+    cond: list[Any] = [de.entity == symbol, de.published_at >= start, de.published_at < end]
+    if sentiments:
+        cond.append(c_sent.in_(list(sentiments)))
+    q = (
+        select(*[v.label(k) for k, v in cols.items()])
+        .select_from(document_entities.join(documents, d.id == de.document_id))
+        .where(*cond)
+        .order_by(de.published_at.desc(), d.id)
+        .limit(max(1, min(int(limit), 100_000)))
+    )
+    with _connect(bind) as conn:
+        return _docs_frame(_frame(conn, q, COMPANY_DOC_COLUMNS))
+
+
 # --- alerts -----------------------------------------------------------------------------
 
 
@@ -441,15 +652,25 @@ def alert_evidence(bind: Bind, alert: dict[str, Any], limit: int = 20) -> pd.Dat
     start = datetime.fromisoformat(ws) if isinstance(ws, str) else alert["started_at"] - timedelta(minutes=15)
     start = min(start, alert["started_at"] - timedelta(minutes=1))
     d = documents.c
-    cond: list[Any] = [d.sentiment == "negative", d.published_at >= start, d.published_at <= end]
+    cond: list[Any] = [d.published_at >= start, d.published_at <= end]
     q = select(*[getattr(d, c) for c in DOC_COLUMNS])
+    score: ColumnElement[Any] = d.sentiment_score
     if alert["key_kind"] == "entity":
+        # An entity alert counted the sentiment toward the company, not the document's.
         de = document_entities.c
+        c_sent, score = _company_sentiment()
         q = q.join(document_entities, de.document_id == d.id)
-        cond += [de.entity == alert["key_value"], de.published_at >= start, de.published_at <= end]
-    elif alert["key_kind"] == "topic":
-        cond.append(d.topic == alert["key_value"])
-    q = q.where(*cond).order_by(d.sentiment_score.desc(), d.published_at.desc(), d.id).limit(limit)
+        cond += [
+            c_sent == "negative",
+            de.entity == alert["key_value"],
+            de.published_at >= start,
+            de.published_at <= end,
+        ]
+    else:
+        cond.append(d.sentiment == "negative")
+        if alert["key_kind"] == "topic":
+            cond.append(d.topic == alert["key_value"])
+    q = q.where(*cond).order_by(score.desc(), d.published_at.desc(), d.id).limit(limit)
     with _connect(bind) as conn:
         return _docs_frame(_frame(conn, q, DOC_COLUMNS))
 

@@ -27,6 +27,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from dashboards import queries as q
+from dashboards.directory import Directory
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.redact import redact_url
 from monitor.store.schema import make_engine
@@ -135,6 +136,20 @@ def cached(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def clear_cache() -> None:
     """After an alert action: the next read must show it."""
     _cached_call.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def _directory_for(
+    enabled: bool, path: str | None, entities: tuple[tuple[str, str, tuple[str, ...]], ...]
+) -> Directory:
+    return Directory.build(entities, enabled, path)
+
+
+def directory() -> Directory:
+    """Company names and search (the universe and the watchlist), built once per configuration."""
+    s = settings()
+    ents = tuple((e.symbol, e.name or "", tuple(e.aliases)) for e in s.entities)
+    return _directory_for(s.entity_universe.enabled, s.entity_universe.path, ents)
 
 
 # --- access control -----------------------------------------------------------------------

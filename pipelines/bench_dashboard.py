@@ -245,11 +245,11 @@ def page_queries(url: str, repeat: int = 3) -> dict[str, Any]:
     def companies(span: timedelta) -> Callable[[], Any]:
         def run() -> None:
             start = end - span
-            seen = q.key_totals(eng, "entity", start, end)
-            sym = seen["key"].iloc[0]
+            rank = q.company_ranking(eng, start, end, timedelta(days=30))
+            sym = rank["key"].iloc[0]
             q.series(eng, "entity", start, end, q.effective_step(start, end, 3600), (sym,))
             q.alert_list(eng, start, end, kinds=("entity",))
-            q.search_documents(eng, q.DocFilter(start=start, end=end, entities=(sym,), limit=500))
+            q.company_documents(eng, sym, start, end, (), 500)
 
         return run
 

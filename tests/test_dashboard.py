@@ -340,9 +340,9 @@ def test_hostile_text_is_inert(seeded: dict[str, Any], monkeypatch: pytest.Monke
     at.selectbox(key="co_symbol").set_value("ZBRA")
     at.run()
     _ok(at)
-    # ZBRA is in no watchlist: it becomes a company key from its second sighting on
-    # (bounded keys), so the first hostile document is not linked to it.
-    assert len(at.dataframe[1].value) == len(HOSTILE) - 1
+    # ZBRA (Zebra Technologies) is in the shipped universe, a known key from its first
+    # sighting on: every hostile document is linked to it.
+    assert len(at.dataframe[1].value) == len(HOSTILE)
 
 
 @pytest.mark.parametrize("key_text", ["%", "_", "\\", "'; DROP TABLE alerts; --", "nvd", "NVDA"])
@@ -620,3 +620,286 @@ def test_oidc_guard_when_auth_is_configured(seeded_sqlite: dict[str, Any], monke
     at.run()
     _ok(at)
     assert any(t.value == "Overview" for t in at.title)
+
+
+# --- Companies: ranking, search, formats ---------------------------------------------------
+
+R0 = datetime(2024, 3, 1, tzinfo=UTC)  # the stream's first minute
+R_START = R0 + timedelta(days=10)  # the range: one day, after ten days of baseline data
+R_END = R_START + timedelta(days=1)
+# symbol: (range total, range negative, baseline total, baseline negative)
+RANK_ROWS = {
+    "AAA": (20, 10, 100, 10),  # 10 % -> 50 %: lift 5.0x; norm 10 a day: volume 2.0x
+    "BBB": (10, 5, 40, 0),  # a zero baseline: "from 0 of 40"
+    "CCC": (10, 2, 100, 20),  # no lift, but an entity alert is firing: first
+    "DDD": (2, 2, 50, 5),  # 10x on two items: after every company with enough items
+    "EEE": (6, 1, 0, 0),  # new: no baseline, volume "new"
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ranking_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    from monitor.store.migrate import upgrade
+    from monitor.store.schema import alerts, count_rollups, minute_counts
+
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'rank.db'}"
+    else:
+        admin = request.getfixturevalue("pg_admin_url")
+        url, name = make_pg_database(admin)
+    upgrade(url)
+    zero = {"neutral": 0, "positive": 0, "novel_total": 0, "novel_negative": 0}
+    mc = [{"key_kind": "all", "key_value": "*", "minute": R0, "total": 1, "negative": 0, **zero}]
+    rollups = []
+    for sym, (tot, neg, btot, bneg) in RANK_ROWS.items():
+        mc.append({"key_kind": "entity", "key_value": sym, "minute": R_START + timedelta(hours=3), "total": tot,
+                   "negative": neg, **zero})  # fmt: skip
+        if btot and sym == "AAA":  # part of a baseline lives on in the roll-ups only
+            rollups.append({"grain": "day", "key_kind": "entity", "key_value": sym, "bucket": R0 + timedelta(days=2),
+                            "total": 40, "negative": 4, **zero})  # fmt: skip
+            btot, bneg = btot - 40, bneg - 4
+        if btot:
+            mc.append({"key_kind": "entity", "key_value": sym, "minute": R0 + timedelta(days=5), "total": btot,
+                       "negative": bneg, **zero})  # fmt: skip
+    # Outside every window: counts nothing.
+    mc.append({"key_kind": "entity", "key_value": "AAA", "minute": R_END + timedelta(hours=1), "total": 99,
+               "negative": 99, **zero})  # fmt: skip
+
+    def alert(key: str, state: str) -> dict[str, Any]:
+        return {"id": f"a-{key}-{state}", "fingerprint": f"f-{key}", "rule": "negative_surge", "key_kind": "entity",
+                "key_value": key, "severity": "warning", "state": state, "started_at": R_START,
+                "fired_at": R_START, "updated_at": R_START, "numbers": {}}  # fmt: skip
+
+    eng = make_engine(url)
+    with eng.begin() as c:
+        c.execute(minute_counts.insert(), mc)
+        c.execute(count_rollups.insert(), rollups)
+        c.execute(alerts.insert(), [alert("CCC", "firing"), alert("AAA", "resolved")])
+    eng.dispose()
+    try:
+        yield url
+    finally:
+        if name is not None:
+            _dispose_cached_engines()
+            drop_pg_database(request.getfixturevalue("pg_admin_url"), name)
+
+
+def test_company_ranking_lift_norm_and_order(ranking_db: str) -> None:
+    from dashboards import fmt
+    from dashboards import queries as q
+
+    eng = make_engine(ranking_db)
+    try:
+        rank = q.company_ranking(eng, R_START, R_END, timedelta(days=30))
+    finally:
+        eng.dispose()
+    # Firing first, then the biggest (tempered) lift among companies with enough items;
+    # the two-item company last although its raw lift is the largest.
+    assert list(rank["key"]) == ["CCC", "BBB", "AAA", "EEE", "DDD"]
+    r = rank.set_index("key")
+    for sym, (tot, neg, btot, bneg) in RANK_ROWS.items():
+        assert (r.loc[sym, "total"], r.loc[sym, "negative"]) == (tot, neg), sym
+        assert (r.loc[sym, "baseline_total"], r.loc[sym, "baseline_negative"]) == (btot, bneg), sym
+    assert r.loc["CCC", "firing"] == 1 and r.loc["AAA", "firing"] == 0  # a resolved alert is not firing
+    assert r.loc["AAA", "lift"] == pytest.approx(5.0)
+    # The baseline is clipped to the data: ten days before the range, not thirty.
+    assert r.loc["AAA", "norm"] == pytest.approx(10.0) and r.loc["AAA", "volume_ratio"] == pytest.approx(2.0)
+    assert r.loc["BBB", "norm"] == pytest.approx(4.0)
+    assert pd_isna(r.loc["BBB", "lift"]) and pd_isna(r.loc["EEE", "baseline_share"])
+
+    table = fmt.ranking_table(rank, {"AAA": "Alpha Corp"}.get).set_index("key")
+    assert table.loc["AAA", "name"] == "Alpha Corp"
+    assert table.loc["AAA", "lift"] == "5.0x" and table.loc["AAA", "volume"] == "2.0x"
+    assert table.loc["BBB", "lift"] == "from 0 of 40" and table.loc["BBB", "volume"] == "2.5x"
+    assert table.loc["EEE", "lift"] == "no baseline" and table.loc["EEE", "volume"] == "new"
+    assert table.loc["CCC", "alert"] == "firing" and table.loc["AAA", "alert"] == ""
+    assert table.loc["AAA", "negative_share"] == pytest.approx(50.0)  # points, shown with SHARE_FORMAT
+    assert str(table["total"].dtype) == "int64"
+
+    by_volume = q.sort_ranking(rank, "volume against norm")
+    assert list(by_volume["key"][:3]) == ["EEE", "BBB", "AAA"]  # new first, then 2.5x, 2.0x
+    assert list(q.sort_ranking(rank, "symbol")["key"]) == sorted(RANK_ROWS)
+    assert list(q.sort_ranking(rank, "items")["key"][:1]) == ["AAA"]
+
+    # A range with no counts at all: the firing company is still listed, first.
+    eng = make_engine(ranking_db)
+    try:
+        later = q.company_ranking(eng, R_END + timedelta(days=60), R_END + timedelta(days=61), timedelta(days=7))
+    finally:
+        eng.dispose()
+    assert list(later["key"]) == ["CCC"] and later["total"].tolist() == [0] and later["last_seen"].isna().all()
+
+
+def test_company_ranking_many_companies_one_query(tmp_path: Path) -> None:
+    """Thousands of companies cost one grouped query, not one per company."""
+    import time
+
+    from sqlalchemy import event
+
+    from dashboards import queries as q
+    from monitor.store.migrate import upgrade
+    from monitor.store.schema import minute_counts
+
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    upgrade(url)
+    zero = {"neutral": 0, "positive": 0, "novel_total": 0, "novel_negative": 0}
+    rows = [{"key_kind": "all", "key_value": "*", "minute": R0, "total": 1, "negative": 0, **zero}]
+    for i in range(5000):
+        for day in (3, 10):
+            rows.append({"key_kind": "entity", "key_value": f"S{i:05d}", "minute": R0 + timedelta(days=day, minutes=i % 1400),
+                         "total": 1 + i % 7, "negative": i % 3, **zero})  # fmt: skip
+    eng = make_engine(url)
+    with eng.begin() as c:
+        c.execute(minute_counts.insert(), rows)
+    statements: list[str] = []
+    event.listen(eng, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        t0 = time.perf_counter()
+        rank = q.company_ranking(eng, R_START, R_END, timedelta(days=30))
+        took = time.perf_counter() - t0
+    finally:
+        eng.dispose()
+    assert len(rank) == 5000 and (rank["total"] > 0).all()
+    assert len(statements) <= 4, statements  # counts, firing alerts, the data's bounds
+    assert took < 5.0, took
+
+
+def pd_isna(x: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(x))
+
+
+def test_readable_formats() -> None:
+    import pandas as pd
+
+    from dashboards import fmt
+
+    assert fmt.pct(0.125) == "12.5 %" and fmt.pct(0.0) == "0.0 %" and fmt.pct(None) == "-"
+    assert fmt.pct(float("nan")) == "-"
+    assert fmt.SHARE_FORMAT % 12.5 == "12.5 %" and fmt.SHARE_FORMAT % 0 == "0.0 %"
+    assert fmt.count(1234.0) == "1,234"
+    assert fmt.lift(0.5, 10, 100) == "5.0x" and fmt.lift(0.5, 0, 40) == "from 0 of 40"
+    assert fmt.lift(0.5, 0, 0) == "no baseline" and fmt.lift(0.9, 1, 1000) == "900x"
+    assert fmt.volume(32, 10.0) == "3.2x" and fmt.volume(3, 0.0) == "new" and fmt.volume(0, float("nan")) == "-"
+    pts = fmt.as_points(pd.DataFrame({"s": [0.125, None], "n": [1, 2]}), "s", "missing")
+    assert pts["s"].iloc[0] == pytest.approx(12.5) and pts["n"].tolist() == [1, 2]
+
+
+def test_directory_search() -> None:
+    from dashboards.directory import Directory
+
+    d = Directory.build([("AAPL", "Apple", ("iPhone maker",)), ("ACME", "Acme Widgets", ())])
+    assert len(d) > 10_000  # the shipped universe, with the watchlist merged in
+    assert d.search("tesla")[0] == "TSLA"
+    assert d.search("TSLA")[0] == "TSLA"
+    assert d.search("tsla")[0] == "TSLA"
+    assert d.search("JPMorgan")[0] == "JPM" and d.search("jp morgan")[0] == "JPM"
+    assert d.search("iphone maker") == ["AAPL"]
+    assert d.search("acme widg") == ["ACME"] and d.name("ACME") == "Acme Widgets"
+    assert d.name("TSLA") == "Tesla" and d.name("NOT-LISTED") == "NOT-LISTED"
+    # A symbol in the data but in no list is found by its symbol, before listed companies.
+    assert d.search("zqx9", present={"ZQX9"}) == ["ZQX9"]
+    assert d.search("nvid", present={"NVDA"})[0] == "NVDA"
+    assert d.search("") == [] and d.search("   ") == []
+    assert d.search("%") == [] or all("%" in s or "%" in d.name(s) for s in d.search("%"))
+    assert len(d.search("a", limit=7)) == 7
+    # The universe off: the watchlist alone.
+    small = Directory.build([("AAPL", "Apple", ())], universe_enabled=False)
+    assert len(small) == 1 and small.search("tesla") == []
+
+
+def test_companies_page_ranks_and_searches(seeded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _all_data(_app(monkeypatch, seeded["url"]))
+    at.switch_page("views/companies.py").run()
+    _ok(at)
+    table = at.dataframe[0].value
+    assert {"key", "name", "alert", "lift", "volume", "negative_share"} <= set(table.columns)
+    assert table["key"].iloc[0] == "NVDA" and table["alert"].iloc[0] == "firing"  # the firing alert heads it
+    assert table.loc[table["key"] == "NVDA", "name"].iloc[0] == "Nvidia"
+    assert table["negative_share"].max() <= 100  # percentage points
+    assert at.selectbox(key="co_symbol").value == "NVDA"
+    docs = at.dataframe[1].value
+    assert {"company_sentiment", "sentiment"} <= set(docs.columns)
+
+    for text in ("nvidia", "NVDA", "nvd"):
+        at.text_input(key="co_find").set_value(text)
+        at.run()
+        _ok(at)
+        assert at.dataframe[0].value["key"].iloc[0] == "NVDA", text
+        assert at.selectbox(key="co_symbol").value == "NVDA"
+
+    # In the universe but not in the data: found, and said to have no items.
+    at.text_input(key="co_find").set_value("JPMorgan")
+    at.run()
+    _ok(at)
+    assert at.selectbox(key="co_symbol").value == "JPM"
+    at.text_input(key="co_find").set_value("costco")
+    at.run()
+    _ok(at)
+    assert at.selectbox(key="co_symbol").value == "COST"
+    assert any("no items in range" in i.value for i in at.info)
+
+    at.text_input(key="co_find").set_value("no company is called this")
+    at.run()
+    _ok(at)
+    assert any("No company matches" in i.value for i in at.info)
+
+    at.text_input(key="co_find").set_value("")
+    at.selectbox(key="co_sort").set_value("symbol")
+    at.run()
+    _ok(at)
+    keys = list(at.dataframe[0].value["key"])
+    assert keys == sorted(keys)
+
+
+def test_company_documents_use_the_company_sentiment(seeded: dict[str, Any]) -> None:
+    """The drill-down's sentiment filter and column read the sentiment toward the company;
+    a row without one (stored before it existed) falls back to the document's."""
+    from sqlalchemy import update
+
+    from dashboards import queries as q
+    from monitor.store.schema import document_entities
+
+    eng = make_engine(seeded["url"])
+    try:
+        lo, hi = q.data_bounds(eng)
+        assert lo is not None and hi is not None
+        end = hi + timedelta(minutes=1)
+        docs = q.company_documents(eng, "NVDA", lo, end, (), 100_000)
+        neg = q.company_documents(eng, "NVDA", lo, end, ("negative",), 100_000)
+        assert len(docs) and set(neg["company_sentiment"]) == {"negative"}
+        assert len(neg) == (docs["company_sentiment"] == "negative").sum()
+        # Counts and documents agree: minute counts hold the company's sentiment too.
+        totals = q.key_totals(eng, "entity", lo, end).set_index("key")
+        assert totals.loc["NVDA", "total"] == len(docs) and totals.loc["NVDA", "negative"] == len(neg)
+        differ = docs[docs["company_sentiment"] != docs["sentiment"]]
+        if not differ.empty:  # the keyword double reads the sentence about the company
+            assert set(differ["id"]) <= set(docs["id"])
+        # A NULL company sentiment: the document's applies.
+        one = docs["id"].iloc[0]
+        with eng.begin() as c:
+            old = c.execute(
+                select(document_entities.c.sentiment, document_entities.c.sentiment_score).where(
+                    document_entities.c.document_id == one, document_entities.c.entity == "NVDA"
+                )
+            ).one()
+            c.execute(
+                update(document_entities)
+                .where(document_entities.c.document_id == one, document_entities.c.entity == "NVDA")
+                .values(sentiment=None, sentiment_score=None)
+            )
+        try:
+            again = q.company_documents(eng, "NVDA", lo, end, (), 100_000).set_index("id")
+            assert again.loc[one, "company_sentiment"] == again.loc[one, "sentiment"]
+            assert again.loc[one, "company_score"] == again.loc[one, "sentiment_score"]
+        finally:
+            with eng.begin() as c:
+                c.execute(
+                    update(document_entities)
+                    .where(document_entities.c.document_id == one, document_entities.c.entity == "NVDA")
+                    .values(sentiment=old[0], sentiment_score=old[1])
+                )
+    finally:
+        eng.dispose()

@@ -177,3 +177,33 @@ def test_page_renders_in_chromium(
     if os.environ.get("FINSENT_SCREENSHOTS", "1") != "0":
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def test_companies_search_and_ranking_in_chromium(server: str, browser: Any) -> None:
+    """The ranking table renders and the search box finds a company by name."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server + "/Companies")
+    _wait_rendered(browser, "Companies")
+    grids = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
+    assert grids, "no ranking table"
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "companies with items in this range" in body
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Find a company"]')
+    box.send_keys("nvidia", Keys.ENTER)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = browser.find_element(By.TAG_NAME, "body").text
+        if "1 company with items in this range" in body:
+            break
+        time.sleep(0.5)
+    _wait_rendered(browser, "Companies")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "1 company with items in this range" in body, body[-1500:]  # the table narrowed to it
+    assert "NVDA · Nvidia" in browser.page_source  # the picker names the company found
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
+    if os.environ.get("FINSENT_SCREENSHOTS", "1") != "0":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "companies-search.png"))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, ui
+from dashboards import charts, fmt, ui
 from dashboards import queries as q
 from monitor.alerting import queries, silences
 from monitor.alerting.matchers import Matcher, MatcherError, parse_matcher
@@ -225,12 +225,17 @@ if ui.db_ready():
             ]
         ]
         st.dataframe(
-            ui.local(ui.neutralise_frame(show), "started_at", "fired_at", "resolved_at"),
+            ui.local(
+                ui.neutralise_frame(fmt.as_points(show, "window_share", "baseline_share")),
+                "started_at",
+                "fired_at",
+                "resolved_at",
+            ),
             hide_index=True,
             width="stretch",
             column_config={
-                "window_share": st.column_config.NumberColumn("share", format="percent"),
-                "baseline_share": st.column_config.NumberColumn("baseline", format="percent"),
+                "window_share": st.column_config.NumberColumn("share", format=fmt.SHARE_FORMAT),
+                "baseline_share": st.column_config.NumberColumn("baseline", format=fmt.SHARE_FORMAT),
             },
         )
 

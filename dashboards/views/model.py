@@ -14,8 +14,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from dashboards import fmt, ui
 from dashboards import queries as q
-from dashboards import ui
 from models.labels import SENTIMENTS, TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,11 +229,11 @@ if ui.db_ready():
         else:
             st.success("Live sentiment shares are within 10 points of the reference.")
         st.dataframe(
-            df,
+            fmt.as_points(df, "live", ref_name, "difference"),
             hide_index=True,
             width="stretch",
             column_config={
-                c: st.column_config.NumberColumn(format="percent") for c in ("live", ref_name, "difference")
+                c: st.column_config.NumberColumn(format=fmt.SHARE_FORMAT) for c in ("live", ref_name, "difference")
             },
         )
         vers = ui.cached(q.model_versions, start, end)

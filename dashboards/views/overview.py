@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboards import charts, ui
+from dashboards import charts, fmt, ui
 from dashboards import queries as q
 
 st.title("Overview")
@@ -59,14 +59,14 @@ if ui.db_ready():
             st.info("No topic or company has enough documents in the last window to compare.")
         else:
             st.dataframe(
-                ui.neutralise_frame(mv, ("key",)),
+                ui.neutralise_frame(fmt.as_points(mv, "window_share", "baseline_share", "change"), ("key",)),
                 hide_index=True,
                 width="stretch",
                 column_config={
-                    "window_share": st.column_config.NumberColumn("share now", format="percent"),
-                    "baseline_share": st.column_config.NumberColumn("baseline", format="percent"),
-                    "change": st.column_config.NumberColumn("change", format="percent"),
-                    "lift": st.column_config.NumberColumn("lift", format="%.2fx"),
+                    "window_share": st.column_config.NumberColumn("share now", format=fmt.SHARE_FORMAT),
+                    "baseline_share": st.column_config.NumberColumn("baseline", format=fmt.SHARE_FORMAT),
+                    "change": st.column_config.NumberColumn("change (points)", format="%+.1f"),
+                    "lift": st.column_config.NumberColumn("lift", format="%.1fx"),
                 },
             )
         firing = al[al["state"] == "firing"] if not al.empty else al
