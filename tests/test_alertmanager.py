@@ -114,6 +114,25 @@ def test_resolved_alert_ends_when_it_resolved_and_topic_alert_has_no_topic_label
     }
 
 
+def test_later_posts_keep_the_labels_of_the_first_post() -> None:
+    """Alertmanager identifies an alert by its labels: a resolution whose severity changed
+    since the first post must still carry the first post's labels, or it resolves a new
+    alert and leaves the first one listed as active."""
+    fired = _view(severity="warning")
+    first = {"a1": am.render({"kind": "firing", "alerts": [fired]}, "t", "x")["alerts"][0]["labels"]}
+    resolved = _view(severity="critical", state="resolved", resolved_at="2026-03-02T14:20:00+00:00")
+    other = _view(id="a2", key={"kind": "entity", "value": "NVDA"})
+    message = {"kind": "resolved", "alerts": [resolved, other]}
+    body = am.render(message, "t", "x")
+    assert body["alerts"][0]["labels"]["severity"] == "critical"
+    pinned = am.pin_labels(body, message, first)
+    [sent, untouched] = am.to_send(pinned, NOW)
+    assert sent["labels"]["severity"] == "warning" and sent["labels"]["key"] == "TSLA"
+    assert sent["endsAt"] == "2026-03-02T14:20:00+00:00"
+    assert untouched["labels"] == am.labels_for(other)  # no first post known: its own labels
+    assert body["alerts"][0]["labels"]["severity"] == "critical"  # the stored body is not changed
+
+
 def test_endsat_is_fixed_at_send_time_not_render_time() -> None:
     body = am.render({"kind": "firing", "alerts": [_view()]}, "t", "x")
     later = NOW + timedelta(minutes=7)
@@ -417,10 +436,9 @@ def test_replay_with_a_planted_surge_posts_to_a_real_alertmanager(real_am: RealA
     assert {"NVDA", "TSLA"} <= fired, out["fired"]
 
     listed = {a["labels"]["key"]: a for a in real_am.alerts() if a["labels"].get("alertname") == "FinsentNegativeSurge"}
-    # Known problem (issue 19 stays open for it): after this replay Alertmanager still lists
-    # NVDA as active although finsent posted its resolution (HTTP 200, checked below); the
-    # live path's resolution is checked in test_real_alertmanager_firing_repost_silence_resolved.
-    assert "TSLA" in listed, sorted(listed)
+    # NVDA resolved within the stream: its resolution (under the labels of its first post,
+    # whatever its severity became) ended it in Alertmanager; TSLA still fires.
+    assert sorted(listed) == ["TSLA"], sorted(listed)
     tsla = listed["TSLA"]
     assert tsla["labels"]["kind"] == "entity" and tsla["labels"]["severity"]
     assert tsla["status"]["state"] == "active"

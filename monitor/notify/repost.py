@@ -57,38 +57,87 @@ def _claim(engine: Engine, channel: str, now: datetime, interval: float) -> bool
     return True
 
 
+def _sent_rows(engine: Engine, channel: str, lookback: timedelta, now: datetime) -> list[Any]:
+    """The payloads of `channel`'s sent firing/resolved notifications within `lookback`,
+    oldest first."""
+    with engine.connect() as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                select(notifications.c.payload)
+                .where(
+                    notifications.c.channel == channel,
+                    notifications.c.status == "sent",
+                    notifications.c.kind.in_(("firing", "resolved")),
+                    notifications.c.created_at >= now - lookback,
+                )
+                .order_by(notifications.c.id)
+            )
+        ]
+
+
+def _entries(payload: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(alert id, Alertmanager entry) for each alert a stored notification carried."""
+    message = (payload or {}).get("message") or {}
+    body = (payload or {}).get("body") or {}
+    return [
+        (str(view.get("id")), entry)
+        for view, entry in zip(message.get("alerts") or [], body.get("alerts") or [], strict=False)
+    ]
+
+
+def first_labels(
+    engine: Engine, channel: str, lookback: timedelta, now: datetime, rows: list[Any] | None = None
+) -> dict[str, dict[str, str]]:
+    """For each alert sent to `channel` within `lookback`, the labels of its first post:
+    its identity in Alertmanager, kept for every later post about it."""
+    first: dict[str, dict[str, str]] = {}
+    for payload in _sent_rows(engine, channel, lookback, now) if rows is None else rows:
+        for alert_id, entry in _entries(payload):
+            if alert_id not in first and entry.get("labels"):
+                first[alert_id] = entry["labels"]
+    return first
+
+
+def pinned_body(engine: Engine, channel: str, payload: dict[str, Any], lookback: timedelta, now: datetime) -> Any:
+    """The body of an outbox row about to be sent to an `alertmanager` channel, with the
+    labels of the alerts' first posts (`alertmanager.pin_labels`)."""
+    body = payload.get("body")
+    if not isinstance(body, dict):
+        return body
+    first = first_labels(engine, channel, lookback, now)
+    return alertmanager.pin_labels(body, payload.get("message") or {}, first) if first else body
+
+
 def firing_bodies(engine: Engine, channel: str, lookback: timedelta, now: datetime) -> list[dict[str, Any]]:
     """For each alert still firing, the Alertmanager entry last sent for it to `channel`.
 
-    Entries come from sent outbox rows (newest last wins), so the labels and annotations
-    re-posted are exactly what was delivered; an alert whose latest sent state is not
-    firing, or that is no longer firing in the alerts table, is left out.
+    Entries come from sent outbox rows (newest last wins), so the annotations re-posted are
+    exactly what was delivered, under the labels of the alert's first post; an alert whose
+    latest sent state is not firing, or that is no longer firing in the alerts table, is
+    left out.
     """
     with engine.connect() as conn:
         firing = {r[0] for r in conn.execute(select(alerts.c.id).where(alerts.c.state == "firing"))}
-        if not firing:
-            return []
-        rows = conn.execute(
-            select(notifications.c.payload)
-            .where(
-                notifications.c.channel == channel,
-                notifications.c.status == "sent",
-                notifications.c.kind.in_(("firing", "resolved")),
-                notifications.c.created_at >= now - lookback,
-            )
-            .order_by(notifications.c.id)
-        ).all()
+    if not firing:
+        return []
+    rows = _sent_rows(engine, channel, lookback, now)
+    first = first_labels(engine, channel, lookback, now, rows)
     latest: dict[str, dict[str, Any]] = {}
-    for (payload,) in rows:
-        message = (payload or {}).get("message") or {}
-        body = (payload or {}).get("body") or {}
-        for view, entry in zip(message.get("alerts") or [], body.get("alerts") or [], strict=False):
-            latest[str(view.get("id"))] = entry
+    for payload in rows:
+        for alert_id, entry in _entries(payload):
+            latest[alert_id] = {**entry, "labels": first.get(alert_id, entry.get("labels"))}
     return [
         entry
         for alert_id, entry in latest.items()
         if alert_id in firing and entry.get(alertmanager.STATE_KEY) == "firing"
     ]
+
+
+def lookback_for(settings: Settings) -> timedelta:
+    """How far back the sent rows are read: repeats refresh the outbox at least every
+    repeat interval, so past two of them (and at least a day)."""
+    return timedelta(seconds=max(2 * settings.alerting.repeat_interval_seconds, 86_400.0))
 
 
 def repost_firing(
@@ -99,8 +148,7 @@ def repost_firing(
     Returns the result per channel posted to (channels skipped this interval are absent).
     """
     interval = settings.alerting.alertmanager_repost_seconds
-    # Repeats refresh the outbox at least every repeat interval; look back past two of them.
-    lookback = timedelta(seconds=max(2 * settings.alerting.repeat_interval_seconds, 86_400.0))
+    lookback = lookback_for(settings)
     results: dict[str, SendResult] = {}
     for ch in settings.channels:
         if ch.type != "alertmanager":

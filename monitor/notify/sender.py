@@ -47,6 +47,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 from monitor.config import Settings
 from monitor.notify.delivery import SendResult, default_rate_per_minute, deliver
+from monitor.notify.repost import lookback_for, pinned_body
 from monitor.redact import REDACTING_FILTER, redact, register_settings_secrets
 from monitor.store.schema import notification_attempts, notifications, state
 
@@ -94,6 +95,7 @@ class _Claim:
     payload: dict[str, Any]
     attempts: int
     attempt_id: int
+    created_at: datetime
 
 
 def _claim(engine: Engine, nid: int, now: datetime, lease: timedelta) -> _Claim | None:
@@ -122,7 +124,16 @@ def _claim(engine: Engine, nid: int, now: datetime, lease: timedelta) -> _Claim 
         log.warning("could not claim notification %s: %s", nid, redact(str(exc.orig)))
         return None
     assert row is not None
-    return _Claim(nid, row["dedup_key"], row["channel"], row["kind"], row["payload"], row["attempts"] + 1, int(aid))
+    return _Claim(
+        nid,
+        row["dedup_key"],
+        row["channel"],
+        row["kind"],
+        row["payload"],
+        row["attempts"] + 1,
+        int(aid),
+        row["created_at"],
+    )
 
 
 def _record(engine: Engine, c: _Claim, r: SendResult, now: datetime, max_attempts: int) -> str:
@@ -245,6 +256,9 @@ def send_due(
         if body is None:
             result = SendResult(False, False, None, "notification has no rendered body")
         else:
+            if ch.type == "alertmanager":  # an alert keeps the labels of its first post
+                # Anchored at the row's creation: a replay's rows carry event times.
+                body = pinned_body(engine, ch_name, claim.payload, lookback_for(settings), claim.created_at)
             result = deliver(ch, body, claim.dedup_key, client=http)
         outcome = _record(engine, claim, result, clock(), settings.alerting.max_attempts)
         setattr(stats, outcome, getattr(stats, outcome) + 1)

@@ -11,8 +11,14 @@ Each finsent alert becomes one Alertmanager alert:
 - `startsAt` (when it fired), `generatorURL` (the deep link);
 - `endsAt`: for a firing alert, the send time plus `FIRING_HOLD`, so Alertmanager resolves
   it by itself if finsent stops re-posting (the re-post job, `monitor.notify.repost`,
-  keeps it alive meanwhile); for a resolved alert, when it resolved, or the send time if
-  that is later (a replay's resolutions lie in the past).
+  keeps it alive meanwhile); for a resolved alert, when it resolved.
+
+Alertmanager identifies an alert by its label set, and finsent's severity can change
+while an alert is open (a surge that grows from warning to critical). Every later post for
+an alert (updates, re-posts, its resolution) therefore carries the labels of the first
+post sent for it to that channel (`pin_labels`, applied by the sender and the re-post
+job); otherwise the resolution would resolve a new, different alert and leave the first
+one listed as active.
 
 `endsAt` is filled in by `prepare`, at send time, because a stored body may wait in the
 outbox (group wait, retries). An optional `secret` is sent as a bearer token, for an
@@ -123,18 +129,30 @@ def to_send(body: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
         alert = {k: v for k, v in a.items() if k not in (STATE_KEY, RESOLVED_KEY)}
         state = a.get(STATE_KEY)
         if state == "resolved":
-            # When it resolved; but never before the send time: Alertmanager keeps time by
-            # its own clock, and a replay's resolution (event time, maybe years ago) posted
-            # after a firing post that held the alert until now + FIRING_HOLD did not end it.
+            # When it resolved, even long ago (a replay): an explicit endsAt in the past
+            # resolves the alert in Alertmanager whatever the endsAt of the firing post was.
             resolved = a.get(RESOLVED_KEY)
             at = datetime.fromisoformat(resolved) if resolved else now
-            alert["endsAt"] = max(at, now).astimezone(UTC).isoformat()
+            alert["endsAt"] = at.astimezone(UTC).isoformat()
         elif state == "test":
             alert["endsAt"] = (now + timedelta(minutes=1)).astimezone(UTC).isoformat()
         else:
             alert["endsAt"] = (now + FIRING_HOLD).astimezone(UTC).isoformat()
         out.append(alert)
     return out
+
+
+def pin_labels(body: dict[str, Any], message: dict[str, Any], first: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """`body` with each alert's labels replaced by `first[alert id]` where known.
+
+    `message` is the finsent message the body was rendered from; its `alerts` line up with
+    the body's (a channel test's extra entry has none and is left alone)."""
+    views = message.get("alerts") or []
+    out = []
+    for i, entry in enumerate(body.get("alerts") or []):
+        labels = first.get(str(views[i].get("id"))) if i < len(views) else None
+        out.append({**entry, "labels": dict(labels)} if labels else entry)
+    return {**body, "alerts": out}
 
 
 def api_url(url: str) -> str:
