@@ -197,7 +197,7 @@ class RetentionSettings(_Frozen):
     documents_days: float = Field(30.0, ge=0)
     minute_counts_days: float = Field(30.0, ge=0)
     hourly_rollups_days: float = Field(400.0, ge=0)  # then rolled into daily counts, kept
-    notifications_days: float = Field(30.0, ge=0)  # sent, failed or silenced ones, with their attempts
+    notifications_days: float = Field(30.0, ge=0)  # sent, failed or silenced ones (with their attempts); alert events
     dead_letters_days: float = Field(30.0, ge=0)
     resolved_alerts_days: float = Field(180.0, ge=0)
     # Bounded keys: a symbol no watchlist entry names counts as a company key only from its

@@ -222,7 +222,8 @@ def replay(
         from monitor.store.migrate import upgrade
 
         upgrade(settings.database_url)
-    parts = build(settings, engine)
+    # A replay publishes nothing, and keeps no alert events for a daemon to publish later.
+    parts = build(settings.model_copy(update={"publish_results": False}), engine)
     parts.detector.forget()  # the baseline cache must come from this replay's own history
     if classifier is None:
         from monitor.app.wiring import build_classifier

@@ -201,6 +201,55 @@ def test_alert_changes_are_published_keyed_by_alert_id(broker: EmbeddedBroker, t
     assert resolved["state"] == "resolved" and resolved["resolved_at"] == later.isoformat()
 
 
+def test_alert_change_committed_but_not_produced_is_produced_by_the_next_tick(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A process killed between the alert transaction's commit and the produce: the
+    transition was written to `alert_events` with the alert, and the next tick (of any
+    daemon) produces it; nothing is produced twice once stamped."""
+    from sqlalchemy import func
+
+    from monitor.app.scheduler import detect_and_alert
+    from monitor.app.wiring import build
+    from monitor.config import Settings
+    from monitor.detect.signals import Key, Signal
+    from monitor.store.migrate import upgrade
+    from monitor.store.schema import alert_events
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    upgrade(url)
+    alerts_topic = f"alerts-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        database_url=url,
+        kafka_bootstrap=broker.bootstrap,
+        kafka_topics=(f"in-{uuid.uuid4().hex[:6]}",),
+        alerts_topic=alerts_topic,
+    )
+    key = Key("entity", "NVDA")
+    numbers = {"window_negative": 14, "window_total": 20, "share": 0.7, "baseline_share": 0.2}
+
+    class Quiet:
+        def tick(self, now: datetime) -> list[Signal]:
+            return []
+
+    parts = replace(build(settings), detector=Quiet())  # type: ignore[arg-type]
+    # The alert transaction commits; the process "dies" before producing (no publish call).
+    fired = parts.alerting.apply([Signal(key, T0, T0 - timedelta(minutes=15), True, False, numbers)], T0)
+    assert [c.kind for c in fired.changes if c.kind != "updated"] == ["fired"]
+    with parts.engine.connect() as c:
+        assert c.execute(select(func.count()).where(alert_events.c.published_at.is_(None))).scalar_one() == 1
+    # The next tick, with nothing new, produces what was left behind, then stamps it.
+    detect_and_alert(parts, T0 + timedelta(minutes=1))
+    detect_and_alert(parts, T0 + timedelta(minutes=2))
+    with parts.engine.connect() as c:
+        assert c.execute(select(func.count()).where(alert_events.c.published_at.is_(None))).scalar_one() == 0
+    assert parts.results is not None
+    parts.results.close()
+    parts.engine.dispose()
+    got = read_topic(broker.bootstrap, alerts_topic, expect=1)
+    assert [(k, v["change"]) for k, v in got] == [(fired.changes[0].alert.id, "fired")], got
+
+
 class _FlakyProducer:
     """A stand-in for KafkaProducer whose sends fail `failures` times (a unit-test fake)."""
 

@@ -101,7 +101,7 @@ def test_purge_deletes_old_rows_in_batches_and_keeps_what_is_live(db_url: str) -
     from monitor.classify.base import KeywordTestDouble
     from monitor.ingest.schemas import Document, Rejection
     from monitor.store.repository import Classified, Store, recount, stored_counts
-    from monitor.store.schema import dead_letters, documents, notifications
+    from monitor.store.schema import alert_events, dead_letters, documents, notifications
 
     upgrade(db_url)
     engine = make_engine(db_url)
@@ -122,11 +122,20 @@ def test_purge_deletes_old_rows_in_batches_and_keeps_what_is_live(db_url: str) -
                 for i, st in enumerate(["sent", "failed", "pending"])
             ],
         )  # fmt: skip
+        c.execute(
+            alert_events.insert(),
+            [
+                {"alert_id": f"a{i}", "kind": "fired", "payload": {}, "created_at": now - timedelta(days=age),
+                 "published_at": now - timedelta(days=age)}
+                for i, age in enumerate([40, 2])
+            ],
+        )  # fmt: skip
     r = RetentionSettings(documents_days=30, minute_counts_days=30, batch_rows=7)  # type: ignore[call-arg]
     st = purge(engine, r, now)
     with engine.connect() as c:
         left = [x[0] for x in c.execute(select(documents.c.id).order_by(documents.c.published_at))]
         statuses = sorted(x[0] for x in c.execute(select(notifications.c.status)))
+        events_left = [x[0] for x in c.execute(select(alert_events.c.alert_id))]
         n_dead = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
         minutes_left = c.execute(select(func.count()).select_from(minute_counts)).scalar_one()
         rolled = dict(
@@ -138,6 +147,7 @@ def test_purge_deletes_old_rows_in_batches_and_keeps_what_is_live(db_url: str) -
     engine.dispose()
     print(f"\npurge: {st.as_dict()}")
     assert left == [f"d{i}" for i in range(29, 60)] and st.documents == 29
+    assert events_left == ["a1"] and st.alert_events == 1
     assert statuses == ["pending"] and n_dead == 0
     assert rolled["all"] == 29 and minutes_left > 0  # every purged minute rolled up, the rest kept
     assert live_counts_match

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.alerting.grouping import Flush
-from monitor.alerting.lifecycle import Alert
+from monitor.alerting.lifecycle import Alert, Change
 
 HEADLINE_CHARS = 200
 
@@ -171,4 +171,24 @@ def digest_message(
             "topics": topics,
             "entities": entities,
         },
+    }
+
+
+def alert_record(change: Change) -> dict[str, Any]:
+    """One alert transition as the alerts topic (`finsent.alerts`) carries it."""
+    a = change.alert
+    return {
+        "id": a.id,
+        "change": change.kind,
+        "state": a.state,
+        "rule": a.rule,
+        "key": a.key.as_dict(),
+        "severity": a.severity,
+        "topic": a.topic,
+        "summary": a.summary,
+        "started_at": iso(a.started_at),
+        "fired_at": iso(a.fired_at),
+        "resolved_at": iso(a.resolved_at),
+        "updated_at": iso(a.updated_at),
+        "numbers": dict(a.numbers),
     }

@@ -19,12 +19,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from monitor.alerting.grouping import GroupState
 from monitor.alerting.lifecycle import Alert
 from monitor.alerting.matchers import Silence, matchers_from_json
-from monitor.alerting.message import evidence_item
+from monitor.alerting.message import alert_record, evidence_item
 from monitor.alerting.stages import Facts, Needs, Outgoing, Plan, Snapshot
 from monitor.detect.signals import Key
 from monitor.enrich.novelty import normalize
 from monitor.redact import REDACTING_FILTER
-from monitor.store.schema import alerts, document_entities, documents, notifications, silences, state
+from monitor.store.schema import alert_events, alerts, document_entities, documents, notifications, silences, state
 
 log = logging.getLogger(__name__)
 log.addFilter(REDACTING_FILTER)
@@ -316,9 +316,18 @@ def enqueue(conn: Connection, out: Outgoing, now: datetime) -> bool:
     return conn.execute(stmt).first() is not None
 
 
-def write(conn: Connection, plan: Plan, now: datetime) -> list[Outgoing]:
-    """Upsert the changed alerts and groups, insert the notifications; returns the rows
-    that were really new (a replayed tick returns none)."""
+def write(conn: Connection, plan: Plan, now: datetime, *, events: bool = False) -> list[Outgoing]:
+    """Upsert the changed alerts and groups, insert the notifications (and, with `events`,
+    the transitions for the alerts topic); returns the notification rows that were really
+    new (a replayed tick returns none)."""
+    if events:
+        rows = [
+            {"alert_id": c.alert.id, "kind": c.kind, "payload": alert_record(c), "created_at": now}
+            for c in plan.changes
+            if c.kind != "updated"
+        ]
+        if rows:
+            conn.execute(alert_events.insert(), rows)
     for a in plan.alerts:
         vals = _alert_values(a)
         upd = {k: v for k, v in vals.items() if k not in ("id", "fingerprint", "rule", "started_at")}

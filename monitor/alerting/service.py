@@ -76,7 +76,7 @@ class AlertService:
             changes = stages.lifecycle(snapshot, sigs, policy)
             facts = repo.load_facts(conn, stages.needs(snapshot, changes, policy))
             plan = stages.plan(snapshot, changes, facts, policy, now, notify)
-            written = repo.write(conn, plan, now)
+            written = repo.write(conn, plan, now, events=policy.record_events)
         result = ApplyResult(
             changes=plan.changes,
             enqueued=[o.dedup_key for o in written if o.status != "silenced"],

@@ -44,6 +44,8 @@ class Policy:
     inhibit_entity_by_topic: bool = False
     inhibit_topic_by_entity: bool = False
     inhibit_topic_share: float = 0.5
+    # Keep each transition for the alerts topic (`publish_results`), written with it.
+    record_events: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any, router: Router | None = None) -> Policy:
@@ -58,6 +60,7 @@ class Policy:
             inhibit_entity_by_topic=a.inhibit_entity_by_topic,
             inhibit_topic_by_entity=a.inhibit_topic_by_entity,
             inhibit_topic_share=a.inhibit_topic_share,
+            record_events=bool(getattr(settings, "publish_results", False)),
         )
 
     @property

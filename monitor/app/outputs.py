@@ -7,7 +7,10 @@ Documents are published after the batch's database commit and before its offsets
 committed, every document of the batch, not only the newly inserted ones: a process killed
 between the two replays the batch, and the replay publishes again what the first run may
 not have. So the topic holds every stored document at least once, and copies share a key.
-Alert transitions are published after the alert transaction commits.
+Alert transitions are written to `alert_events` in the alert transaction itself (a
+transactional outbox) and produced from there, oldest first, then stamped as published: a
+process killed between the commit and the produce leaves them for the next tick of any
+daemon, so the alerts topic holds every transition at least once, keyed by alert id.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.alerting.lifecycle import Change
+from sqlalchemy import Engine, select, update
+
 from monitor.classify.base import Prediction
 from monitor.config import Settings
 from monitor.store.repository import BatchResult, Classified
+from monitor.store.schema import alert_events
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +79,6 @@ def _company(symbol: str, p: Prediction) -> dict[str, Any]:
             "mentions": [],
         }
     return e.as_dict()
-
-
-def alert_record(change: Change) -> dict[str, Any]:
-    """One alert transition as `finsent.alerts` carries it."""
-    a = change.alert
-    return {
-        "id": a.id,
-        "change": change.kind,
-        "state": a.state,
-        "rule": a.rule,
-        "key": a.key.as_dict(),
-        "severity": a.severity,
-        "topic": a.topic,
-        "summary": a.summary,
-        "started_at": _iso(a.started_at),
-        "fired_at": _iso(a.fired_at),
-        "resolved_at": _iso(a.resolved_at),
-        "updated_at": _iso(a.updated_at),
-        "numbers": dict(a.numbers),
-    }
 
 
 def _encode(value: dict[str, Any]) -> bytes:
@@ -175,12 +160,29 @@ class ResultsPublisher:
             self._send_all(records)
         return len(records)
 
-    def publish_alerts(self, changes: Iterable[Change]) -> int:
-        """Alert transitions (pending, fired, resolved, dropped), keyed by alert id."""
-        records = [(self.alerts_topic, c.alert.id, _encode(alert_record(c))) for c in changes if c.kind != "updated"]
-        if records:
-            self._send_all(records)
-        return len(records)
+    def publish_alert_events(self, engine: Engine, now: datetime, batch: int = 500) -> int:
+        """Produce the alert transitions not yet published (pending, fired, resolved,
+        dropped), oldest first, keyed by alert id; stamp them once acknowledged.
+
+        Rows are taken under `FOR UPDATE SKIP LOCKED` on PostgreSQL, so daemons ticking
+        together do not produce the same rows; a crash after the produce and before the
+        stamp produces them again (at least once). Raises OutputUnavailable when the broker
+        does not take them; they stay for the next call."""
+        ev = alert_events.c
+        done = 0
+        while True:
+            with engine.begin() as conn:
+                q = select(ev.id, ev.alert_id, ev.payload).where(ev.published_at.is_(None)).order_by(ev.id).limit(batch)
+                if conn.dialect.name == "postgresql":
+                    q = q.with_for_update(skip_locked=True)
+                rows = conn.execute(q).all()
+                if not rows:
+                    return done
+                self._send_all([(self.alerts_topic, r.alert_id, _encode(r.payload)) for r in rows])
+                conn.execute(update(alert_events).where(ev.id.in_([r.id for r in rows])).values(published_at=now))
+            done += len(rows)
+            if len(rows) < batch:
+                return done
 
     def close(self) -> None:
         if self._producer is not None:

@@ -45,11 +45,11 @@ def detect_and_alert(parts: Parts, now: datetime) -> int:
     changed = [c for c in result.changes if c.kind in ("fired", "resolved")]
     for c in changed:
         log.info("alert %s %s (%s=%s)", c.alert.id, c.kind, c.alert.key.kind, c.alert.key.value)
-    if parts.results is not None and result.changes:
-        # After the alert transaction committed. A change not produced now is not produced
-        # later: the topic is a feed, the alerts table is the record.
+    if parts.results is not None:
+        # The transitions were written with the alert transaction; produce every one not
+        # yet published (this tick's, and any a killed process left behind).
         try:
-            parts.results.publish_alerts(result.changes)
+            parts.results.publish_alert_events(parts.engine, now)
         except Exception as exc:
             metrics.JOB_FAILURES.labels("publish-alerts").inc()
             log.error("publishing alert changes to %s failed: %s", parts.settings.alerts_topic, _short(exc))

@@ -11,7 +11,8 @@ for long and several daemons running it at once do not double anything):
   exactly one place and `series` (minutes + hours + days) stays exact;
 - documents (with their entities, by cascade) older than `documents_days`;
 - notifications that are done (sent, failed, silenced) older than `notifications_days`,
-  with their attempts (cascade);
+  with their attempts (cascade), and alert events as old (published ones; unpublished
+  ones too, as a replay without the results topic leaves them);
 - dead letters older than `dead_letters_days`; resolved alerts older than
   `resolved_alerts_days`, and idle alert-group states as old;
 - entity sightings idle for `entity_sightings_days`.
@@ -34,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.config import RetentionSettings
 from monitor.store.schema import (
+    alert_events,
     alerts,
     count_rollups,
     dead_letters,
@@ -56,6 +58,7 @@ class PurgeStats:
     hours_rolled_up: int = 0
     documents: int = 0
     notifications: int = 0
+    alert_events: int = 0
     dead_letters: int = 0
     alerts: int = 0
     group_states: int = 0
@@ -190,6 +193,10 @@ def purge(engine: Engine, r: RetentionSettings, now: datetime) -> PurgeStats:
             (n.status != "pending") & (n.created_at < now - r.notifications_days * days),
             r.batch_rows,
             stats,
+        )
+        ev = alert_events.c
+        stats.alert_events = _delete_batched(
+            engine, alert_events, ev.id, ev.created_at < now - r.notifications_days * days, r.batch_rows, stats
         )
     if r.dead_letters_days:
         d = dead_letters.c

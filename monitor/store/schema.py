@@ -240,6 +240,21 @@ notifications = Table(
     Index("ix_notifications_status_next", "status", "next_attempt_at"),
 )
 
+# Alert transitions for the alerts topic, written in the alert transaction (a transactional
+# outbox): the publisher produces the unpublished rows in order and stamps them, so a
+# process killed between the commit and the produce leaves them for the next tick.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # pending | fired | resolved | dropped
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime),
+    Index("ix_alert_events_published", "published_at", "id"),
+)
+
 notification_attempts = Table(
     "notification_attempts",
     metadata,
