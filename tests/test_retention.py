@@ -1,8 +1,9 @@
 """Retention: a batched purge that changes no alert, and long views that still draw from
-the roll-ups. 12 days of minute counts are loaded day by day as a live stream would write
-them; one run purges after each day (minutes kept 8 days, hours 9), the other keeps
-everything; the detector ticks through the last two days (with a planted surge) in both
-and must give the same signals, and the daily chart must show the same counts."""
+the roll-ups. 60 days of minute counts are loaded day by day as a live stream would write
+them; one run purges after each day (minutes kept 30 days, hourly roll-ups 45), the other
+keeps everything; the detector ticks hourly through the last 30 days (with planted
+surges) in both and must give the same signals, and the 90-day daily chart must show the
+same counts."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ from pipelines.feed import Surge, generate
 from tests.test_detect_e2e import count
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
-DAYS = 12
-RET = RetentionSettings(minute_counts_days=8, hourly_rollups_days=9, batch_rows=500)  # type: ignore[call-arg]
+DAYS = 60
+CHECKED_DAYS = 30
+RET = RetentionSettings(minute_counts_days=30, hourly_rollups_days=45, batch_rows=2000)  # type: ignore[call-arg]
 
 
 def _rows_by_day() -> list[list[dict[str, object]]]:
-    surge = Surge("JPM", T0 + timedelta(days=DAYS - 1, hours=14), 40, 3.0)
-    mc = count(list(generate(5, T0, DAYS * 1440, 1.5, surges=[surge])))
+    surges = [
+        Surge(sym, T0 + timedelta(days=DAYS - back, hours=14), 60, 4.0)
+        for sym, back in (("JPM", 1), ("AAPL", 9), ("TSLA", 20), ("NVDA", 29))
+    ]
+    mc = count(list(generate(5, T0, DAYS * 1440, 1.5, surges=surges)))
     days: list[list[dict[str, object]]] = [[] for _ in range(DAYS)]
     for (k, v, m), (t, nt, nn, neg) in mc.cells().items():
         at = from_minute(m)
@@ -52,9 +57,9 @@ def _run(url: str, retain: bool) -> tuple[list[tuple[str, str, datetime]], list[
         if retain:
             st = purge(engine, RET, end)
             batches.append(st.as_dict())
-        if day >= DAYS - 2:
-            for h in range(0, 24 * 60, 20):
-                now = T0 + timedelta(days=day, minutes=h + 20)
+        if day >= DAYS - CHECKED_DAYS:
+            for h in range(0, 24 * 60, 60):
+                now = T0 + timedelta(days=day, minutes=h + 60)
                 fired += [(x.key.kind, x.key.value, now) for x in tick(engine, s, now, lock=False) if x.spiking]
     engine.dispose()
     return fired, batches
@@ -67,7 +72,7 @@ def test_purge_changes_no_alert_and_long_views_draw_from_rollups(tmp_path) -> No
     purged_url = f"sqlite:///{tmp_path / 'purged.db'}"
     kept, _ = _run(kept_url, retain=False)
     got, stats = _run(purged_url, retain=True)
-    assert kept, "the planted surge should fire"
+    assert {v for _k, v, _t in kept} >= {"JPM", "AAPL", "TSLA", "NVDA"}, "every planted surge should fire"
     assert got == kept, "the purge changed what the detector saw"
 
     kept_e, purged_e = make_engine(kept_url), make_engine(purged_url)
@@ -77,7 +82,9 @@ def test_purge_changes_no_alert_and_long_views_draw_from_rollups(tmp_path) -> No
     moved = sum(int(s["minutes_rolled_up"]) for s in stats)  # type: ignore[index]
     n_batches = sum(int(s["batches"]) for s in stats)  # type: ignore[index]
     print(f"\nretention: {moved} minute rows rolled up in {n_batches} transactions; roll-up rows {grains}")
-    assert oldest_minute is not None and oldest_minute.replace(tzinfo=UTC) >= T0 + timedelta(days=DAYS - 9)
+    assert oldest_minute is not None and oldest_minute.replace(tzinfo=UTC) >= T0 + timedelta(
+        days=DAYS - RET.minute_counts_days - 1
+    )
     passes = sum(1 for s in stats if s["minutes_rolled_up"])  # type: ignore[index]
     assert grains.get("hour") and grains.get("day") and n_batches > passes > 0
 
