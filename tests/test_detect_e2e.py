@@ -522,3 +522,33 @@ def test_news_replay_alerts_on_the_company_the_news_is_bad_for(tmp_path) -> None
     fired = {v for k, v, _ in res.fired if k == "entity"}
     assert "F" in fired
     assert "TSLA" not in fired
+
+
+# --- bounded memory: idle keys evicted ------------------------------------------------------
+
+
+def test_idle_keys_are_evicted_and_give_the_same_signals_when_they_return() -> None:
+    """600 one-off cashtags on the first day leave the baseline span and are evicted; one of
+    them returns days later with a negative burst. The evicting detector holds far fewer
+    keys and gives exactly the signals of one that keeps every key (the returning key is as
+    warm as if it had been kept)."""
+    p = Params(windows=(15, 60), warmup_minutes=60, baseline_days=1.0)
+    mc = count(list(generate(3, T0, 5 * 1440, 4.0)))
+    day0 = to_minute(T0)
+    for i in range(600):
+        mc.add_document(day0 + 300 + i, None, [f"X{i:04d}"], "neutral")
+    back = to_minute(T0 + timedelta(days=4, hours=14))
+    for j in range(120):  # longer than the warm-up: a key back after the baseline span starts cold
+        mc.add_document(back + j, None, ["X0007"], "negative" if j % 4 else "neutral")
+
+    keep, evict = Detector(p), Detector(p)
+    keep.evict_idle = False
+    seen: list[list[tuple[str, bool, bool]]] = [[], []]
+    for m in range(day0 + 1440, day0 + 5 * 1440, 5):
+        now = from_minute(m)
+        for out, det in zip(seen, (keep, evict), strict=True):
+            out += [(s.key.value, s.spiking, s.calm) for s in det.tick(mc, now)]
+    assert seen[0] == seen[1]
+    assert ("X0007", True, False) in seen[1], "the returning key's burst should fire"
+    assert evict.evicted >= 600 and len(evict._keys) <= len(keep._keys) - 590
+    print(f"\nkeys held: {len(keep._keys)} kept vs {len(evict._keys)} with eviction ({evict.evicted} evicted)")

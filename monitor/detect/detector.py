@@ -11,6 +11,12 @@ What a tick costs follows the data, not the number of keys or minutes:
   kept per key and updated incrementally: a minute bucket is added when it enters a
   window and subtracted when it leaves; a bucket re-read with late documents replaces
   its old contribution.
+* **Idle keys are evicted**: at most every ``REFRESH_MINUTES``, keys with no count in the
+  baseline hours, the windows or the minute buckets held (and not watched) are dropped
+  from the index when they are a quarter or more of it. Such a key contributes nothing to
+  any sum or prior; only its first-seen minute is remembered (in a bounded map), so a
+  later item for it gives the same verdicts as if it had been kept. Memory follows the
+  keys active in the baseline span, not every cashtag ever seen.
 * **Keys evaluated** at a tick are those with a new story or copy in the last
   ``fresh_minutes`` and those whose last verdict was not calm (an open alert resolves
   only on a calm verdict). Every other key can neither start firing (firing needs fresh
@@ -46,6 +52,8 @@ log = logging.getLogger(__name__)
 
 REFRESH_MINUTES = 6 * 60  # re-read the last day of baseline hours this often (late data)
 RECHECK_MINUTES = 30  # minute buckets younger than this are re-read every tick (late documents)
+EVICT_MIN_KEYS = 64  # idle keys are evicted when at least this many and a quarter of all
+GONE_FIRST_MAX = 200_000  # evicted keys whose first minute is remembered
 NF = 4  # fields kept per bucket: novel_total, novel_negative, total, negative
 _NEVER = np.iinfo(np.int64).max
 
@@ -70,9 +78,12 @@ class Detector:
     def __init__(self, params: Params) -> None:
         self.params = params
         self.recheck_minutes = RECHECK_MINUTES
+        self.evict_idle = True
+        self.evicted = 0  # keys evicted so far (for the metrics and tests)
         self._lock = threading.Lock()
         self._index: dict[RowKey, int] = {}
         self._keys: list[RowKey] = []
+        self._gone_first: dict[RowKey, int] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -92,10 +103,12 @@ class Detector:
         # Widths a watched key's verdict depends on: the stretched windows of the calm test, and freshness.
         self._calm_widths = {w + p.positions - 1 for w in p.windows} | {p.fresh_minutes}
         self._first = np.full(g, _NEVER, dtype=np.int64)  # first minute seen while the key was absent
+        self._gone_first.clear()
         self._dirty = np.zeros(g, dtype=bool)  # window sums changed since the key was last evaluated
         self._seen_version = np.full(g, -1, dtype=np.int64)  # ring version at the key's last evaluation
         self._end: int | None = None
         self._last_refresh: int | None = None
+        self._last_evict: int | None = None
         self._watch: set[int] = set()
         self._full = True  # the next tick evaluates every key
         self._full_tick = False
@@ -109,13 +122,18 @@ class Detector:
 
     def _gidx(self, rows: Rows) -> np.ndarray:
         local = np.empty(len(rows.keys), dtype=np.int64)
+        back: list[tuple[int, int]] = []
         for i, k in enumerate(rows.keys):
             g = self._index.get(k)
             if g is None:
                 g = self._index[k] = len(self._keys)
                 self._keys.append(k)
+                if k in self._gone_first:
+                    back.append((g, self._gone_first.pop(k)))
             local[i] = g
         self._grow()
+        for g, first in back:
+            self._first[g] = first
         return local[rows.key_idx] if len(rows.key_idx) else np.zeros(0, dtype=np.int64)
 
     def _grow(self) -> None:
@@ -131,6 +149,52 @@ class Detector:
         self._seen_version = np.pad(self._seen_version, (0, extra), constant_values=-1)
         for w in self._sums:
             self._sums[w] = np.pad(self._sums[w], ((0, extra), (0, 0)))
+
+    def _evict_idle(self, end: int) -> None:
+        """Drop keys that hold nothing anywhere (see the module docstring)."""
+        if self._last_evict is not None and end - self._last_evict < REFRESH_MINUTES:
+            return
+        self._last_evict = end
+        g = len(self._keys)
+        if g == 0:
+            return
+        used = (self._ring_sum[:, :g] != 0).any(axis=0)
+        for s in self._sums.values():
+            used |= (s[:g] != 0).any(axis=1)
+        held = [b.gidx for b in self._minutes.values() if len(b.gidx)]
+        if held:
+            used[np.unique(np.concatenate(held))] = True
+        if self._watch:
+            used[np.fromiter(self._watch, dtype=np.int64)] = True
+        idle = g - int(used.sum())
+        if not self.evict_idle or idle < max(EVICT_MIN_KEYS, g // 4):  # not worth a compaction
+            return
+        keep = np.nonzero(used)[0]
+        # An evicted key's first minute is remembered (a few bytes, not its ring row), so
+        # it is as warm when it returns as if it had been kept.
+        for i in np.nonzero(~used)[0].tolist():
+            if self._first[i] != _NEVER:
+                self._gone_first[self._keys[i]] = int(self._first[i])
+        while len(self._gone_first) > GONE_FIRST_MAX:  # the oldest evictions go first
+            del self._gone_first[next(iter(self._gone_first))]
+        remap = np.full(g, -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep), dtype=np.int64)
+        self._keys = [self._keys[i] for i in keep.tolist()]
+        self._index = {k: i for i, k in enumerate(self._keys)}
+        self._ring = self._ring[:, keep, :]
+        self._ring_sum = self._ring_sum[:, keep]
+        self._first = self._first[keep]
+        self._dirty = self._dirty[keep]
+        self._seen_version = self._seen_version[keep]
+        self._sums = {w: s[keep] for w, s in self._sums.items()}
+        for blk in self._minutes.values():
+            if len(blk.gidx):
+                blk.gidx = remap[blk.gidx]
+        self._bcache = {int(remap[k]): v for k, v in self._bcache.items() if k < g and remap[k] >= 0}
+        self._watch = {int(remap[i]) for i in self._watch}
+        self._priors = None
+        self.evicted += idle
+        log.debug("detector: evicted %d idle keys, %d kept", idle, len(keep))
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -211,6 +275,7 @@ class Detector:
         for w in self._sums:
             self._sums[w][:] = 0
         self._first[:] = _NEVER
+        self._gone_first.clear()
         blocks = self._blocks_in(end - max(self._sums), end)
         for m, blk in blocks:
             self._note_first([(m, blk)])
@@ -330,6 +395,7 @@ class Detector:
         else:
             self._advance(end)
         self._drop_minutes_before(min(m0, end - max(self._sums)))
+        self._evict_idle(end)
 
         g = len(self._keys)
         feed_g = self._index.get(FEED)
