@@ -247,3 +247,20 @@ def test_bench_classify_reports_engine_naive_and_the_compute_ceiling():
     assert news["ratio_vs_batched"] == pytest.approx(
         news["engine_texts_per_s"] / news["batched_pipeline_texts_per_s"], rel=0.05
     )
+
+
+def test_polar_chunks_decide_the_sentiment_toward_a_company() -> None:
+    """Routine mentions abstain when some chunks are clearly polar toward the company; with
+    none, the plain mean; good and bad news weigh against each other."""
+    import torch
+
+    from monitor.classify.engine import _toward_target
+
+    neutral = torch.tensor([0.07, 0.76, 0.17])  # negative, neutral, positive
+    bad, good = torch.tensor([0.91, 0.04, 0.05]), torch.tensor([0.10, 0.10, 0.80])
+    weak = torch.tensor([0.45, 0.30, 0.25])  # polar argmax, but not clearly
+    p = _toward_target(torch.stack([neutral] * 20 + [bad]), 1)
+    assert int(p.argmax()) == 0 and torch.allclose(p, bad)
+    assert torch.allclose(_toward_target(torch.stack([neutral, weak]), 1), (neutral + weak) / 2)
+    assert torch.allclose(_toward_target(torch.stack([neutral, bad, good]), 1), (bad + good) / 2)
+    assert torch.allclose(_toward_target(bad[None], 1), bad)

@@ -178,3 +178,68 @@ def test_training_with_finentity_gives_an_entity_head_the_engine_uses(tmp_path) 
     (p,) = engine.analyse([DocInput(text, targets=(Target("TSLA", ((0, 5),)), Target("GM", ((15, 17),))))])
     assert [e.symbol for e in p.entities] == ["TSLA", "GM"]
     assert all(abs(sum(e.probs.values()) - 1) < 1e-4 and e.mentioned for e in p.entities)
+
+
+# --- the shipped model on news: the sentiment toward each company ---------------------------
+
+# A long article of our own: routine industry paragraphs, with the one piece of bad news
+# about Boeing only in the last paragraph.
+_ROUTINE = [
+    "Aircraft makers and their suppliers met in Toulouse this week for the annual industry "
+    "conference, where executives discussed delivery schedules, engine availability and the "
+    "training of new mechanics for the coming decade.",
+    "Boeing, which has been rebuilding its supply chain for two years, presented its plans "
+    "for a new wiring facility in South Carolina and described the hiring programme that "
+    "goes with it, as it does at most conferences of this kind.",
+    "Airlines at the event said passenger numbers on transatlantic routes had returned to "
+    "the levels seen before the pandemic, while cargo volumes across the Pacific were about "
+    "where they were a year earlier.",
+    "Analysts at the conference spent much of their time on the outlook for narrow-body "
+    "aircraft, the type most carriers use for short routes, and on how quickly production "
+    "lines can be added in the next few years.",
+    "Several panels covered sustainable aviation fuel, with speakers from refiners and "
+    "airports describing the blending targets that European regulators have set for the "
+    "end of the decade and the plants being built to meet them.",
+    "Leasing companies, which own about half of the world's commercial jets, described the "
+    "terms they are offering airlines and the typical length of the contracts they sign, "
+    "which has changed little since last year.",
+]
+_BAD_NEWS = (
+    "Late on Friday, Boeing said regulators had ordered its entire 737 MAX fleet grounded "
+    "again after a cabin panel blew out in flight, that it would halt deliveries "
+    "indefinitely and cut 10,000 jobs, and its shares plunged 12% in after-hours trading."
+)
+
+
+def _article() -> str:
+    words = 0
+    paras: list[str] = []
+    while words < 950:
+        for p in _ROUTINE:
+            paras.append(p)
+            words += len(p.split())
+    return "\n\n".join([*paras, _BAD_NEWS])
+
+
+def _toward(text: str, title: str | None = None) -> dict[str, str]:
+    from monitor.classify.base import DocInput, Target
+    from monitor.classify.engine import Engine
+    from monitor.enrich.entities import build_matcher
+
+    links = build_matcher().link(text)
+    engine = Engine(device="cpu")
+    (p,) = engine.analyse([DocInput(text, title, tuple(Target(lk.symbol, lk.mentions) for lk in links))])
+    return {e.symbol: e.sentiment for e in p.entities}
+
+
+@shipped
+def test_shipped_model_gives_each_company_its_own_sentiment() -> None:
+    assert _toward("Tesla gains as GM recalls 400,000 trucks") == {"TSLA": "positive", "GM": "negative"}
+
+
+@shipped
+def test_shipped_model_reads_bad_news_in_the_last_paragraph_of_a_long_article() -> None:
+    text = _article()
+    assert len(text.split()) >= 1000
+    assert _BAD_NEWS not in text[:4000]  # far past the 256-token window of one pass
+    assert _toward(text, "Aviation industry gathers in Toulouse") == {"BA": "negative"}

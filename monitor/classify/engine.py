@@ -22,7 +22,10 @@ length-bucketed pass, and the document's topic and sentiment are the token-weigh
 its chunks' probabilities, with the title (its own chunk) weighing as much as the whole
 body. The sentiment toward a linked company comes from the chunks that mention it, through
 the model's entity head (the mention's own token vectors next to the chunk's; a model
-without one falls back to those chunks' sentiment). A document longer than ``max_chunks``
+without one falls back to those chunks' sentiment). Routine mentions carry no opinion:
+where some of those chunks are clearly positive or negative toward the company, they
+decide, so one paragraph of bad news about a company in a long article is not outvoted by
+the paragraphs that merely name it. A document longer than ``max_chunks``
 windows is read up to there: ``Prediction.cut`` says so and ``truncated`` counts it.
 
 Robustness: ``None``/non-strings are coerced to text, empty strings are classified (as the
@@ -159,6 +162,7 @@ class Engine:
         #: Windows read per document at most (64 x 256 tokens: about 12,000 words).
         self.max_chunks = max(1, int(max_chunks))
         self.has_entity_head = model.entity_head is not None
+        self._neutral = self.sentiments.index("neutral") if "neutral" in self.sentiments else None
         # Padded tokens per forward pass: big enough to keep the cores busy, small enough
         # that one long outlier does not blow up a whole bucket. On a CPU, 512 tokens per
         # thread already fill the matrix units; smaller buckets waste less on padding (a
@@ -390,7 +394,7 @@ class Engine:
                     if not found:
                         ents.append(stand_in(target.symbol, pred))
                         continue
-                    p = torch.stack(found).mean(0)
+                    p = _toward_target(torch.stack(found), self._neutral)
                     arg = int(p.argmax())
                     ents.append(
                         EntitySentiment(
@@ -507,6 +511,23 @@ def _mentions(targets: Sequence[Target], offsets: Sequence[tuple[int, int]], tit
         if pos:
             out[k] = pos
     return out
+
+
+POLAR_MIN = 0.5  # a chunk speaks for a company when a polar class has at least this probability
+
+
+def _toward_target(probs: torch.Tensor, neutral: int | None) -> torch.Tensor:
+    """The sentiment toward a company from the chunks that mention it (n x classes).
+
+    Routine mentions carry no opinion: when some chunks are clearly polar toward the company
+    (a non-neutral class is their argmax with at least ``POLAR_MIN``), those chunks decide
+    (their mean, so good and bad news in one article weigh against each other); otherwise
+    the mean of all of them."""
+    if len(probs) == 1 or neutral is None:
+        return probs.mean(0)
+    top, arg = probs.max(1)
+    polar = (arg != neutral) & (top >= POLAR_MIN)
+    return probs[polar].mean(0) if bool(polar.any()) else probs.mean(0)
 
 
 def _doc_weights(chunks: Sequence[_Chunk]) -> torch.Tensor:
