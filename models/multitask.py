@@ -90,6 +90,11 @@ class HeadSpec:
     # The entity head (sentiment toward a marked company); artifacts before it have none.
     entity: bool = False
     temperature_entity: float = 1.0
+    # The entity head reads its own copy of the last `entity_layers` encoder layers, run
+    # once per company with the company's mention tokens marked (a target-aware input);
+    # the shared layers and the topic/sentiment heads are untouched by its training.
+    # 0 = the older head on the shared pass.
+    entity_layers: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -106,6 +111,7 @@ class HeadSpec:
                 **({"entity": self.temperature_entity} if self.entity else {}),
             },
             "entity_head": self.entity,
+            **({"entity_layers": self.entity_layers} if self.entity_layers else {}),
             **({"training": self.extra} if self.extra else {}),
         }
 
@@ -122,6 +128,7 @@ class HeadSpec:
             temperature_sentiment=float(temps.get("sentiment", 1.0)),
             entity=bool(data.get("entity_head", False)),
             temperature_entity=float(temps.get("entity", 1.0)),
+            entity_layers=int(data.get("entity_layers", 0)),
             extra=dict(data.get("training", {})),
         )
 
@@ -148,9 +155,61 @@ class MultiTaskModel(nn.Module):
         self.topic_head = nn.Linear(hidden, len(spec.topics))
         self.sentiment_head = nn.Linear(hidden, len(spec.sentiments))
         self.entity_head = nn.Linear(2 * hidden, len(spec.sentiments)) if spec.entity else None
+        self.entity_block: nn.ModuleList | None = None
+        self.target_embedding: nn.Parameter | None = None
+        if spec.entity and spec.entity_layers:
+            self._make_entity_block(spec.entity_layers)
         # Buffers, so they follow .to(device) but are not trained by the optimiser.
         self.register_buffer("temperature", torch.tensor([spec.temperature_topic, spec.temperature_sentiment]))
         self.register_buffer("entity_temperature", torch.tensor([spec.temperature_entity]))
+
+    def _make_entity_block(self, depth: int) -> None:
+        import copy
+
+        self.entity_block = nn.ModuleList(copy.deepcopy(layer) for layer in self.encoder.encoder.layer[-depth:])
+        self.target_embedding = nn.Parameter(torch.zeros(int(self.encoder.config.hidden_size)))
+
+    def add_entity_layer(self, depth: int = 1) -> None:
+        """Give the model a target-marked entity branch (copies of its last `depth` encoder
+        layers) and a fresh entity head for it."""
+        self.add_entity_head()
+        ref = self.sentiment_head.weight
+        self._make_entity_block(depth)
+        assert self.entity_block is not None and self.target_embedding is not None
+        self.entity_block.to(ref.device, ref.dtype)
+        self.target_embedding.data = self.target_embedding.data.to(ref.device, ref.dtype)
+        hidden = int(self.encoder.config.hidden_size)
+        self.entity_head = nn.Linear(2 * hidden, len(self.spec.sentiments)).to(ref.device, ref.dtype)
+        self.spec.entity_layers = depth
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(last layer's token vectors, those the entity branch starts from: the output of
+        the layer below the copied ones)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.last_hidden_state, out.hidden_states[-1 - max(1, self.spec.entity_layers)]
+
+    def marked_entity_logits(
+        self, before_last: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor, spans: torch.Tensor
+    ) -> torch.Tensor:
+        """Raw entity logits through the entity layer: target i's row ``rows[i]`` of the
+        penultimate token vectors, with the target embedding added at its mention tokens
+        (``spans[i]``, 0/1), goes through the entity layer; the head reads the layer's mean
+        vector next to the mention's own vectors."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        if self.entity_block is None or self.target_embedding is None or self.entity_head is None:
+            raise ValueError("this model has no entity layer")
+        m = spans.unsqueeze(-1).to(before_last.dtype)
+        x = before_last[rows] + m * self.target_embedding.to(before_last.dtype)
+        mask = attention_mask[rows]
+        ext = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=x, attention_mask=mask)
+        h = x
+        for layer in self.entity_block:
+            out = layer(h, ext)
+            h = out[0] if isinstance(out, tuple) else out
+        mention = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        feats = torch.cat([mean_pool(h, mask), mention], dim=-1)
+        return self.entity_head(self.dropout(feats))
 
     def add_entity_head(self) -> None:
         """Give a model trained without one an (untrained) entity head."""

@@ -140,7 +140,43 @@ def single_target(paragraphs: Sequence[Paragraph]) -> list[TargetExample]:
     return out
 
 
-_CONNECTORS = ("; meanwhile, ", ". In other news, ", " while ", " as ", ". ", ", and ")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z$\"'(])")
+
+
+def sentence_units(units: Sequence[TargetExample], max_chars: int = 220) -> list[TargetExample]:
+    """The sentences of one-company texts that name the company, as texts of their own
+    (short clauses for the two-company joins: "Tesla gains" next to "GM recalls ...")."""
+    out = []
+    for u in units:
+        start = 0
+        for m in [*_SENTENCE_END.finditer(u.text), None]:
+            end = m.start() if m else len(u.text)
+            spans = tuple((a - start, b - start) for a, b in u.spans if start <= a and b <= end)
+            piece = u.text[start:end]
+            if spans and len(piece) <= max_chars and piece.strip() != u.text.strip():
+                out.append(TargetExample(piece, spans, u.label))
+            if m:
+                start = m.end()
+    return out
+
+
+# Mostly joins inside one sentence ("Tesla gains as GM recalls ..."): across a sentence
+# break the two readings separate easily; within one, a head that reads the document's
+# tone gives the second company the first one's sentiment.
+_CONNECTORS = (
+    "; meanwhile, ",
+    ". In other news, ",
+    ". ",
+    " while ",
+    " as ",
+    ", while ",
+    " even as ",
+    ", but ",
+    " whereas ",
+    " after ",
+    ", and ",
+    " and ",
+)
 
 
 def composites(units: Sequence[TargetExample], n: int, seed: int = 0) -> list[TargetExample]:

@@ -107,6 +107,10 @@ class TrainConfig:
     # Joins of two one-company texts with different sentiments (each company keeps its own
     # label): the entity head must read the mention, not the document's tone.
     entity_composites: int = 2000
+    # Train only the target-marked entity layer on top of the --init-from artifact (the
+    # encoder and the topic/sentiment heads stay exactly as they are).
+    entity_layer_only: bool = False
+    entity_depth: int = 1  # encoder layers the entity branch copies
 
 
 def bf16_available(device: torch.device) -> bool:
@@ -646,6 +650,142 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return summary
 
 
+@torch.inference_mode()
+def _before_last(model: MultiTaskModel, enc: Encoded, device: torch.device, autocast: bool) -> list[torch.Tensor]:
+    """The frozen encoder's penultimate token vectors of each example (fp32, unpadded)."""
+    out: list[torch.Tensor] = [torch.empty(0)] * len(enc.ids)
+    order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
+    for start in range(0, len(order), 128):
+        idx = order[start : start + 128]
+        ids, mask = collate([enc.ids[i] for i in idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            _, pen = model.hidden_states(ids.to(device), mask.to(device))
+        for row, i in enumerate(idx):
+            out[i] = pen[row, : len(enc.ids[i])].float().cpu().clone()
+    return out
+
+
+def _stack(vectors: Sequence[torch.Tensor], spans: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
+    width = max(len(v) for v in vectors)
+    x = torch.zeros((len(vectors), width, vectors[0].shape[1]))
+    mask = torch.zeros((len(vectors), width), dtype=torch.long)
+    for row, v in enumerate(vectors):
+        x[row, : len(v)] = v
+        mask[row, : len(v)] = 1
+    return x, mask, span_mask(spans, width)
+
+
+def _marked_logits(model: MultiTaskModel, feats: list[torch.Tensor], enc: Encoded, batch: int = 128) -> torch.Tensor:
+    assert enc.spans is not None
+    out = torch.empty((len(feats), len(SENTIMENTS)))
+    with torch.no_grad():
+        for start in range(0, len(feats), batch):
+            sl = range(start, min(start + batch, len(feats)))
+            x, mask, spans = _stack([feats[i] for i in sl], [enc.spans[i] for i in sl])
+            out[start : start + len(sl)] = model.marked_entity_logits(x, mask, torch.arange(len(sl)), spans).float()
+    return out
+
+
+def train_entity_layer(cfg: TrainConfig) -> dict[str, Any]:
+    """Train the target-marked entity layer (a copy of the last encoder layer, a target
+    embedding added at the company's mention tokens, and the entity head) on FinEntity
+    targets, one-cashtag tweets and two-company joins, over the frozen encoder of
+    ``cfg.init_from``: tweets get exactly the predictions they got before."""
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    use_bf16 = bf16_available(device) and cfg.bf16 != "off"
+    started = time.time()
+    model, tokenizer, init_version = load_artifact(cfg.init_from or None)
+    model.to(device)
+    data = _entity_data(cfg, tokenizer, {"sentiment": Encoded([], [])})
+    if not data:
+        raise FileNotFoundError("no FinEntity data: the entity layer has nothing to learn from")
+    model.spec.entity_layers = cfg.entity_depth  # which hidden states the branch starts from
+    feats = {k: _before_last(model, v, device, use_bf16) for k, v in data.items()}
+    log.info(
+        "penultimate vectors of %s examples in %.1f min",
+        {k: len(v) for k, v in feats.items()},
+        (time.time() - started) / 60,
+    )
+    model.add_entity_layer(cfg.entity_depth)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert model.entity_block is not None and model.target_embedding is not None and model.entity_head is not None
+    block = list(model.entity_block.parameters())
+    head = [model.target_embedding, *model.entity_head.parameters()]
+    for p in (*block, *head):
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(
+        [{"params": block, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult * 4}],
+        weight_decay=cfg.weight_decay,
+    )
+    train_enc = data["train"]
+    assert train_enc.spans is not None
+    weights = class_weights(train_enc.labels, len(SENTIMENTS), cfg.class_weight_power)
+    rng = random.Random(cfg.seed)
+    n = len(feats["train"])
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        model.encoder.eval()
+        order = sorted(range(n), key=lambda i: (len(feats["train"][i]), rng.random()))
+        batches = [order[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+        rng.shuffle(batches)
+        total = 0.0
+        for idx in batches:
+            x, mask, spans = _stack([feats["train"][i] for i in idx], [train_enc.spans[i] for i in idx])
+            y = torch.tensor([train_enc.labels[i] for i in idx])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model.marked_entity_logits(
+                    x.to(device), mask.to(device), torch.arange(len(idx)), spans.to(device)
+                )
+            loss = nn.functional.cross_entropy(
+                logits.float(), y.to(device), weight=weights.to(device), label_smoothing=cfg.label_smoothing
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        model.eval()
+        valid = metrics_from_logits(_marked_logits(model, feats["valid"], data["valid"]), data["valid"].labels)
+        history.append({"epoch": epoch, "train_loss": round(total / n, 4), "entity": valid})
+        log.info("entity layer epoch %d: %s", epoch, json.dumps(history[-1]))
+        if best is None or valid["accuracy"] > best[0]:
+            state = {
+                k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("entity_", "target_"))
+            }
+            best = (valid["accuracy"], state)
+    assert best is not None
+    model.load_state_dict(best[1], strict=False)
+    model.eval()
+    logits_valid = _marked_logits(model, feats["valid"], data["valid"])
+    temp = fit_temperature(logits_valid, data["valid"].labels) if cfg.fit_temperature else 1.0
+    model.set_temperatures(float(model.temperature[0]), float(model.temperature[1]), temp)
+    final = {
+        "entity_valid": metrics_from_logits(logits_valid, data["valid"].labels),
+        "entity_test": metrics_from_logits(_marked_logits(model, feats["test"], data["test"]), data["test"].labels),
+    }
+    model.spec.extra = {
+        **model.spec.extra,
+        "entity_layer": {
+            "init_from": init_version,
+            "epochs": history,
+            "lr": cfg.lr,
+            "examples": {k: len(v) for k, v in data.items()},
+            "composites": cfg.entity_composites,
+            "minutes": round((time.time() - started) / 60, 1),
+            "hardware": hardware_summary(device),
+            "final": final,
+        },
+    }
+    version = save_artifact(model, tokenizer, cfg.out_dir)
+    log.info("entity layer done in %.1f min: %s", (time.time() - started) / 60, json.dumps(final))
+    return {"model_version": version, "valid_metrics": final, "entity_examples": {k: len(v) for k, v in data.items()}}
+
+
 def _entity_data(cfg: TrainConfig, tokenizer: Any, train_data: dict[str, Encoded]) -> dict[str, Encoded]:
     """FinEntity targets per split (+ one-cashtag tweets in train); FinEntity paragraphs
     whose companies agree join the sentiment task's training texts. {} = no entity head."""
@@ -668,6 +808,7 @@ def _entity_data(cfg: TrainConfig, tokenizer: Any, train_data: dict[str, Encoded
         train_examples += tweets
         units += tweets
     if cfg.entity_composites:
+        units += finentity.sentence_units(units)
         train_examples += finentity.composites(units, cfg.entity_composites, seed=cfg.seed)
     out = {"train": encode_targets(tokenizer, train_examples, cfg.max_length)}
     for name in ("valid", "test"):
@@ -743,11 +884,23 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 )
 @click.option("--no-entity-from-tweets", is_flag=True, help="Do not teach the entity head with one-cashtag tweets.")
 @click.option(
+    "--entity-layer-only",
+    is_flag=True,
+    help="Train only the target-marked entity layer over the frozen --init-from artifact (tweets unchanged).",
+)
+@click.option(
     "--entity-composites",
     type=int,
     default=_D.entity_composites,
     show_default=True,
     help="Two-company joins (different sentiments) added to the entity head's training texts.",
+)
+@click.option(
+    "--entity-depth",
+    type=int,
+    default=_D.entity_depth,
+    show_default=True,
+    help="Encoder layers the entity branch copies.",
 )
 @ignores_config_and_db
 def command(
@@ -763,7 +916,7 @@ def command(
         distill_cross=not no_distill_cross,
         entity_from_tweets=not no_entity_from_tweets,
     )
-    summary = train(cfg)
+    summary = train_entity_layer(cfg) if cfg.entity_layer_only else train(cfg)
     click.echo(json.dumps({"model_version": summary["model_version"], "valid": summary["valid_metrics"]}, indent=2))
 
 

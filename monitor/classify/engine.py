@@ -21,8 +21,12 @@ window is split), every chunk of every document of the batch goes through the sa
 length-bucketed pass, and the document's topic and sentiment are the token-weighted mean of
 its chunks' probabilities, with the title (its own chunk) weighing as much as the whole
 body. The sentiment toward a linked company comes from the chunks that mention it, through
-the model's entity head (the mention's own token vectors next to the chunk's; a model
-without one falls back to those chunks' sentiment). Routine mentions carry no opinion:
+the model's entity head: with a target-marked entity branch (``HeadSpec.entity_layers``),
+the chunk's token vectors from below the last encoder layers go once per company through
+copies of those layers with the company's mention tokens marked, so "Tesla" and "GM" in
+one sentence are read separately (chunks without a linked company skip it);
+older artifacts read the mention's own token vectors next to the chunk's; a model without
+an entity head falls back to those chunks' sentiment. Routine mentions carry no opinion:
 where some of those chunks are clearly positive or negative toward the company, they
 decide, so one paragraph of bad news about a company in a long article is not outvoted by
 the paragraphs that merely name it. A document longer than ``max_chunks``
@@ -162,6 +166,7 @@ class Engine:
         #: Windows read per document at most (64 x 256 tokens: about 12,000 words).
         self.max_chunks = max(1, int(max_chunks))
         self.has_entity_head = model.entity_head is not None
+        self._marked = model.entity_block is not None  # the target-marked entity layer
         self._neutral = self.sentiments.index("neutral") if "neutral" in self.sentiments else None
         # Padded tokens per forward pass: big enough to keep the cores busy, small enough
         # that one long outlier does not blow up a whole bucket. On a CPU, 512 tokens per
@@ -314,14 +319,18 @@ class Engine:
         with self._lock, torch.inference_mode():
             for idx, ids, mask in prepared.buckets:
                 ids, mask = ids.to(self.device), mask.to(self.device)
-                hidden = self.model.hidden(ids, mask)
+                before_last = None
+                if self._marked and any(prepared.chunks[c].targets for c in idx):
+                    hidden, before_last = self.model.hidden_states(ids, mask)
+                else:
+                    hidden = self.model.hidden(ids, mask)
                 pooled = self.model.pool(hidden, mask)
                 t, s = self.model.heads(pooled)
                 where = torch.tensor(idx)
                 topic_p[where] = torch.softmax(t[: len(idx)].float() / temp[0], -1).cpu()
                 sent_p[where] = torch.softmax(s[: len(idx)].float() / temp[1], -1).cpu()
                 if self.has_entity_head:
-                    self._entities(prepared.chunks, idx, hidden, pooled, ent_p)
+                    self._entities(prepared.chunks, idx, hidden, pooled, ent_p, before_last, mask)
             self.truncated += prepared.truncated
             self.classified += prepared.size
         return self._predictions(prepared, topic_p, sent_p, ent_p)
@@ -333,6 +342,8 @@ class Engine:
         hidden: torch.Tensor,
         pooled: torch.Tensor,
         out: dict[tuple[int, int], torch.Tensor],
+        before_last: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> None:
         keys: list[tuple[int, int]] = []
         rows: list[int] = []
@@ -347,7 +358,12 @@ class Engine:
         spans = torch.zeros((len(keys), hidden.shape[1]), dtype=torch.long, device=hidden.device)
         for k, positions in enumerate(marks):
             spans[k, positions] = 1
-        logits = self.model.entity_logits(hidden, pooled, torch.tensor(rows, device=hidden.device), spans)
+        where = torch.tensor(rows, device=hidden.device)
+        if before_last is not None and mask is not None:
+            # One pass of the entity layer per company, its mention marked (target-aware).
+            logits = self.model.marked_entity_logits(before_last, mask, where, spans)
+        else:
+            logits = self.model.entity_logits(hidden, pooled, where, spans)
         probs = torch.softmax(logits.float() / self._entity_temperature, -1).cpu()
         for k, key in enumerate(keys):
             out[key] = probs[k]
