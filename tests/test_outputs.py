@@ -148,25 +148,35 @@ def test_sigkill_in_mid_stream_leaves_no_stored_document_unpublished(
     assert published == set(ids), f"missing from the topic: {sorted(set(ids) - published)[:10]}"
 
 
-def test_alert_changes_are_published_keyed_by_alert_id(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    from monitor.app.scheduler import detect_and_alert
-    from monitor.app.wiring import build
-    from monitor.config import DetectSettings, Settings
-    from monitor.detect.signals import Key, Signal
+NUMBERS = {"window_negative": 14, "window_total": 20, "share": 0.7, "baseline_share": 0.2}
+
+
+def _alert_settings(broker: EmbeddedBroker, tmp_path: Path, **kw: Any) -> Any:
+    """Settings over a fresh migrated SQLite file, publishing alerts to a topic of their own."""
+    from monitor.config import Settings
     from monitor.store.migrate import upgrade
 
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
     upgrade(url)
-    alerts_topic = f"alerts-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
+    return Settings(
         database_url=url,
         kafka_bootstrap=broker.bootstrap,
         kafka_topics=(f"in-{uuid.uuid4().hex[:6]}",),
-        alerts_topic=alerts_topic,
-        detect=DetectSettings(resolve_minutes=0),  # type: ignore[call-arg]
+        alerts_topic=f"alerts-{uuid.uuid4().hex[:8]}",
+        **kw,
     )
+
+
+def test_alert_changes_are_published_keyed_by_alert_id(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    from monitor.app.scheduler import detect_and_alert
+    from monitor.app.wiring import build
+    from monitor.config import DetectSettings
+    from monitor.detect.signals import Key, Signal
+
+    settings = _alert_settings(broker, tmp_path, detect=DetectSettings(resolve_minutes=0))  # type: ignore[call-arg]
+    alerts_topic = settings.alerts_topic
     key = Key("entity", "TSLA")
-    numbers = {"window_negative": 14, "window_total": 20, "share": 0.7, "baseline_share": 0.2}
+    numbers = NUMBERS
 
     class Script:
         """The detector's part played by a script of signals (the alert stages are real)."""
@@ -211,22 +221,13 @@ def test_alert_change_committed_but_not_produced_is_produced_by_the_next_tick(
 
     from monitor.app.scheduler import detect_and_alert
     from monitor.app.wiring import build
-    from monitor.config import Settings
     from monitor.detect.signals import Key, Signal
-    from monitor.store.migrate import upgrade
     from monitor.store.schema import alert_events
 
-    url = f"sqlite:///{tmp_path / 'k.db'}"
-    upgrade(url)
-    alerts_topic = f"alerts-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        database_url=url,
-        kafka_bootstrap=broker.bootstrap,
-        kafka_topics=(f"in-{uuid.uuid4().hex[:6]}",),
-        alerts_topic=alerts_topic,
-    )
+    settings = _alert_settings(broker, tmp_path)
+    alerts_topic = settings.alerts_topic
     key = Key("entity", "NVDA")
-    numbers = {"window_negative": 14, "window_total": 20, "share": 0.7, "baseline_share": 0.2}
+    numbers = NUMBERS
 
     class Quiet:
         def tick(self, now: datetime) -> list[Signal]:
