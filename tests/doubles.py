@@ -91,16 +91,14 @@ class MinuteCounts:
         nb = int(bucket.max() - bucket.min() + 1)
         code = k * nb + (bucket - bucket.min())
         uniq, inv = np.unique(code, return_inverse=True)
-        sums = np.zeros((len(uniq), 5), dtype=np.int64)
+        sums = np.zeros((len(uniq), 4), dtype=np.int64)
         v = vals[a:z]
-        np.add.at(sums, inv, np.stack([v[:, 1], v[:, 2], np.ones(z - a, dtype=np.int64), v[:, 0], v[:, 3]], axis=1))
+        np.add.at(sums, inv, np.stack([v[:, 1], v[:, 2], v[:, 0], v[:, 3]], axis=1))
         uk, ub = uniq // nb, uniq % nb + bucket.min()
         used = np.unique(uk)
         remap = np.full(len(keys), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
-        return Rows(
-            [keys[i] for i in used.tolist()], remap[uk], ub, sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3], sums[:, 4]
-        )
+        return Rows([keys[i] for i in used.tolist()], remap[uk], ub, sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3])
 
 
 def first_duplicates(texts: Sequence[str], threshold: float = 0.7) -> list[int | None]:

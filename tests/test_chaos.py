@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import select
 
 from monitor.app.broker import EmbeddedBroker
-from monitor.store.repository import recount, stored_counts
+from monitor.store.repository import hour_count_mismatches, recount, stored_counts
 from monitor.store.schema import documents, make_engine, notification_attempts, notifications
 from tests._alerts_fixtures import Action, Receiver
 from tests.test_ingest import (  # noqa: F401  (_reap_daemons is a fixture)
@@ -226,6 +226,7 @@ def test_three_workers_chaos(pg_url: str, tmp_path: Path) -> None:
     with eng.connect() as c:
         dup_of = dict(c.execute(select(documents.c.id, documents.c.duplicate_of)).all())
         have, want = stored_counts(c), recount(c)
+        hour_drift = hour_count_mismatches(c)
     eng.dispose()
     stored, dead = counts(url)
     lost = produced - stored - dead
@@ -260,7 +261,7 @@ def test_three_workers_chaos(pg_url: str, tmp_path: Path) -> None:
         f"per-channel rate {RATE_PER_MINUTE}/min: max in any 60 s {in_any_minute}, smallest gap "
         f"{min(gaps) if gaps else float('nan'):.2f}s; sends per worker {dict(per_worker)}; {wall:.0f}s"
     )
-    assert lost == 0 and double_counted == 0
+    assert lost == 0 and double_counted == 0 and not hour_drift
     assert not bad_clusters, bad_clusters
     assert set(planted) <= set(_fired(url))
     assert {r["dedup_key"] for r in rows} == set(per_id), "every notification reached the receiver"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from monitor.config import RetentionSettings, Settings
 from monitor.detect.runner import forget, tick
 from monitor.detect.windows import from_minute
 from monitor.store.migrate import upgrade
+from monitor.store.repository import insert_counts
 from monitor.store.retention import purge
 from monitor.store.schema import count_rollups, make_engine, minute_counts
 from pipelines.feed import Surge, generate
@@ -52,7 +53,7 @@ def _run(url: str, retain: bool) -> tuple[list[tuple[str, str, datetime]], list[
     for day, rows in enumerate(_rows_by_day()):
         with engine.begin() as conn:
             for i in range(0, len(rows), 5000):
-                conn.execute(insert(minute_counts), rows[i : i + 5000])
+                insert_counts(conn, rows[i : i + 5000])
         end = T0 + timedelta(days=day + 1)
         if retain:
             st = purge(engine, RET, end)
@@ -107,8 +108,8 @@ def test_purge_changes_no_alert_and_long_views_draw_from_rollups(tmp_path) -> No
 def test_purge_deletes_old_rows_in_batches_and_keeps_what_is_live(db_url: str) -> None:
     from monitor.classify.base import KeywordTestDouble
     from monitor.ingest.schemas import Document, Rejection
-    from monitor.store.repository import Classified, Store, recount, stored_counts
-    from monitor.store.schema import alert_events, dead_letters, documents, notifications
+    from monitor.store.repository import Classified, Store, hour_count_mismatches, recount, stored_counts
+    from monitor.store.schema import alert_events, dead_letters, documents, hour_counts, notifications
 
     upgrade(db_url)
     engine = make_engine(db_url)
@@ -151,6 +152,8 @@ def test_purge_deletes_old_rows_in_batches_and_keeps_what_is_live(db_url: str) -
             ).all()
         )
         live_counts_match = stored_counts(c) == recount(c)  # what is left still agrees
+        hour_drift = hour_count_mismatches(c)  # the hourly sums cover exactly the minutes kept
+        oldest_hour = c.execute(select(func.min(hour_counts.c.hour))).scalar_one()
     engine.dispose()
     print(f"\npurge: {st.as_dict()}")
     assert left == [f"d{i}" for i in range(29, 60)] and st.documents == 29
@@ -158,4 +161,5 @@ def test_purge_deletes_old_rows_in_batches_and_keeps_what_is_live(db_url: str) -
     assert statuses == ["pending"] and n_dead == 0
     assert rolled["all"] == 29 and minutes_left > 0  # every purged minute rolled up, the rest kept
     assert live_counts_match
+    assert not hour_drift and oldest_hour >= int((now - timedelta(days=30)).timestamp()) // 3600
     assert len(st.batches) > 3  # in batches of 7 rows

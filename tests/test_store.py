@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 
 from monitor.app.batch import BatchProcessor
 from monitor.classify.base import KeywordTestDouble
 from monitor.config import load_settings
 from monitor.ingest.source import RawRecord
 from monitor.store.migrate import current_revision, head_revision, upgrade
-from monitor.store.repository import Store, recount, stored_counts, table_count
-from monitor.store.schema import dead_letters, document_entities, documents, make_engine, minute_counts
+from monitor.store.repository import Store, hour_count_mismatches, recount, stored_counts, table_count
+from monitor.store.schema import dead_letters, document_entities, documents, hour_counts, make_engine, minute_counts
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -34,6 +34,40 @@ def test_migrations_up_from_empty(db_url: str) -> None:
     names = set(inspect(engine).get_table_names())
     assert {"documents", "dead_letters", "minute_counts", "alerts", "notifications", "silences"} <= names
     assert upgrade(db_url) == head_revision()  # a second run is a no-op
+    engine.dispose()
+
+
+def test_upgrade_in_place_sums_the_stored_minutes_into_hours_and_matches_the_schema(db_url: str) -> None:
+    """A database at 0004 with counts already stored: the upgrade fills `hour_counts` with
+    their exact hourly sums, and the migrated schema is the one the code declares."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from monitor.store.migrate import alembic_config
+    from monitor.store.schema import metadata
+
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        cfg = alembic_config(db_url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+    base = T0.replace(minute=0)
+    rows = [
+        {"key_kind": kind, "key_value": value, "minute": base + timedelta(minutes=m), "total": t, "negative": n,
+         "neutral": t - n, "positive": 0, "novel_total": t, "novel_negative": n}
+        for kind, value in (("entity", "ACME"), ("topic", "Earnings"), ("all", "*"))
+        for m, t, n in ((0, 2, 1), (59, 1, 1), (60, 3, 0), (61, 1, 0), (24 * 60 + 5, 4, 2))
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(minute_counts.insert(), rows)
+    assert upgrade(db_url) == head_revision()
+    with engine.connect() as c:
+        assert not hour_count_mismatches(c)
+        hours = c.execute(select(func.count()).select_from(hour_counts)).scalar_one()
+        diff = compare_metadata(MigrationContext.configure(c), metadata)
+    assert hours == 3 * 3
+    assert diff == [], diff
     engine.dispose()
 
 
@@ -60,6 +94,7 @@ def test_batch_is_idempotent(migrated: str) -> None:
         assert table_count(c, documents) == 3
         assert table_count(c, dead_letters) == 2
         assert stored_counts(c) == recount(c)
+        assert not hour_count_mismatches(c)  # the hourly sums move with the minutes
         allrow = c.execute(select(minute_counts).where(minute_counts.c.key_kind == "all")).mappings().all()
         assert sum(r["total"] for r in allrow) == 3
         ents = {tuple(r) for r in c.execute(select(document_entities.c.document_id, document_entities.c.entity))}
@@ -88,6 +123,7 @@ def test_near_duplicates_counted_once_in_any_order(migrated: str) -> None:
         assert dup["d1"] is None and dup["d4"] is None
         assert dup["d2"] is not None and dup["d3"] is not None
         assert stored_counts(c) == recount(c)
+        assert not hour_count_mismatches(c)  # the hourly sums move with the minutes
         novel = sum(
             r["novel_total"]
             for r in c.execute(select(minute_counts).where(minute_counts.c.key_kind == "all")).mappings()
@@ -192,6 +228,7 @@ def test_company_counts_use_the_sentiment_toward_each_company(migrated: str) -> 
         doc = c.execute(select(documents.c.entity_sentiment, documents.c.chunks)).one()
         assert doc.entity_sentiment == {"TSLA": "positive", "GM": "negative"} and doc.chunks == 1
         assert recount(c) == stored_counts(c)
+        assert not hour_count_mismatches(c)  # the hourly sums move with the minutes
     # A later-arriving earlier copy demotes the original: its novel counts move per company.
     proc.process(
         [
@@ -208,4 +245,5 @@ def test_company_counts_use_the_sentiment_toward_each_company(migrated: str) -> 
     )
     with engine.connect() as c:  # type: ignore[attr-defined]
         assert recount(c) == stored_counts(c)
+        assert not hour_count_mismatches(c)  # the hourly sums move with the minutes
     engine.dispose()  # type: ignore[attr-defined]

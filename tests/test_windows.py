@@ -58,23 +58,21 @@ def test_minute_counts_fetch_matches_reference() -> None:
             2,
             int(rng.integers(0, 3)),
         )
-    mc.add("entity", "ZERO", 5, 0, 0, 0)  # zero-volume rows are not "live"
+    mc.add("entity", "ZERO", 5, 0, 0, 0)  # zero-volume rows are left out
     for start, end, per in [(0, 400, 1), (60, 300, 60), (0, 400, 60), (500, 600, 1)]:
         ref: dict = {}
         for (k0, k1, m), (tot, nt, nn, neg) in mc.cells().items():
             if start <= m < end and tot > 0:
-                a = ref.setdefault(((k0, k1), m // per), [0, 0, 0, 0, 0])
+                a = ref.setdefault(((k0, k1), m // per), [0, 0, 0, 0])
                 a[0] += nt
                 a[1] += nn
-                a[2] += 1
-                a[3] += tot
-                a[4] += neg
+                a[2] += tot
+                a[3] += neg
         r = mc.fetch(start, end, per)
         got = {
             (r.keys[r.key_idx[i]], int(r.bucket[i])): [
                 int(r.novel_total[i]),
                 int(r.novel_negative[i]),
-                int(r.live[i]),
                 int(r.total[i]),
                 int(r.negative[i]),
             ]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+from collections.abc import Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -63,12 +64,12 @@ class Source(Protocol):
 
 
 class _Block:
-    """One bucket's rows: global key indices and their (NF) counts, plus live flags."""
+    """One bucket's rows: global key indices and their (NF) counts."""
 
-    __slots__ = ("gidx", "vals", "live", "fetched_at")
+    __slots__ = ("gidx", "vals", "fetched_at")
 
-    def __init__(self, gidx: np.ndarray, vals: np.ndarray, live: np.ndarray, fetched_at: int) -> None:
-        self.gidx, self.vals, self.live, self.fetched_at = gidx, vals, live, fetched_at
+    def __init__(self, gidx: np.ndarray, vals: np.ndarray, fetched_at: int) -> None:
+        self.gidx, self.vals, self.fetched_at = gidx, vals, fetched_at
 
 
 class Detector:
@@ -209,7 +210,7 @@ class Detector:
         for b in range(lo, hi):
             a, z = np.searchsorted(b_sorted, [b, b + 1])
             sel = order[a:z]
-            out[b] = _Block(g[sel], vals[sel], rows.live[sel], fetched_at)
+            out[b] = _Block(g[sel], vals[sel], fetched_at)
         return out
 
     def _put_minute(self, m: int, blk: _Block) -> _Block | None:
@@ -321,13 +322,13 @@ class Detector:
         parts = self._blocks_in(h * 60, h * 60 + 60)
         if not parts:
             z = np.zeros(0, dtype=np.int64)
-            return _Block(z, np.zeros((0, NF), dtype=np.int64), z, 0)
+            return _Block(z, np.zeros((0, NF), dtype=np.int64), 0)
         gidx = np.concatenate([b.gidx for _, b in parts])
         vals = np.concatenate([b.vals for _, b in parts])
         u, inv = np.unique(gidx, return_inverse=True)
         agg = np.zeros((len(u), NF), dtype=np.int64)
         np.add.at(agg, inv, vals)
-        return _Block(u, agg, np.ones(len(u), dtype=np.int64), 0)
+        return _Block(u, agg, 0)
 
     def _ensure_hours(self, source: Source, h0: int, h1: int, end: int) -> None:
         want = np.arange(h0, h1, dtype=np.int64)
@@ -359,7 +360,17 @@ class Detector:
 
     # -- one tick -----------------------------------------------------------------------------
 
-    def evidence(self, source: Source, end: int, final_until: int | None = None) -> Evidence:
+    def evidence(
+        self,
+        source: Source,
+        end: int,
+        final_until: int | None = None,
+        open_keys: Collection[RowKey] | None = None,
+    ) -> Evidence:
+        """The numbers of the keys that can change an alert at `end`. A full tick (the first,
+        or after a reset) takes every key, or, when `open_keys` (the keys with an open
+        alert) is given, the fresh keys with enough evidence plus those: only they can
+        change an alert, and judging 10,000 quiet keys at a start costs a second."""
         p = self.params
         h0, h1, m0 = span_bounds(end, p)
         if self._end is not None and end < self._end:  # the clock went back: start over
@@ -400,19 +411,22 @@ class Detector:
         g = len(self._keys)
         feed_g = self._index.get(FEED)
         widest = self._sums[max(self._sums)]
-        if self._full:
+        if self._full and open_keys is None:
             present = (self._ring_sum[0, :g] > 0) | (widest[:g, 2] > 0)
             cand = set(np.nonzero(present)[0].tolist())
         else:
             # Fresh keys that hold enough negative evidence to fire at some horizon (the
             # day-long window holds every shorter one), and watched keys whose own windows
             # or baseline moved (a watched key that is not fresh cannot spike, and its calm
-            # verdict depends on nothing else).
+            # verdict depends on nothing else); on a full tick, every key with an open alert.
             day = self._sums[max(p.windows)][:g]
             evidence = day[:, 1] + copy_evidence(day[:, 1], np.maximum(day[:, 3] - day[:, 1], 0), p)
             fresh = (self._sums[p.fresh_minutes][:g, 2] > 0) & (evidence >= p.min_negative)
             cand = set(np.nonzero(fresh)[0].tolist())
-            cand |= {i for i in self._watch if self._dirty[i] or self._seen_version[i] != self._version}
+            if self._full:
+                cand |= {self._index[k] for k in open_keys or () if k in self._index}
+            else:
+                cand |= {i for i in self._watch if self._dirty[i] or self._seen_version[i] != self._version}
         active = sorted((i for i in cand if self._keys[i][0] in ("topic", "entity")), key=lambda i: self._keys[i])
         idx = np.asarray(active, dtype=np.int64)
         if not active:  # nothing can change this minute: skip building the evidence
@@ -465,16 +479,28 @@ class Detector:
                 self._priors = None
                 self._version += 1
 
-    def tick(self, source: Source, now: datetime, final_until: datetime | None = None) -> list[Signal]:
-        """Signals for the keys that can matter at `now` (see the module docstring): every
-        key on a full tick, else the spiking ones and those watched since they spiked.
+    @property
+    def needs_full_tick(self) -> bool:
+        """The next tick is a full one (see `evidence`): give it the keys with open alerts."""
+        return self._full
+
+    def tick(
+        self,
+        source: Source,
+        now: datetime,
+        final_until: datetime | None = None,
+        open_keys: Collection[RowKey] | None = None,
+    ) -> list[Signal]:
+        """Signals for the keys that can matter at `now` (see the module docstring): on a
+        full tick every key (or, given `open_keys`, the fresh ones with enough evidence and
+        those with an open alert), else the spiking ones and those watched since they spiked.
 
         `final_until` (a replay's watermark) says minutes before it are complete, so they
         can be read ahead in one query instead of one per tick.
         """
         end = to_minute(now)
         with self._lock:
-            ev = self.evidence(source, end, to_minute(final_until) if final_until is not None else None)
+            ev = self.evidence(source, end, to_minute(final_until) if final_until is not None else None, open_keys)
             self._full_tick, self._full = self._full, False
             if not ev.keys:
                 if self._full_tick:

@@ -25,7 +25,7 @@ from monitor.detect.detector import Detector
 from monitor.detect.params import Params
 from monitor.detect.signals import Signal
 from monitor.detect.source import SqlSource
-from monitor.store.schema import state
+from monitor.store.schema import alerts, state
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,16 @@ def tick(
             if not _acquire_lease(conn, owner or _OWNER, wall, lease_s):
                 log.debug("detector tick skipped: another daemon holds the lease")
                 return []
-        return det.tick(SqlSource(conn), now, final_until)
+        open_keys = None
+        if det.needs_full_tick:
+            # A starting detector judges the fresh keys and those with an open alert, not
+            # every quiet key it has a baseline for.
+            a = alerts.c
+            open_keys = {
+                (str(k), str(v))
+                for k, v in conn.execute(select(a.key_kind, a.key_value).where(a.state.in_(("pending", "firing"))))
+            }
+        return det.tick(SqlSource(conn), now, final_until, open_keys)
 
 
 class DetectorRunner:

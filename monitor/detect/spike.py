@@ -316,12 +316,15 @@ def evaluate(ev: Evidence, p: Params) -> Verdicts:
     )
 
 
+_G = {4: "%.4g", 6: "%.6g"}
+
+
 def _f(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(f"{float(x):.{digits}g}")
+    return None if x is None or not math.isfinite(x) else float(_G[digits] % x)
 
 
 def _int(x: float) -> int | None:
-    return None if not math.isfinite(x) else int(round(x))
+    return None if not math.isfinite(x) else round(x)
 
 
 def to_signals(v: Verdicts, at: datetime, only: np.ndarray | None = None) -> list[Signal]:

@@ -13,12 +13,10 @@ detector keeps its sums incrementally; tests compare the two).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 from monitor.store.keys import RowKey
 
@@ -73,8 +71,7 @@ def densify(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple
 class Rows:
     """Aggregated minute_counts rows: what a detector source returns for a time range.
 
-    `bucket` is an epoch minute (minute resolution) or an epoch hour (hour blocks);
-    `live` is how many minutes of that bucket had any volume (1 or 0 for minutes).
+    `bucket` is an epoch minute (minute resolution) or an epoch hour (hour blocks).
     """
 
     keys: list[RowKey]
@@ -82,37 +79,10 @@ class Rows:
     bucket: np.ndarray
     novel_total: np.ndarray
     novel_negative: np.ndarray
-    live: np.ndarray
     total: np.ndarray  # every document, copies included (copies = total - novel_total)
     negative: np.ndarray
 
     @staticmethod
     def empty() -> Rows:
         z = np.zeros(0, dtype=np.int64)
-        return Rows([], z, z, z, z, z, z, z)
-
-
-def rows_from_records(records: Iterable[Sequence]) -> Rows:
-    """(key, bucket, novel_total, novel_negative, live[, total, negative]) records to `Rows`.
-
-    Without the last two, every document is taken to be novel (no copies). Vectorised:
-    a cold tick over 10,000 keys converts a few hundred thousand records."""
-    recs = records if isinstance(records, list) else list(records)
-    if not recs:
-        return Rows.empty()
-    keys_col = [r[0] for r in recs]
-    codes, uniq = pd.factorize(pd.Series(keys_col, dtype=object), sort=False)
-    width = len(recs[0])
-    nums = np.asarray([r[1:] for r in recs], dtype=object)
-    nums = np.where(pd.isna(nums), 0, nums).astype(np.int64)
-    ntot, nneg = nums[:, 1], nums[:, 2]
-    return Rows(
-        [(k[0], k[1]) for k in uniq],
-        codes.astype(np.int64),
-        nums[:, 0],
-        ntot,
-        nneg,
-        nums[:, 3],
-        nums[:, 4] if width > 5 else ntot.copy(),
-        nums[:, 5] if width > 6 else nneg.copy(),
-    )
+        return Rows([], z, z, z, z, z, z)

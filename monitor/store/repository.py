@@ -12,10 +12,23 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.classify.base import Prediction
@@ -26,6 +39,7 @@ from monitor.store.schema import (
     document_entities,
     documents,
     entity_sightings,
+    hour_counts,
     minute_counts,
     near_dup_bands,
 )
@@ -61,6 +75,42 @@ def _insert(conn: Connection, table: Any) -> Any:
 
 def _minute(ts: datetime) -> datetime:
     return ts.replace(second=0, microsecond=0)
+
+
+def epoch_hour(ts: datetime) -> int:
+    """Whole hours since 1970-01-01 UTC (a naive time is taken as UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp()) // 3600
+
+
+def hour_totals(
+    rows: Iterable[tuple[str, str, datetime, Mapping[Any, Any]]],
+) -> dict[tuple[str, str, int], dict[str, int]]:
+    """(key_kind, key_value, minute, counts) rows summed per key and epoch hour."""
+    acc: dict[tuple[str, str, int], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_COLUMNS, 0))
+    for kind, value, minute, counts in rows:
+        row = acc[(kind, value, epoch_hour(minute))]
+        for c in COUNT_COLUMNS:
+            row[c] += int(counts.get(c) or 0)
+    return acc
+
+
+def add_hour_counts(conn: Connection, deltas: Mapping[tuple[str, str, int], Mapping[str, int]], sign: int = 1) -> None:
+    """Add (or, with sign -1, take away) per-hour deltas in `hour_counts`, in key order."""
+    rows = [
+        {"key_kind": k, "key_value": v, "hour": h, **{c: sign * int(d[c]) for c in COUNT_COLUMNS}}
+        for (k, v, h), d in sorted(deltas.items())
+        if any(d.values())
+    ]
+    if not rows:
+        return
+    stmt = _insert(conn, hour_counts)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["hour", "key_kind", "key_value"],
+        set_={c: getattr(hour_counts.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
+    )
+    conn.execute(stmt, rows)
 
 
 def _delta(sentiment: str | None, novel: bool, sign: int = 1) -> dict[str, int]:
@@ -131,6 +181,8 @@ class CountAccumulator:
             set_={c: getattr(minute_counts.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
         )
         conn.execute(stmt, rows)
+        # The hourly sums move in the same transaction, so they never disagree with the minutes.
+        add_hour_counts(conn, hour_totals((k, v, m, c) for (k, v, m), c in self._rows.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +537,49 @@ def stored_counts(conn: Connection) -> dict[tuple[str, str, datetime], dict[str,
         if any(counts.values()):
             out[(row["key_kind"], row["key_value"], row["minute"])] = counts
     return out
+
+
+def insert_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert new minute_counts rows (dicts with every column) and add them to their hours:
+    for counts loaded around the store (tests, benchmarks, imports)."""
+    if not rows:
+        return
+    conn.execute(minute_counts.insert(), list(rows))
+    add_hour_counts(conn, hour_totals((r["key_kind"], r["key_value"], r["minute"], r) for r in rows))
+
+
+def rebuild_hour_counts(conn: Connection) -> int:
+    """Recompute `hour_counts` from `minute_counts` (for counts written around the store,
+    such as a benchmark's bulk load); returns the number of hour rows."""
+    mc = minute_counts.c
+    if conn.dialect.name == "sqlite":
+        epoch = cast(func.strftime("%s", mc.minute), BigInteger)
+    else:
+        epoch = cast(func.floor(func.extract("epoch", mc.minute)), BigInteger)
+    hour = (epoch // 3600).label("hour")
+    sums = [func.sum(getattr(mc, c)) for c in COUNT_COLUMNS]
+    conn.execute(delete(hour_counts))
+    src = select(mc.key_kind, mc.key_value, hour, *sums).group_by(mc.key_kind, mc.key_value, literal_column("hour"))
+    conn.execute(hour_counts.insert().from_select(["key_kind", "key_value", "hour", *COUNT_COLUMNS], src))
+    return int(conn.execute(select(func.count()).select_from(hour_counts)).scalar_one())
+
+
+def hour_count_mismatches(conn: Connection) -> dict[tuple[str, str, int], tuple[dict[str, int], dict[str, int]]]:
+    """Hours whose `hour_counts` row differs from the sum of its minute rows:
+    {(kind, value, hour): (stored, from minutes)}; empty when the two agree."""
+    want = hour_totals(
+        (r["key_kind"], r["key_value"], r["minute"], r) for r in conn.execute(select(minute_counts)).mappings()
+    )
+    have = {
+        (r["key_kind"], r["key_value"], int(r["hour"])): {c: int(r[c]) for c in COUNT_COLUMNS}
+        for r in conn.execute(select(hour_counts)).mappings()
+    }
+    zero = dict.fromkeys(COUNT_COLUMNS, 0)
+    return {
+        k: (have.get(k, zero), dict(want.get(k, zero)))
+        for k in set(want) | set(have)
+        if have.get(k, zero) != dict(want.get(k, zero))
+    }
 
 
 def table_count(conn: Connection, table: Any) -> int:

@@ -4,7 +4,8 @@ Run by the daemon's scheduler (every `retention.interval_minutes`, any worker; t
 is split into short transactions of `retention.batch_rows` rows, so it never holds locks
 for long and several daemons running it at once do not double anything):
 
-- minute counts older than `minute_counts_days` move into hourly roll-ups, and hourly
+- minute counts older than `minute_counts_days` move into hourly roll-ups (leaving the
+  exact hourly sums of `hour_counts`, which cover only the minutes kept), and hourly
   roll-ups older than `hourly_rollups_days` into daily ones. A move is one statement
   pair in one transaction: `DELETE ... RETURNING` the rows, then add them to the coarser
   rows. A row deleted by one worker is not returned to another, so every count lands in
@@ -34,6 +35,7 @@ from sqlalchemy import Connection, Engine, delete, func, select, tuple_, union_a
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.config import RetentionSettings
+from monitor.store.repository import add_hour_counts, epoch_hour, hour_totals
 from monitor.store.schema import (
     alert_events,
     alerts,
@@ -41,6 +43,7 @@ from monitor.store.schema import (
     dead_letters,
     documents,
     entity_sightings,
+    hour_counts,
     minute_counts,
     notifications,
     state,
@@ -118,6 +121,10 @@ def _move_minutes(engine: Engine, before: datetime, batch: int, stats: PurgeStat
                 .returning(mc.key_kind, mc.key_value, mc.minute.label("at"), *[getattr(mc, c) for c in COUNTS])
             ).all()
             _add_rollups(conn, "hour", rows)
+            # The moved minutes leave the exact hourly sums too (one transaction with the move).
+            add_hour_counts(conn, hour_totals((r.key_kind, r.key_value, r.at, r._mapping) for r in rows), sign=-1)
+            hc = hour_counts.c
+            conn.execute(delete(hour_counts).where(hc.hour < epoch_hour(before), hc.total <= 0, hc.novel_total <= 0))
         if not rows:
             return
         stats.minutes_rolled_up += len(rows)

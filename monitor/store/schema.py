@@ -141,7 +141,41 @@ minute_counts = Table(
     Column("novel_total", Integer, nullable=False, default=0),
     Column("novel_negative", Integer, nullable=False, default=0),
     PrimaryKeyConstraint("key_kind", "key_value", "minute"),
-    Index("ix_minute_counts_minute", "minute"),
+    # Covering: a starting detector reads a day and more of minutes for every key by time
+    # range, straight from this index (no lookup of each row in the table).
+    Index(
+        "ix_minute_counts_minute_cover",
+        "minute",
+        "key_kind",
+        "key_value",
+        "novel_total",
+        "novel_negative",
+        "total",
+        "negative",
+    ),
+)
+
+# The same counts summed per key and hour, kept exact in the transaction of every change
+# to minute_counts (the store's upserts, retention's moves): a starting detector reads its
+# week of baseline hours here, a few hundred thousand rows instead of millions of minutes
+# aggregated on the fly. `hour` is the epoch hour (whole hours since 1970-01-01 UTC), the
+# detector's own unit, so reading it needs no date arithmetic in SQL.
+hour_counts = Table(
+    "hour_counts",
+    metadata,
+    Column("key_kind", String(16), nullable=False),
+    Column("key_value", String(128), nullable=False),
+    Column("hour", BigInteger, nullable=False),
+    Column("total", Integer, nullable=False, default=0),
+    Column("negative", Integer, nullable=False, default=0),
+    Column("neutral", Integer, nullable=False, default=0),
+    Column("positive", Integer, nullable=False, default=0),
+    Column("novel_total", Integer, nullable=False, default=0),
+    Column("novel_negative", Integer, nullable=False, default=0),
+    # Hour first and, on SQLite, stored in key order (no rowid): a time range is one
+    # sequential read.
+    PrimaryKeyConstraint("hour", "key_kind", "key_value"),
+    sqlite_with_rowid=False,
 )
 
 # Hourly and daily roll-ups of minute_counts (grain "hour" or "day"), written by the
