@@ -38,3 +38,27 @@ TFN_TOPIC_IDS: dict[int, str] = dict(enumerate(TOPICS))
 
 TOPIC_INDEX = {name: i for i, name in enumerate(TOPICS)}
 SENTIMENT_INDEX = {name: i for i, name in enumerate(SENTIMENTS)}
+
+# Chinese names of the topics, for messages and views in Chinese (channel `locale = "zh"`).
+TOPIC_NAMES_ZH: dict[str, str] = {
+    "Analyst Update": "分析师观点",
+    "Fed | Central Banks": "央行与货币政策",
+    "Company | Product News": "公司与产品",
+    "Treasuries | Corporate Debt": "国债与公司债",
+    "Dividend": "分红派息",
+    "Earnings": "业绩",
+    "Energy | Oil": "能源与原油",
+    "Financials": "金融业",
+    "Currencies": "汇率与货币",
+    "General News | Opinion": "综合新闻与评论",
+    "Gold | Metals | Materials": "黄金、金属与原材料",
+    "IPO": "新股上市",
+    "Legal | Regulation": "法律与监管",
+    "M&A | Investments": "并购与投资",
+    "Macro": "宏观经济",
+    "Markets": "市场行情",
+    "Politics": "政治",
+    "Personnel Change": "人事变动",
+    "Stock Commentary": "个股点评",
+    "Stock Movement": "个股异动",
+}

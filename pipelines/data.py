@@ -78,3 +78,40 @@ def read_labelled_csv(
                 raise ValueError(f"{p}: row near line {line}: {exc}") from None
             texts.append(row[text_column] or "")
     return texts, labels
+
+
+ZH_CORPUS = REPO_ROOT / "pipelines" / "zh_corpus"
+ZH_TRAIN_FILES = ("train-a.jsonl", "train-b.jsonl", "train-c.jsonl", "train-d.jsonl")
+ZH_TEST_FILE = "test.jsonl"
+
+
+def read_zh_corpus(path: str | Path, task: str) -> tuple[list[str], list[int]]:
+    """Texts and `task` label ids from one of our Chinese JSONL files (pipelines/zh_corpus)."""
+    import json
+
+    p = Path(path)
+    texts: list[str] = []
+    labels: list[int] = []
+    key = "topic" if task == "topic" else "sentiment"
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        try:
+            labels.append(_label_id(str(row[key]), task))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{p}:{n}: {exc}") from None
+        texts.append(str(row["text"]))
+    return texts, labels
+
+
+def zh_split(task: str, split: str, corpus: str | Path = ZH_CORPUS) -> tuple[list[str], list[int]]:
+    """The Chinese training files together ("train") or the held-out file ("test")."""
+    names = ZH_TRAIN_FILES if split == "train" else (ZH_TEST_FILE,)
+    texts: list[str] = []
+    labels: list[int] = []
+    for name in names:
+        t, y = read_zh_corpus(Path(corpus) / name, task)
+        texts += t
+        labels += y
+    return texts, labels

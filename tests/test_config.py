@@ -28,7 +28,7 @@ def test_defaults_match_contract() -> None:
     assert s.kafka_bootstrap == "127.0.0.1:9092"
     assert s.kafka_topics == ("news", "comments")
     assert s.kafka_group == "finsent"
-    assert s.model == ""
+    assert s.model == "auto"  # CONTRACT: the English model for English, the multilingual one for the rest
     assert s.metrics_port == 9108
 
 

@@ -242,3 +242,32 @@ def test_dingtalk_sign_is_urlencoded_in_raw_url():
     raw = str(seen[0].url).split("sign=")[1]
     assert re.fullmatch(r"[A-Za-z0-9%._-]+", raw), raw  # base64's + / = are percent-encoded
     assert base64.b64decode(unquote_plus(raw))
+
+
+def test_chinese_channels_read_chinese_and_slack_stays_english():
+    """`locale = "zh"`: Feishu and DingTalk cards in Chinese, with the company's name and
+    code, the topic's Chinese name, the evidence's copies; Slack keeps its English mrkdwn."""
+    m = msg()
+    a = m["alerts"][0]
+    a.update(subject="company 600519.SH", key={"kind": "entity", "value": "600519.SH"}, name="贵州茅台")
+    a.update(spread={"stories": 8, "copies": 60}, volume={"expected": 0.4})
+    a["evidence"][0].update(headline="茅台经销商暴雷，股价跌停", copies=12, outlets=["股吧", "雪球"])
+    body = render_body("feishu", m, locale="zh")
+    title = body["card"]["header"]["title"]["content"]
+    text = json.dumps(body, ensure_ascii=False)
+    assert title == "【告警】贵州茅台（600519.SH）负面舆情激增"
+    for part in ("负面占比", "8 条原创，60 条转发", "茅台经销商暴雷", "另有 12 条转发：股吧、雪球", "检验跨度 15 分钟"):
+        assert part in text, part
+    assert "FIRING" not in text and "Negative share" not in text
+    ding = json.dumps(render_body("dingtalk", m, locale="zh"), ensure_ascii=False)
+    assert "贵州茅台（600519.SH）" in ding and "负面舆情激增" in ding
+    resolved = msg("resolved")
+    resolved["alerts"][0].update(key={"kind": "topic", "value": "Earnings"}, subject="topic Earnings")
+    resolved["alerts"][0]["resolved_at"] = "2026-01-05T11:00:00+00:00"
+    rtitle = render_body("feishu", resolved, locale="zh")["card"]["header"]["title"]["content"]
+    assert rtitle == "【已恢复】主题「业绩」负面舆情激增"
+    slack = json.dumps(render_body("slack", m, locale="zh"), ensure_ascii=False)
+    assert "FIRING" in slack and "负面舆情" not in slack
+    assert Channel(name="f", type="feishu", url=SecretStr(SECRET_URL), locale="zh").locale == "zh"
+    with pytest.raises(ValueError):
+        Channel(name="f", type="feishu", url=SecretStr(SECRET_URL), locale="fr")  # type: ignore[arg-type]

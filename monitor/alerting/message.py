@@ -6,7 +6,7 @@ Pure: alerts, their evidence and the clock in; plain dicts out. Channel template
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,9 @@ def _first(numbers: Mapping[str, Any], *names: str) -> Any:
     return None
 
 
-def alert_view(a: Alert, dashboard_url: str = "", evidence: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def alert_view(
+    a: Alert, dashboard_url: str = "", evidence: list[dict[str, Any]] | None = None, name: str | None = None
+) -> dict[str, Any]:
     """An alert as message data. Figures are read from the detector's `numbers` under
     these names (first present wins): negative|window_negative, total|window_total,
     share|window_share, baseline_share|baseline, baseline_negative, baseline_total,
@@ -53,6 +55,7 @@ def alert_view(a: Alert, dashboard_url: str = "", evidence: list[dict[str, Any]]
         "severity": a.severity,
         "key": a.key.as_dict(),
         "subject": f"{'topic' if a.key.kind == 'topic' else 'company'} {a.key.value}",
+        "name": name if a.key.kind == "entity" and name and name != a.key.value else None,
         "topic": a.topic,
         "summary": a.summary,
         "started_at": iso(a.started_at),
@@ -115,10 +118,18 @@ def evidence_item(row: Any, copies: int = 0, outlets: list[str] | None = None) -
 
 
 def build_message(
-    flush: Flush, dashboard_url: str, evidence: Mapping[str, list[dict[str, Any]]], now: datetime
+    flush: Flush,
+    dashboard_url: str,
+    evidence: Mapping[str, list[dict[str, Any]]],
+    now: datetime,
+    names: Callable[[str], str | None] | None = None,
 ) -> dict[str, Any]:
-    """The channel-independent message (the webhook body, version 1)."""
-    views = [alert_view(a, dashboard_url, evidence.get(a.id)) for a in (*flush.firing, *flush.resolved)]
+    """The channel-independent message (the webhook body, version 1); `names` gives a
+    company's display name (for messages that show it, such as the Chinese ones)."""
+    views = [
+        alert_view(a, dashboard_url, evidence.get(a.id), names(a.key.value) if names else None)
+        for a in (*flush.firing, *flush.resolved)
+    ]
     labels = dict(flush.labels)
     return {
         "version": "1",

@@ -130,7 +130,9 @@ class AlertService:
                 dedup_key=key,
                 channel=ch_name,
                 kind="digest",
-                payload=stages.payload(self.policy.channel_types[ch_name], message),
+                payload=stages.payload(
+                    self.policy.channel_types[ch_name], message, self.policy.channel_locales.get(ch_name, "en")
+                ),
                 alert_id=None,
                 status="pending" if notify else "suppressed",
             )

@@ -14,7 +14,7 @@ is written in the same transaction (`monitor.alerting.service` runs the chain).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,9 @@ class Policy:
     router: Router
     timing: GroupTiming = field(default_factory=GroupTiming)
     channel_types: Mapping[str, str] = field(default_factory=dict)
+    channel_locales: Mapping[str, str] = field(default_factory=dict)
+    # A company's display name (the universe's and the watchlist's), for the messages that show it.
+    company_name: Callable[[str], str | None] | None = None
     dashboard_url: str = ""
     pending_minutes: float = 0.0
     evidence_count: int = 5
@@ -54,6 +57,8 @@ class Policy:
             router=router or Router.from_settings(settings),
             timing=GroupTiming.from_settings(a),
             channel_types={c.name: c.type for c in settings.channels},
+            channel_locales={c.name: getattr(c, "locale", "en") for c in settings.channels},
+            company_name=_company_names(settings),
             dashboard_url=settings.dashboard_url,
             pending_minutes=settings.detect.pending_minutes,
             evidence_count=a.evidence_count,
@@ -248,9 +253,23 @@ def audit(changes: Sequence[Change], mutes: Mutes, policy: Policy, now: datetime
     return out
 
 
-def payload(channel_type: str, message: dict[str, Any]) -> dict[str, Any]:
+def _company_names(settings: Any) -> Callable[[str], str | None] | None:
+    """Display names of companies, when a channel writes them (a Chinese one: "贵州茅台（600519.SH）")."""
+    if all(getattr(c, "locale", "en") == "en" for c in settings.channels):
+        return None
+    from monitor.enrich.entities import WatchEntity, build_matcher
+
+    m = build_matcher(
+        (WatchEntity(e.symbol, tuple(e.aliases), e.name) for e in settings.entities),
+        settings.entity_universe.enabled,
+        settings.entity_universe.path,
+    )
+    return m.display_name
+
+
+def payload(channel_type: str, message: dict[str, Any], locale: str = "en") -> dict[str, Any]:
     """What an outbox row carries: the message and the channel body rendered from it."""
-    return {"message": message, "body": render_body(channel_type, message)}
+    return {"message": message, "body": render_body(channel_type, message, locale=locale)}
 
 
 def notifications(
@@ -258,13 +277,13 @@ def notifications(
 ) -> list[Outgoing]:
     out = []
     for f in flushes:
-        message = build_message(f, policy.dashboard_url, facts.evidence, now)
+        message = build_message(f, policy.dashboard_url, facts.evidence, now, policy.company_name)
         out.append(
             Outgoing(
                 dedup_key=f.dedup_key,
                 channel=f.channel,
                 kind=f.kind,
-                payload=payload(policy.channel_types[f.channel], message),
+                payload=payload(policy.channel_types[f.channel], message, policy.channel_locales.get(f.channel, "en")),
                 alert_id=f.lead.id,
                 status="pending" if notify else "suppressed",
             )

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from monitor.classify.base import Classifier, DocInput, Prediction, Target, analyse
+from monitor.classify.lang import detect as detect_lang
 from monitor.config import Settings
 from monitor.enrich.entities import EntityMatcher, Link, WatchEntity, build_matcher
-from monitor.enrich.lang import detect as detect_lang
 from monitor.ingest.mapping import FieldMap
 from monitor.ingest.schemas import Document, Rejection, decode
 from monitor.ingest.source import RawRecord
@@ -115,7 +115,9 @@ class BatchProcessor:
         return tuple(t for _, t in self.links(doc).values())
 
     def _analyse(self, docs: Sequence[Document], targets: Sequence[tuple[Target, ...]]) -> list[Prediction]:
-        return analyse(self.classifier, [DocInput(d.text, d.title, t) for d, t in zip(docs, targets, strict=True)])
+        return analyse(
+            self.classifier, [DocInput(d.text, d.title, t, d.lang) for d, t in zip(docs, targets, strict=True)]
+        )
 
     def classify(
         self, docs: Sequence[Document], targets: Sequence[tuple[Target, ...]] | None = None

@@ -35,6 +35,7 @@ class DocInput:
     text: str
     title: str | None = None
     targets: tuple[Target, ...] = ()
+    lang: str | None = None  # ISO 639-1 when known (the message's, or detected); routes `model = "auto"`
 
 
 @dataclass(frozen=True, slots=True)

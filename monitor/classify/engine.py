@@ -566,20 +566,31 @@ def _env_flag(name: str) -> bool | None:
 def build_classifier(setting: str | Path | None = None, **engine_kwargs: Any) -> Classifier:
     """The classifier for a model setting (``FINSENT_MODEL`` / ``--model``).
 
-    ``"test-double"`` gives the torch-free ``KeywordTestDouble`` (tests and benchmarks only);
-    empty or None gives the shipped artifact; anything else is an artifact folder.
+    ``"auto"`` (also empty or None) gives the shipped English model for English and the
+    shipped multilingual model for every other language (a `Router`; the multilingual one
+    loads on the first non-English document); ``"test-double"`` the torch-free
+    ``KeywordTestDouble`` (tests and benchmarks only); anything else is an artifact folder
+    that reads every language.
     """
+    from models.multitask import MULTILINGUAL_MODEL_DIR, WEIGHTS_FILE
+    from monitor.classify.router import Router
+
     value = str(setting).strip() if setting is not None else ""
     if value == "test-double":
         return KeywordTestDouble()
-    if value:
-        path = Path(value).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"model setting {value!r} is neither 'test-double' nor a model folder")
-        engine_kwargs.setdefault("model_dir", path)
     if "quantize" not in engine_kwargs:
         engine_kwargs["quantize"] = _env_flag("FINSENT_QUANTIZE")
-    return Engine(**engine_kwargs)
+    if value and value != "auto":
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"model setting {value!r} is neither 'auto', 'test-double' nor a model folder")
+        engine_kwargs.setdefault("model_dir", path)
+        return Engine(**engine_kwargs)
+    english = Engine(**engine_kwargs)
+    if english.model_dir is not None or not (MULTILINGUAL_MODEL_DIR / WEIGHTS_FILE).is_file():
+        return english  # FINSENT_MODEL / model_dir named one model, or no multilingual one is installed
+    other = {k: v for k, v in engine_kwargs.items() if k != "model_dir"}
+    return Router(english, lambda: Engine(model_dir=MULTILINGUAL_MODEL_DIR, **other))
 
 
 def _read_rows(path: Path, text_column: str, title_column: str | None) -> Iterator[tuple[str, str | None]]:

@@ -170,7 +170,7 @@ def classify_cmd(settings: Settings, file: str, text_column: str, title_column: 
     lang, and the companies linked with the sentiment toward each and their mentions."""
     from monitor.app.batch import matcher_for
     from monitor.classify.engine import classify_file
-    from monitor.enrich.lang import detect
+    from monitor.classify.lang import detect
 
     try:
         n = classify_file(

@@ -253,6 +253,10 @@ class EntityMatcher:
             self._automaton = auto
         self._any_tickers = universe is not None
 
+    def display_name(self, symbol: str) -> str | None:
+        """The company's display name ("贵州茅台" for 600519.SH), None when unknown."""
+        return self._names.get(symbol)
+
     def known_symbols(self) -> frozenset[str]:
         """Universe and watchlist symbols (the store's bounded keys admit these at once)."""
         return self._symbols

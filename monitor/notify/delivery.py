@@ -225,7 +225,7 @@ def send_test(settings: Any, name: str, *, client: httpx.Client | None = None) -
         raise ValueError(f"no channel named {name!r}; configured: {known}")
     now = datetime.now(UTC)
     msg = test_message(settings, name, now)
-    result = deliver(ch, render_body(ch.type, msg), msg["notification_id"], client=client, now=now)
+    result = deliver(ch, render_body(ch.type, msg, locale=ch.locale), msg["notification_id"], client=client, now=now)
     if result.ok:
         log.info("test message sent to channel %s", name)
     else:

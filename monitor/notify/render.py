@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from models.labels import TOPIC_NAMES_ZH
 from monitor.notify.channels import module_for
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -58,6 +59,17 @@ def _when(v: Any) -> str:
     return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _minutes_zh(v: Any) -> str:
+    """A horizon in minutes as "15 分钟", "4 小时"."""
+    if not isinstance(v, int | float):
+        return "不详"
+    return f"{int(v)} 分钟" if v < 60 or v % 60 else f"{int(v) // 60} 小时"
+
+
+def _zh_topic(v: Any) -> str:
+    return TOPIC_NAMES_ZH.get(str(v), str(v))
+
+
 def _md(v: Any) -> str:
     """Keep headline text from breaking Markdown links and emphasis."""
     s = "" if v is None else str(v)
@@ -84,25 +96,48 @@ def _env(extra_dir: str | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters.update(pct=_pct, num=_num, pval=_pval, when=_when, md=_md, mrkdwn=_mrkdwn, minutes=_minutes)
+    env.filters.update(
+        pct=_pct,
+        num=_num,
+        pval=_pval,
+        when=_when,
+        md=_md,
+        mrkdwn=_mrkdwn,
+        minutes=_minutes,
+        minutes_zh=_minutes_zh,
+        zh_topic=_zh_topic,
+    )
     return env
 
 
-def render_text(channel_type: str, message: dict[str, Any], templates_dir: str | None = None) -> tuple[str, str]:
-    """(title, body text) from `title.j2` and `<type>.j2` (else `markdown.j2`)."""
+LOCALES = ("en", "zh")
+
+
+def _template(env: jinja2.Environment, names: list[str], locale: str) -> jinja2.Template:
+    """The first of `names` in the locale's folder (``zh/``), else the first in English."""
+    prefixes = ([f"{locale}/"] if locale != "en" else []) + [""]
+    return env.select_template([p + n for p in prefixes for n in names])
+
+
+def render_text(
+    channel_type: str, message: dict[str, Any], templates_dir: str | None = None, locale: str = "en"
+) -> tuple[str, str]:
+    """(title, body text) from `title.j2` and `<type>.j2` (else `markdown.j2`), in the
+    channel's locale: ``zh`` reads ``templates/zh/`` first (Slack stays English)."""
     env = _env(templates_dir)
-    title = " ".join(env.get_template("title.j2").render(m=message).split())
-    try:
-        tpl = env.get_template(f"{channel_type}.j2")
-    except jinja2.TemplateNotFound:
-        tpl = env.get_template("markdown.j2")
+    if channel_type == "slack":
+        locale = "en"  # mrkdwn, not Markdown: no Chinese Slack template yet, so the whole message stays English
+    title = " ".join(_template(env, ["title.j2"], locale).render(m=message).split())
+    tpl = _template(env, [f"{channel_type}.j2", "markdown.j2"], locale)
     text = tpl.render(m=message).strip()
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return title, text
 
 
-def render_body(channel_type: str, message: dict[str, Any], templates_dir: str | None = None) -> dict[str, Any]:
+def render_body(
+    channel_type: str, message: dict[str, Any], templates_dir: str | None = None, locale: str = "en"
+) -> dict[str, Any]:
     """The vendor request body (before signing) for a message."""
-    title, text = render_text(channel_type, message, templates_dir)
+    title, text = render_text(channel_type, message, templates_dir, locale)
     return module_for(channel_type).render(message, title, text)
