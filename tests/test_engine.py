@@ -175,8 +175,8 @@ def test_classify_file_links_companies_with_their_sentiment_and_mentions(tmp_pat
     import json
 
     from monitor.classify.engine import classify_file
-    from monitor.enrich.entities import build_matcher
     from monitor.classify.lang import detect
+    from monitor.enrich.entities import build_matcher
 
     text = "Tesla gains as GM recalls 400,000 trucks"
     src = tmp_path / "in.jsonl"
