@@ -103,14 +103,20 @@ def add_hour_counts(conn: Connection, deltas: Mapping[tuple[str, str, int], Mapp
         for (k, v, h), d in sorted(deltas.items())
         if any(d.values())
     ]
+    add_counts(conn, hour_counts, ["hour", "key_kind", "key_value"], rows)
+
+
+def add_counts(conn: Connection, table: Any, key: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Upsert count rows into `table` (minute, hour or roll-up counts): a new key is inserted,
+    an existing one gets the row's counts added to its own."""
     if not rows:
         return
-    stmt = _insert(conn, hour_counts)
+    stmt = _insert(conn, table)
     stmt = stmt.on_conflict_do_update(
-        index_elements=["hour", "key_kind", "key_value"],
-        set_={c: getattr(hour_counts.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
+        index_elements=list(key),
+        set_={c: getattr(table.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
     )
-    conn.execute(stmt, rows)
+    conn.execute(stmt, list(rows))
 
 
 def _delta(sentiment: str | None, novel: bool, sign: int = 1) -> dict[str, int]:
@@ -175,12 +181,7 @@ class CountAccumulator:
         ]
         if not rows:
             return
-        stmt = _insert(conn, minute_counts)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["key_kind", "key_value", "minute"],
-            set_={c: getattr(minute_counts.c, c) + getattr(stmt.excluded, c) for c in COUNT_COLUMNS},
-        )
-        conn.execute(stmt, rows)
+        add_counts(conn, minute_counts, ["key_kind", "key_value", "minute"], rows)
         # The hourly sums move in the same transaction, so they never disagree with the minutes.
         add_hour_counts(conn, hour_totals((k, v, m, c) for (k, v, m), c in self._rows.items()))
 

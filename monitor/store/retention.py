@@ -32,10 +32,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, tuple_, union_all
-from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.config import RetentionSettings
-from monitor.store.repository import add_hour_counts, epoch_hour, hour_totals
+from monitor.store.repository import add_counts, add_hour_counts, epoch_hour, hour_totals
 from monitor.store.schema import (
     alert_events,
     alerts,
@@ -74,10 +73,6 @@ class PurgeStats:
         return d
 
 
-def _insert(conn: Connection, table: Any) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
 def _floor(ts: datetime, grain: str) -> datetime:
     ts = ts.astimezone(UTC)
     return (
@@ -94,15 +89,10 @@ def _add_rollups(conn: Connection, grain: str, rows: Sequence[Any]) -> None:
         vals = acc[k]
         for i, c in enumerate(COUNTS):
             vals[i] += int(getattr(r, c) or 0)
-    if not acc:
-        return
-    stmt = _insert(conn, count_rollups)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["grain", "key_kind", "key_value", "bucket"],
-        set_={c: getattr(count_rollups.c, c) + getattr(stmt.excluded, c) for c in COUNTS},
-    )
-    conn.execute(
-        stmt,
+    add_counts(
+        conn,
+        count_rollups,
+        ["grain", "key_kind", "key_value", "bucket"],
         [
             {"grain": grain, "key_kind": k, "key_value": v, "bucket": b, **dict(zip(COUNTS, vals, strict=True))}
             for (k, v, b), vals in sorted(acc.items())
