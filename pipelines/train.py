@@ -658,15 +658,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     temps: dict[str, float] = {"topic": 1.0, "sentiment": 1.0}
     for task in TASKS:
         logits = predict_logits(shipped, valid_data[task].ids, task, device, cfg.eval_batch_size, use_bf16)
-        labels = list(valid_data[task].labels)
-        final[task] = metrics_from_logits(logits, labels)
+        fit_labels: list[int] = list(valid_data[task].labels)
+        final[task] = metrics_from_logits(logits, fit_labels)
         if task in zh_valid:
             zh_logits = predict_logits(shipped, zh_valid[task].ids, task, device, cfg.eval_batch_size, use_bf16)
             final[f"{task}_zh_valid"] = metrics_from_logits(zh_logits, zh_valid[task].labels)
             # One temperature for both languages, fitted on both validation sets.
-            logits, labels = torch.cat([logits, zh_logits]), labels + list(zh_valid[task].labels)
+            logits, fit_labels = torch.cat([logits, zh_logits]), fit_labels + list(zh_valid[task].labels)
         if cfg.fit_temperature:
-            temps[task] = fit_temperature(logits, labels)
+            temps[task] = fit_temperature(logits, fit_labels)
     if entity_data:
         logits = predict_entity(shipped, entity_data["valid"], device, cfg.eval_batch_size, use_bf16)
         temps["entity"] = fit_temperature(logits, entity_data["valid"].labels) if cfg.fit_temperature else 1.0
