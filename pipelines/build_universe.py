@@ -25,7 +25,11 @@ ticker needs before it may link (``LEVEL_*`` in ``monitor.enrich.universe``):
   "CAT", "NOW", "ALL"), links only in a ticker form (``$CAT``, ``(NYSE: CAT)``,
   ``<CAT.N>``); others also as a bare upper-case word ("AAPL").
 
-Both word lists are build-time only (the ``dev`` extra); the shipped file holds the result.
+A-shares: the short name (NFKC, spaces removed), without its ST / *ST prefix, without a
+trailing share-class letter (万科A -> 万科), and each of those in traditional characters
+(OpenCC s2t, s2tw, s2hk); all link in any context (Chinese names are not English words).
+
+Both word lists and OpenCC are build-time only (the ``dev`` extra); the shipped file holds the result.
 A short hand-written table adds the names people use that no legal name gives ("Google",
 "Facebook", "BofA", "Citi") and a few product words that count as company context.
 """
@@ -38,6 +42,7 @@ import io
 import logging
 import re
 import unicodedata
+from typing import Any
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,8 +389,22 @@ def ashare_symbol(code: str) -> str | None:
     return f"{code}.{market}" if market else None
 
 
+def _traditional_forms() -> list[Any]:
+    """OpenCC converters from simplified to the traditional forms text uses: standard
+    (貴州茅臺), Taiwan and Hong Kong (貴州茅台) characters; names are converted character by
+    character, without phrase substitution, so a name stays the same name."""
+    try:
+        import opencc
+    except ImportError as exc:  # a build-time dependency (the dev extra)
+        raise SystemExit(
+            "pipelines.build_universe needs OpenCC: pip install -e '.[dev]' (or pip install opencc)"
+        ) from exc
+    return [opencc.OpenCC(cfg) for cfg in ("s2t", "s2tw", "s2hk")]
+
+
 def build_ashares(path: Path) -> list[Row]:
     rows: list[Row] = []
+    converters = _traditional_forms()
     with path.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
             symbol = ashare_symbol(r["stock_code"])
@@ -397,6 +416,7 @@ def build_ashares(path: Path) -> list[Row]:
             for v in (name, base):
                 if re.search(r"[\u4e00-\u9fff][AB]$", v):
                     variants.append(v[:-1])
+            variants += [c.convert(v) for v in list(variants) for c in converters]
             row = Row(symbol=symbol, name=name, tickers=[])
             for v in variants:
                 if len(v) >= 2 and v not in row.aliases:

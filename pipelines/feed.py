@@ -35,6 +35,7 @@ import click
 
 from models.labels import TOPICS
 from monitor.app.options import ignores_config_and_db
+from pipelines.feed_zh import COMMENT_SOURCES_ZH, COMPANIES_ZH, NEWS_SOURCES_ZH, REPOST_FORMS_ZH, text_zh
 
 # (symbol, name, relative volume): a few busy names, a middle, and a sparse tail.
 COMPANIES: tuple[tuple[str, str, float], ...] = (
@@ -338,12 +339,57 @@ def generate(
     decoys: Sequence[Decoy] = (),
     outages: Sequence[Outage] = (),
     diurnal_pattern: bool = True,
+    lang: str = "en",
 ) -> Iterator[dict[str, Any]]:
     """Yield contract messages in event-time order (ties in generation order).
 
     `rate_per_minute` is the peak-hour mean volume of organic documents; surges and
     decoys come on top. Every message carries `planted` (ground truth, or None).
+    `lang="zh"`: Chinese texts about A-share companies (`pipelines.feed_zh`), named in the
+    text only (no ticker list: the entity linker must find them); company surges only.
     """
+    if lang not in ("en", "zh"):
+        raise ValueError(f"lang must be 'en' or 'zh', not {lang!r}")
+    zh = lang == "zh"
+    if zh:
+        if companies is COMPANIES:
+            companies = COMPANIES_ZH
+        topics = [s.key for s in surges if s.key in TOPICS]
+        if topics:
+            raise ValueError(f"the Chinese feed plants company surges only, not {topics}")
+    # Checked above, when called; the messages come from a generator, when iterated.
+    return _stream(
+        seed,
+        start,
+        minutes,
+        rate_per_minute,
+        companies,
+        negative_share,
+        positive_share,
+        comment_share,
+        surges,
+        decoys,
+        outages,
+        diurnal_pattern,
+        zh,
+    )
+
+
+def _stream(
+    seed: int,
+    start: datetime | None,
+    minutes: int,
+    rate_per_minute: float,
+    companies: Sequence[tuple[str, str, float]],
+    negative_share: float,
+    positive_share: float,
+    comment_share: float,
+    surges: Sequence[Surge],
+    decoys: Sequence[Decoy],
+    outages: Sequence[Outage],
+    diurnal_pattern: bool,
+    zh: bool,
+) -> Iterator[dict[str, Any]]:
     start = (start or datetime(2024, 5, 6, tzinfo=UTC)).astimezone(UTC)
     rng = random.Random(seed)
     names = {sym: name for sym, name, _ in companies}
@@ -363,7 +409,7 @@ def generate(
                 "negative" if u < negative_share else "positive" if u < negative_share + positive_share else "neutral"
             )
             kind = "comment" if rng.random() < comment_share else "news"
-            batch.append((rng.random(), _message(rng, sentiment, kind, sym, names[sym], None)))
+            batch.append((rng.random(), _message(rng, sentiment, kind, sym, names[sym], None, zh=zh)))
         for i, s in enumerate(surges):
             if s.start <= t0 < s.start + timedelta(minutes=s.minutes):
                 for _ in range(_poisson(rng, s.extra_per_minute)):
@@ -374,18 +420,25 @@ def generate(
                         msg = _message(rng, "negative", "news", sym, names[sym], f"surge:{i}", text=text)
                     else:
                         kind = "comment" if rng.random() < comment_share else "news"
-                        msg = _message(rng, "negative", kind, s.key, names.get(s.key, s.key), f"surge:{i}")
+                        msg = _message(rng, "negative", kind, s.key, names.get(s.key, s.key), f"surge:{i}", zh=zh)
                     batch.append((rng.random(), msg))
         for i, d in enumerate(decoys):
             if d.start <= t0 < d.start + timedelta(minutes=d.minutes):
-                headline = _text(
-                    random.Random(f"{seed}:decoy:{i}"), d.sentiment, "news", names.get(d.key, d.key), d.key
+                d_rng = random.Random(f"{seed}:decoy:{i}")
+                name = names.get(d.key, d.key)
+                headline = (
+                    text_zh(d_rng, d.sentiment, "news", name) if zh else _text(d_rng, d.sentiment, "news", name, d.key)
                 )
                 for _ in range(_poisson(rng, d.per_minute)):
                     user = f"@{rng.choice(['fin', 'stock', 'alpha', 'bull', 'desk', 'deal'])}{rng.randint(1, 9999)}"
                     link = f"https://t.example/{rng.getrandbits(40):010x}"
-                    text = rng.choice([f"RT {user}: {headline} {link}", f"{headline} {link}", f"{headline} via {user}"])
-                    msg = _message(rng, d.sentiment, "comment", d.key, names.get(d.key, d.key), f"decoy:{i}", text=text)
+                    forms = (
+                        [f.format(user=user[1:], headline=headline, link=link) for f in REPOST_FORMS_ZH]
+                        if zh
+                        else [f"RT {user}: {headline} {link}", f"{headline} {link}", f"{headline} via {user}"]
+                    )
+                    text = rng.choice(forms)
+                    msg = _message(rng, d.sentiment, "comment", d.key, name, f"decoy:{i}", text=text, zh=zh)
                     batch.append((rng.random(), msg))
         batch.sort(key=lambda x: x[0])
         for frac, msg in batch:
@@ -401,8 +454,25 @@ def generate(
 
 
 def _message(
-    rng: random.Random, sentiment: str, kind: str, sym: str, name: str, planted: str | None, text: str | None = None
+    rng: random.Random,
+    sentiment: str,
+    kind: str,
+    sym: str,
+    name: str,
+    planted: str | None,
+    text: str | None = None,
+    *,
+    zh: bool = False,
 ) -> dict[str, Any]:
+    if zh:
+        return {
+            "text": text or text_zh(rng, sentiment, kind, name),
+            "source": rng.choice(NEWS_SOURCES_ZH if kind == "news" else COMMENT_SOURCES_ZH),
+            "kind": kind,
+            "tickers": [],  # named in the text only
+            "planted": planted,
+            "about": sym,  # ground truth for tests; not a contract field
+        }
     return {
         "text": text or _text(rng, sentiment, kind, name, sym),
         "source": rng.choice(NEWS_SOURCES if kind == "news" else COMMENT_SOURCES),
@@ -454,6 +524,13 @@ def _time(s: str) -> datetime:
 )
 @click.option("--decoy", multiple=True, metavar="KEY,START,MINUTES,PER_MIN")
 @click.option("--outage", multiple=True, metavar="START,MINUTES")
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="en: English news and comments about US companies; zh: Chinese (中文) about A-shares (company surges only).",
+)
 @ignores_config_and_db
 def command(
     out: str,
@@ -464,6 +541,7 @@ def command(
     surge: tuple[str, ...],
     decoy: tuple[str, ...],
     outage: tuple[str, ...],
+    lang: str,
 ) -> None:
     """Write the generated demo feed (planted surges, decoys, outages) to a CSV or JSONL file."""
     try:
@@ -473,7 +551,11 @@ def command(
         first = _time(start)
     except ValueError as exc:
         raise click.UsageError(f"bad --surge/--decoy/--outage/--start value ({exc})") from None
-    n = write(out, generate(seed, first, minutes, rate, surges=surges, decoys=decoys, outages=outages))
+    try:
+        messages = generate(seed, first, minutes, rate, surges=surges, decoys=decoys, outages=outages, lang=lang)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    n = write(out, messages)
     click.echo(f"wrote {n} messages to {out}")
 
 

@@ -123,3 +123,47 @@ def test_cli(tmp_path) -> None:
         [sys.executable, "-m", "pipelines.feed", "--out", str(out), "--surge", "x"], capture_output=True, text=True
     )
     assert bad.returncode != 0
+
+
+# --- the Chinese feed (finsent demo --lang zh) ---------------------------------------------
+
+
+def test_chinese_feed_names_a_shares_in_the_text_and_the_universe_links_them() -> None:
+    from monitor.classify.lang import detect
+    from monitor.enrich.entities import build_matcher
+
+    surge = Surge("600519.SH", T0 + timedelta(hours=15), 20, 3.0)
+    msgs = list(generate(3, T0 + timedelta(hours=13), 180, 5.0, surges=[surge], lang="zh"))
+    assert msgs == list(generate(3, T0 + timedelta(hours=13), 180, 5.0, surges=[surge], lang="zh"))
+    assert len(msgs) > 400
+    matcher = build_matcher()
+    clf = KeywordTestDouble()
+    for m in msgs:
+        assert m["tickers"] == []  # the companies are in the text only
+        assert detect(m["text"]) == "zh", m["text"]
+        assert [link.symbol for link in matcher.link(m["text"])] == [m["about"]], m["text"]
+    planted = [m for m in msgs if m["planted"] == "surge:0"]
+    assert len(planted) > 30
+    assert all("贵州茅台" in m["text"] for m in planted)
+    assert {p.sentiment for p in clf.classify([m["text"] for m in planted])} == {"negative"}
+    shares = collections.Counter(p.sentiment for p in clf.classify([m["text"] for m in msgs if not m["planted"]]))
+    assert shares["negative"] < shares["positive"] < shares["neutral"] + shares["positive"]
+    assert {m["source"] for m in msgs} >= {"股吧", "雪球", "财经快讯"}
+
+
+def test_chinese_reposts_are_near_copies_and_chinese_stories_are_not() -> None:
+    dec = Decoy("002594.SZ", T0 + timedelta(hours=15), 20, 10)
+    msgs = list(generate(8, T0 + timedelta(hours=12), 360, 6.0, decoys=[dec], lang="zh"))
+    dups = first_duplicates([m["text"] for m in msgs])
+    decoy_idx = [i for i, m in enumerate(msgs) if m["planted"] == "decoy:0"]
+    assert len(decoy_idx) > 100
+    assert sum(dups[i] is None for i in decoy_idx) <= 2  # 转发, emoji and links added: still one post
+    organic = [i for i, m in enumerate(msgs) if not m["planted"]]
+    assert sum(dups[i] is not None for i in organic) / len(organic) < 0.12
+
+
+def test_chinese_feed_refuses_a_topic_surge_and_an_unknown_language() -> None:
+    with pytest.raises(ValueError, match="company surges only"):
+        generate(0, T0, 60, surges=[Surge("Financials", T0, 10, 2.0)], lang="zh")
+    with pytest.raises(ValueError, match="lang"):
+        generate(0, T0, 60, lang="fr")

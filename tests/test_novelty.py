@@ -117,3 +117,22 @@ def test_collision_rate_follows_s_curve() -> None:
 def test_first_duplicates_reference() -> None:
     texts = [BASE, "Apple beats on earnings", "RT @x: " + BASE, "apple beats on earnings!!", "Something else entirely"]
     assert first_duplicates(texts) == [None, None, 0, 1, None]
+
+
+def test_chinese_reposts_are_copies_and_a_different_chinese_story_is_not() -> None:
+    """Character shingles need no word spaces: a 股吧 post reposted with 转发, a Weibo
+    //@ chain, an emoji, full-width punctuation or a link is the same post; another story
+    about the same company in the same words of the trade is not."""
+    post = "茅台经销商暴雷，库存积压严重，今天股价跌停，割肉离场了，兄弟们怎么看"
+    copies = [
+        post + "😂",
+        "转发：" + post,
+        "//@股民老王: " + post + " https://t.example/3fa9",
+        post.replace("，", ","),
+        "【转】" + post + "！！",
+    ]
+    other = "茅台一季度净利润同比下降12%，业绩不及预期，机构下调评级，股价大跌"
+    dups = first_duplicates([post, *copies, other])
+    assert dups[1:6] == [0, 0, 0, 0, 0]
+    assert dups[6] is None
+    assert jaccard(post, copies[2]) > 0.9

@@ -131,6 +131,11 @@ _NEG = re.compile(
 # Results wording (per-share figures, net income) is "Financials" in the training data.
 _FINANCIALS = re.compile(r"\b(EPS|net income|a share)\b", re.I)
 _POS = re.compile(r"\b(beat[s]?|soar[s]?|surge[s]?|upgrade[sd]?|record|rall(y|ies)|raise[sd]?|gain[s]?)\b", re.I)
+# Chinese cue words (no word boundaries in Chinese text), for the Chinese demo feed.
+_NEG_ZH = re.compile(
+    r"跌停|大跌|暴跌|下跌|下降|下滑|下调|亏损|亏麻|暴雷|利空|割肉|清仓|减持|减值|立案|警示|失败|不及预期"
+)
+_POS_ZH = re.compile(r"涨停|大涨|增长|上调|增持|利好|加仓|创新高|超预期")
 
 
 class KeywordTestDouble:
@@ -151,7 +156,8 @@ class KeywordTestDouble:
         for text in texts:
             if self._fail_on is not None and self._fail_on in text:
                 raise RuntimeError("test double asked to fail on this batch")
-            neg, pos = len(_NEG.findall(text)), len(_POS.findall(text))
+            neg = len(_NEG.findall(text)) + len(_NEG_ZH.findall(text))
+            pos = len(_POS.findall(text)) + len(_POS_ZH.findall(text))
             sentiment = "negative" if neg > pos else "positive" if pos > neg else "neutral"
             topic = (
                 "Financials"

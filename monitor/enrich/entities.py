@@ -37,6 +37,13 @@ _RIC = re.compile(r"<([A-Z0-9]{1,6})([a-z])?\.(?:N|O|OQ|A|K|P|PK|Z|BATS)>")
 _BARE = re.compile(r"(?<![\w$<.&/-])([A-Z][A-Z0-9]{0,5}(?:[.\-][A-Z])?)(?![\w&]|-\w)")
 _ASHARE = re.compile(r"(?<![\w.])(?:(SH|SZ|BJ)\.?(\d{6})|(\d{6})\.(SH|SZ|SS|BJ))(?![\w])", re.IGNORECASE)
 _ASHARE_BARE = re.compile(r"[(（](\d{6})[)）]")
+# A bare six-digit code in Chinese text ("600519跌停了", "关注 000002"): Chinese has no word
+# spaces, so the code may touch Chinese characters, but not other digits, Latin letters, a
+# decimal point, a currency sign or a counting word ("600000股", "300000元" are amounts).
+_ASHARE_IN_CJK = re.compile(
+    r"(?<![0-9A-Za-z.,$¥￥%+\-])(\d{6})(?![0-9A-Za-z.,%]|\s*(?:元|万|亿|股|手|只|人|次|辆|台|吨|年|月|日|号|平))"
+)
+_CJK = re.compile(r"[\u3400-\u9fff]")
 _SHARES_AFTER = re.compile(r"\s+(?:shares|stock|stocks|share price|options)\b", re.IGNORECASE)
 _SUFFIX_AFTER = re.compile(
     r"^(?:,?\s+(?:Inc|Corp|Corporation|Co|Company|Ltd|Plc|PLC|LLC|Group|Holdings|Incorporated|N\.V|S\.A|AG|SE)\b"
@@ -325,7 +332,10 @@ class EntityMatcher:
             if sym in self._names:
                 found.append((m.start(), m.end(), sym))
                 by_ticker.add(sym)
-        for m in _ASHARE_BARE.finditer(text):
+        bare = list(_ASHARE_BARE.finditer(text))
+        if _CJK.search(text):
+            bare += _ASHARE_IN_CJK.finditer(text)
+        for m in bare:
             code = m.group(1)
             for market in ("SH", "SZ", "BJ"):
                 if f"{code}.{market}" in self._names:
