@@ -42,10 +42,10 @@ import io
 import logging
 import re
 import unicodedata
-from typing import Any
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
