@@ -116,11 +116,12 @@ def test_broker_fixture_produces_and_consumes_in_a_group(broker, topic_name: str
 
 
 @pytest.mark.integration
-def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path, lang: str) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
     env = {**os.environ, "FINSENT_MODEL": "test-double", "FINSENT_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "demo", "--no-dashboard", "--minutes", "240", "--db", db],
+        [sys.executable, "-m", "monitor.cli", "demo", "--no-dashboard", "--minutes", "240", "--db", db, "--lang", lang],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -146,6 +147,15 @@ def test_demo_brings_up_broker_feed_and_daemon(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert "broker" in out and "sample feed" in out, out
     assert proc.returncode == 0, out
+    if lang == "zh":  # Chinese texts, stored as such, their A-shares linked from the text
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "demo.db") as c:
+            langs = dict(c.execute("SELECT lang, count(*) FROM documents GROUP BY lang").fetchall())
+            linked = {r[0] for r in c.execute("SELECT DISTINCT entity FROM document_entities")}
+        assert langs.get("zh", 0) >= 150, langs
+        assert {"600519.SH", "300750.SZ"} <= linked, linked
+        assert "600519.SH" in out
 
 
 def test_demo_children_read_the_same_config_file(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 It starts the embedded broker, writes a synthetic sample feed (a day of history ending
 now, with a negative surge about one company in the last minutes, a surge on a topic,
-and a burst of near-identical neutral reposts as a decoy), starts the daemon and the
+and a burst of near-identical neutral reposts as a decoy; with `--lang zh` the feed is
+Chinese, about A-shares, and the surge is about 贵州茅台), starts the daemon and the
 dashboard as child processes, sends the feed to the broker and prints the dashboard URL.
 A local RSS feed of its own (`monitor.app.demo_feeds`) is polled by a `finsent sources
 run` child, so news items also arrive the way a real feed's would.
@@ -33,15 +34,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def write_sample_feed(path: Path, minutes: int, now: datetime, seed: int = 7) -> dict[str, object]:
-    """History ending at `now` with planted surges near the end; returns what was planted."""
+def write_sample_feed(path: Path, minutes: int, now: datetime, seed: int = 7, lang: str = "en") -> dict[str, object]:
+    """History ending at `now` with planted surges near the end; returns what was planted.
+
+    `lang="zh"`: the Chinese feed (A-shares named in Chinese text), with a negative surge
+    about 贵州茅台 (600519.SH) and a repost storm of a neutral 比亚迪 post as the decoy.
+    """
     from pipelines.feed import Decoy, Surge, generate, write
 
     start = (now - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
     surge_start = start + timedelta(minutes=minutes - 25)
-    surges = [Surge("TSLA", surge_start, 25, 4.0), Surge("Financials", surge_start + timedelta(minutes=5), 20, 3.0)]
-    decoys = [Decoy("AAPL", start + timedelta(minutes=minutes - 90), 20, 8.0)]
-    n = write(path, generate(seed, start, minutes, 8.0, surges=surges, decoys=decoys))
+    if lang == "zh":
+        surges = [Surge("600519.SH", surge_start, 25, 4.0)]
+        decoys = [Decoy("002594.SZ", start + timedelta(minutes=minutes - 90), 20, 8.0)]
+    else:
+        surges = [Surge("TSLA", surge_start, 25, 4.0), Surge("Financials", surge_start + timedelta(minutes=5), 20, 3.0)]
+        decoys = [Decoy("AAPL", start + timedelta(minutes=minutes - 90), 20, 8.0)]
+    n = write(path, generate(seed, start, minutes, 8.0, surges=surges, decoys=decoys, lang=lang))
     return {"messages": n, "surges": [(s.key, s.start.isoformat()) for s in surges], "decoys": [d.key for d in decoys]}
 
 
@@ -83,7 +92,9 @@ def _start_news_feeds(
     return feeds
 
 
-def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float, dashboard: bool = True) -> int:
+def run_demo(
+    settings: Settings, *, port: int | None, minutes: int, rate: float, dashboard: bool = True, lang: str = "en"
+) -> int:
     from monitor.app.broker import EmbeddedBroker
     from monitor.ingest.inputs import Columns
     from monitor.ingest.produce import produce_file
@@ -135,7 +146,7 @@ def run_demo(settings: Settings, *, port: int | None, minutes: int, rate: float,
             print(f"dashboard   {url}  (log: {workdir / 'dashboard.log'})", flush=True)
         feeds = _start_news_feeds(settings, env, workdir, children)
         feed = workdir / "sample-feed.jsonl"
-        planted = write_sample_feed(feed, minutes, datetime.now(UTC))
+        planted = write_sample_feed(feed, minutes, datetime.now(UTC), lang=lang)
         print(
             f"sample feed {planted['messages']} messages, planted surges {planted['surges']}, decoy {planted['decoys']}",
             flush=True,

@@ -147,12 +147,19 @@ def stats_cmd(settings: Settings, as_json: bool) -> None:
 @click.option("--minutes", type=int, default=24 * 60, show_default=True, help="Simulated minutes in the sample feed.")
 @click.option("--rate", type=float, default=400.0, show_default=True, help="Messages per second sent to the broker.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the dashboard.")
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "zh"]),
+    default="en",
+    show_default=True,
+    help="The sample feed's language: en (US companies) or zh (中文, A-shares; surge about 贵州茅台 600519.SH).",
+)
 @with_settings()
-def demo_cmd(settings: Settings, port: int | None, minutes: int, rate: float, no_dashboard: bool) -> None:
+def demo_cmd(settings: Settings, port: int | None, minutes: int, rate: float, no_dashboard: bool, lang: str) -> None:
     """Everything on embedded defaults: broker, SQLite, model, a sample feed, the daemon, the dashboard."""
     from monitor.cli.demo import run_demo
 
-    sys.exit(run_demo(settings, port=port, minutes=minutes, rate=rate, dashboard=not no_dashboard))
+    sys.exit(run_demo(settings, port=port, minutes=minutes, rate=rate, dashboard=not no_dashboard, lang=lang))
 
 
 # --------------------------------------------------------------------------- classify
