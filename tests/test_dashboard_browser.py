@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from tests.test_dashboard import _feed, _seed
+    from pipelines.feed import generate, write
+    from tests.test_dashboard import T0, _feed, _seed
 
     d = tmp_path_factory.mktemp("browser")
-    _feed(d / "feed.csv")
+    msgs = _feed(d / "feed.csv")
+    # Chinese posts and news about A-shares in the same hours (no surge: the NVDA alert stays the first).
+    chinese = [{**m, "id": f"zh-{m['id']}"} for m in generate(5, T0 + timedelta(hours=10), 9 * 60, 1.5, lang="zh")]
+    write(d / "feed.csv", msgs + chinese)
     return _seed(f"sqlite:///{d / 'finsent.db'}", d / "feed.csv")
 
 
@@ -207,3 +212,40 @@ def test_companies_search_and_ranking_in_chromium(server: str, browser: Any) -> 
     if os.environ.get("FINSENT_SCREENSHOTS", "1") != "0":
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / "companies-search.png"))
+
+
+def test_chinese_documents_and_company_names_in_chromium(server: str, browser: Any) -> None:
+    """A Chinese company is found by its Chinese name, shown with it, and its Chinese posts
+    are listed; the CJK glyphs are drawn (two different characters give two different
+    pictures: without a CJK font both would be the same empty box)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server + "/Companies")
+    _wait_rendered(browser, "Companies")
+    box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Find a company"]')
+    box.send_keys("贵州茅台", Keys.ENTER)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "1 company with items in this range" not in browser.find_element(
+        By.TAG_NAME, "body"
+    ).text:
+        time.sleep(0.5)
+    _wait_rendered(browser, "Companies")
+    assert "600519.SH · 贵州茅台" in browser.page_source
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "1 company with items in this range" in body, body[-1500:]
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    drawn = browser.execute_script(
+        """
+        const c = document.createElement('canvas'); c.width = 64; c.height = 64;
+        const g = c.getContext('2d');
+        const font = getComputedStyle(document.body).fontFamily;
+        const picture = (ch) => { g.clearRect(0, 0, 64, 64); g.font = '48px ' + font;
+            g.fillText(ch, 4, 52); return Array.from(g.getImageData(0, 0, 64, 64).data).join(','); };
+        return [picture('贵'), picture('州'), picture('\u0378')];
+        """
+    )
+    assert drawn[0] != drawn[1], "CJK characters are drawn as the same box: no CJK font (fonts-noto-cjk)"
+    if os.environ.get("FINSENT_SCREENSHOTS", "1") != "0":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "companies-chinese.png"))
