@@ -16,6 +16,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TRANSFORMERS_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false
 
+# CJK fonts, so that images drawn inside the container (matplotlib) can carry Chinese text;
+# the dashboard's text is drawn by the reader's browser with the reader's fonts.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-noto-cjk \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 finsent \
  && useradd --system --uid 10001 --gid finsent --create-home --home-dir /home/finsent finsent \
  && mkdir -p /etc/finsent

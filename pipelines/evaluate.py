@@ -109,35 +109,25 @@ def evaluate(
     engine: Any = None,
     precision: str = "auto",
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class report and ECE of the model on one labelled CSV."""
-    from monitor.classify.engine import Engine
+    """Accuracy, macro-F1, per-class report and ECE of the model on one labelled CSV.
 
+    Without `model_dir` and `engine` the texts go through what the daemon's default
+    (`model = "auto"`) uses: English to the English model, other languages to the
+    multilingual one when it is installed. `by_lang` breaks the figures down by language.
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, not {task!r}")
     texts, labels = read_labelled_csv(csv_path, task, text_column, label_column)
-    eng = engine or Engine(
-        model_dir=model_dir, device=device, batch_size=batch_size, quantize=quantize, precision=precision
-    )
-    names = eng.topics if task == "topic" else eng.sentiments
-    started = time.perf_counter()
-    preds = eng.classify(texts)
-    seconds = time.perf_counter() - started
-    probs = np.array([[p.probs[task][n] for n in names] for p in preds], dtype=np.float64)
-    report = report_from_probs(probs, labels, names)
-    report.update(
-        task=task,
-        csv=str(csv_path),
-        model_version=eng.model_version,
-        precision=str(getattr(eng, "precision", "")),
-        seconds=round(seconds, 2),
-        texts_per_s=round(len(texts) / max(seconds, 1e-9), 1),
-    )
+    eng = engine or _classifier(model_dir, device, batch_size, quantize, precision)
+    report = _report(eng, texts, labels, task)
+    report["csv"] = str(csv_path)
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{task}_report.json").write_text(json.dumps(report, indent=2) + "\n")
         title = f"{task}: acc {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f} ({eng.model_version})"
-        save_confusion_png(np.asarray(report["confusion_matrix"]), names, title, out / f"{task}_confusion.png")
+        path = out / f"{task}_confusion.png"
+        save_confusion_png(np.asarray(report["confusion_matrix"]), _names(eng, task), title, path)
     log.info(
         "%s on %s: accuracy %.4f macro-F1 %.4f ECE %.4f",
         task,
@@ -149,6 +139,83 @@ def evaluate(
     return report
 
 
+def _classifier(
+    model_dir: str | Path | None, device: str, batch_size: int, quantize: bool | None, precision: str
+) -> Any:
+    from monitor.classify.engine import build_classifier
+
+    return build_classifier(
+        model_dir or "auto", device=device, batch_size=batch_size, quantize=quantize, precision=precision
+    )
+
+
+def _names(eng: Any, task: str) -> list[str]:
+    from models.labels import SENTIMENTS, TOPICS
+
+    english = getattr(eng, "english", eng)  # a Router: both of its models share the label sets
+    return list(getattr(english, "topics", TOPICS) if task == "topic" else getattr(english, "sentiments", SENTIMENTS))
+
+
+def _report(eng: Any, texts: Sequence[str], labels: Sequence[int], task: str, min_per_lang: int = 20) -> dict[str, Any]:
+    """One task's report on labelled texts, with a breakdown by detected language."""
+    from monitor.classify.lang import detect
+
+    names = _names(eng, task)
+    started = time.perf_counter()
+    preds = eng.classify(texts)
+    seconds = time.perf_counter() - started
+    probs = np.array([[p.probs[task][n] for n in names] for p in preds], dtype=np.float64)
+    report = report_from_probs(probs, labels, names)
+    langs = [detect(t) for t in texts]
+    by_lang: dict[str, Any] = {}
+    for lang in sorted(set(langs)):
+        idx = [i for i, x in enumerate(langs) if x == lang]
+        if len(idx) >= min_per_lang:
+            r = report_from_probs(probs[idx], [labels[i] for i in idx], names)
+            by_lang[lang] = {k: r[k] for k in ("n", "accuracy", "macro_f1")}
+    versions = sorted({p.model_version for p in preds})
+    report.update(
+        task=task,
+        model_version=versions[0] if len(versions) == 1 else eng.model_version,
+        model_versions=versions,
+        by_lang=by_lang,
+        precision=str(getattr(eng, "precision", "")),
+        seconds=round(seconds, 2),
+        texts_per_s=round(len(texts) / max(seconds, 1e-9), 1),
+    )
+    return report
+
+
+def evaluate_chinese(
+    engine: Any = None, corpus: str | Path | None = None, split: str = "test", out_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Both tasks on our Chinese sentences (pipelines/zh_corpus; "test" is the held-out
+    file by a writer whose sentences were never trained on), through `engine` (default:
+    `model = "auto"`, which sends Chinese to the multilingual model when it is installed)."""
+    from pipelines.data import ZH_CORPUS, zh_split
+
+    eng = engine or _classifier(None, "auto", 256, None, "auto")
+    out: dict[str, Any] = {}
+    for task in TASKS:
+        texts, labels = zh_split(task, split, corpus or ZH_CORPUS)
+        out[task] = _report(eng, texts, labels, task)
+        out[task]["corpus"] = f"zh_corpus/{split}"
+        log.info(
+            "Chinese %s (%s, n=%d): accuracy %.4f macro-F1 %.4f (%s)",
+            task,
+            split,
+            out[task]["n"],
+            out[task]["accuracy"],
+            out[task]["macro_f1"],
+            ", ".join(out[task]["model_versions"]),
+        )
+        if out_dir:
+            path = Path(out_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            (path / f"zh_{task}_report.json").write_text(json.dumps(out[task], indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
 def evaluate_news(engine: Any = None, path: str | Path | None = None, split: str = "test") -> dict[str, Any]:
     """News quality on a FinEntity split (the test split is kept out of training and tuning).
 
@@ -158,12 +225,11 @@ def evaluate_news(engine: Any = None, path: str | Path | None = None, split: str
     paragraphs the model calls neutral).
     """
     from monitor.classify.base import DocInput, Target
-    from monitor.classify.engine import Engine
     from pipelines import finentity
 
-    eng = engine or Engine()
+    eng = engine or _classifier(None, "auto", 256, None, "auto")
     parts = finentity.split(finentity.load_paragraphs(path))[split]
-    names = list(eng.sentiments)
+    names = _names(eng, "sentiment")
     targets = finentity.targets(parts)
     # Each paragraph once, with every annotated company marked, as the linker gives them.
     by_text: dict[str, list[int]] = {}
@@ -218,10 +284,8 @@ def evaluate_validation(
     precision: str = "auto",
 ) -> dict[str, Any]:
     """Both validation splits ({topic,sent}_valid.csv) with one loaded engine."""
-    from monitor.classify.engine import Engine
-
     data = Path(data_dir) if data_dir else default_data_dir()
-    eng = Engine(model_dir=model_dir, device=device, batch_size=batch_size, quantize=quantize, precision=precision)
+    eng = _classifier(model_dir, device, batch_size, quantize, precision)
     return {task: evaluate(split_path(data, task, "valid"), task, out_dir=out_dir, engine=eng) for task in TASKS}
 
 
@@ -234,19 +298,20 @@ def evaluate_all(
     quantize: bool | None = None,
     precision: str = "auto",
     news_path: str | Path | None = None,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The tweet validation splits and, where the FinEntity file is there, its test split."""
-    from monitor.classify.engine import Engine
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """The tweet validation splits, the FinEntity test split where that file is there, and
+    our held-out Chinese sentences, all through one classifier (default: `model = "auto"`)."""
     from pipelines import finentity
 
     data = Path(data_dir) if data_dir else default_data_dir()
-    eng = Engine(model_dir=model_dir, device=device, batch_size=batch_size, quantize=quantize, precision=precision)
+    eng = _classifier(model_dir, device, batch_size, quantize, precision)
     reports = {task: evaluate(split_path(data, task, "valid"), task, out_dir=out_dir, engine=eng) for task in TASKS}
     news_file = Path(news_path) if news_path else finentity.default_path()
     news = evaluate_news(eng, news_file) if news_file.is_file() else None
     if news is not None and out_dir:
         (Path(out_dir) / "news_report.json").write_text(json.dumps(news, indent=2) + "\n")
-    return reports, news
+    chinese = evaluate_chinese(eng, out_dir=out_dir)
+    return reports, news, chinese
 
 
 def write_model_card(
@@ -445,7 +510,7 @@ def _summary(reports: dict[str, Any]) -> dict[str, Any]:
     return {
         t: {
             k: (round(r[k], 4) if isinstance(r[k], float) else r[k])
-            for k in ("n", "accuracy", "macro_f1", "ece", "model_version")
+            for k in ("n", "accuracy", "macro_f1", "ece", "model_versions")
         }
         for t, r in reports.items()
     }
@@ -499,8 +564,13 @@ def command(
             task: evaluate(csv_path, task, model_dir, out_dir, text_column, label_column, device, batch_size, int8)
         }
     else:
-        reports, news = evaluate_all(data_dir, model_dir, out_dir, device, batch_size, int8, precision)
+        reports, news, chinese = evaluate_all(data_dir, model_dir, out_dir, device, batch_size, int8, precision)
     summary = _summary(reports)
+    if not csv_path:
+        summary["zh"] = _summary(chinese)
+    summary["by_lang"] = {t: r["by_lang"] for t, r in reports.items()}
+    if not csv_path:
+        summary["by_lang"].update({f"zh_{t}": r["by_lang"] for t, r in chinese.items()})
     if news is not None:
         summary["news"] = {
             "split": news["split"],

@@ -226,9 +226,10 @@ def test_chinese_documents_and_company_names_in_chromium(server: str, browser: A
     box = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Find a company"]')
     box.send_keys("贵州茅台", Keys.ENTER)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "1 company with items in this range" not in browser.find_element(
-        By.TAG_NAME, "body"
-    ).text:
+    while (
+        time.monotonic() < deadline
+        and "1 company with items in this range" not in browser.find_element(By.TAG_NAME, "body").text
+    ):
         time.sleep(0.5)
     _wait_rendered(browser, "Companies")
     assert "600519.SH · 贵州茅台" in browser.page_source
