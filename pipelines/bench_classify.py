@@ -276,10 +276,67 @@ def bench_classify(
     (news: `articles` articles of ~400 tokens, under the "news" key when both)."""
     if workload == "news":
         return _bench_news(model_dir, device, batch_size, threads, articles, rounds, precision)
+    if workload == "languages":
+        return bench_languages(n, device, batch_size, threads, rounds, data_dir, precision)
     result = _bench_tweets(texts, n, model_dir, device, batch_size, threads, naive_n, int8, data_dir, precision, rounds)
     if workload == "both":
         result["news"] = _bench_news(model_dir, device, batch_size, threads, articles, rounds, precision)
     return result
+
+
+def bench_languages(
+    n: int = 1024,
+    device: str = "auto",
+    batch_size: int = 256,
+    threads: int | None = None,
+    rounds: int = 3,
+    data_dir: str | Path | None = None,
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """`model = "auto"` on English tweets, Chinese sentences and a 50/50 shuffle of both, in
+    calls of `batch_size` texts (the daemon's poll batches): texts/s, medians of `rounds`,
+    next to each model alone on its own language."""
+
+    from models.multitask import MULTILINGUAL_MODEL_DIR
+    from monitor.classify.engine import Engine
+    from monitor.classify.router import Router
+    from pipelines.data import zh_split
+
+    if threads:
+        torch.set_num_threads(threads)
+    half = max(1, n // 2)
+    english = load_texts(half, data_dir)
+    zh_texts = zh_split("sentiment", "test")[0] + zh_split("sentiment", "train")[0]
+    chinese = (zh_texts * (half // len(zh_texts) + 1))[:half]
+    mixed = english + chinese
+    random.Random(0).shuffle(mixed)
+    kw: dict[str, Any] = {"device": device, "batch_size": batch_size, "precision": precision}
+    en_engine = Engine(**kw)
+    ml_engine = Engine(model_dir=MULTILINGUAL_MODEL_DIR, **kw)
+    router = Router(en_engine, lambda: ml_engine)
+
+    def rate(clf: Any, texts: list[str]) -> float:
+        clf.classify(texts[:batch_size])  # warm-up
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for i in range(0, len(texts), batch_size):
+                clf.classify(texts[i : i + batch_size])
+            times.append(time.perf_counter() - t)
+        return round(len(texts) / statistics.median(times), 1)
+
+    return {
+        "texts": {"english": len(english), "chinese": len(chinese), "mixed": len(mixed)},
+        "batch_size": batch_size,
+        "models": {"english": en_engine.model_version, "multilingual": ml_engine.model_version},
+        "english_model_on_english_texts_per_s": rate(en_engine, english),
+        "multilingual_model_on_chinese_texts_per_s": rate(ml_engine, chinese),
+        "multilingual_model_on_english_texts_per_s": rate(ml_engine, english),
+        "auto_english_texts_per_s": rate(router, english),
+        "auto_chinese_texts_per_s": rate(router, chinese),
+        "auto_mixed_texts_per_s": rate(router, mixed),
+        "hardware": hardware(),
+    }
 
 
 def _bench_news(
@@ -465,10 +522,11 @@ def _bench_tweets(
 )
 @click.option(
     "--workload",
-    type=click.Choice(["tweets", "news", "both"]),
+    type=click.Choice(["tweets", "news", "both", "languages"]),
     default="both",
     show_default=True,
-    help="Tweets (validation CSVs) and/or news articles of ~400 tokens.",
+    help="Tweets (validation CSVs) and/or news articles of ~400 tokens; languages: model = auto on English, "
+    "Chinese and mixed batches.",
 )
 @click.option("--articles", type=int, default=128, show_default=True, help="News articles to time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -482,6 +540,14 @@ def command(as_json: bool, **kw: Any) -> None:
         return
     if kw.get("workload") == "news":
         _echo_news(r)
+        return
+    if kw.get("workload") == "languages":
+        hw = r["hardware"]
+        click.echo(f"hardware: {hw['cpu']}, {hw['cpu_cores']} cores, {hw['torch_threads']} torch threads")
+        click.echo(f"texts: {r['texts']}, calls of {r['batch_size']}, models {r['models']}")
+        for k, v in r.items():
+            if k.endswith("_texts_per_s"):
+                click.echo(f"  {k[: -len('_texts_per_s')].replace('_', ' ')}: {v} texts/s")
         return
     hw = r["hardware"]
     click.echo(f"hardware: {hw['cpu']}, {hw['cpu_cores']} cores, {hw['torch_threads']} torch threads, gpu {hw['gpu']}")

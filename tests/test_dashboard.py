@@ -903,3 +903,20 @@ def test_company_documents_use_the_company_sentiment(seeded: dict[str, Any]) -> 
                 )
     finally:
         eng.dispose()
+
+
+def test_model_page_under_auto_shows_both_models(
+    seeded_sqlite: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`model = "auto"` (the default) is the shipped pair: the English model's page, and the
+    multilingual model's version and Chinese figures when it is installed."""
+    from models.multitask import MULTILINGUAL_MODEL_DIR
+
+    at = _all_data(_app(monkeypatch, seeded_sqlite["url"], FINSENT_MODEL="auto"))
+    at.switch_page("views/model.py").run()
+    _ok(at)
+    assert not any("No model folder" in i.value for i in at.info)
+    labels = {m.label for m in at.metric}
+    assert "Model version" in labels
+    if (MULTILINGUAL_MODEL_DIR / "finsent.json").is_file():
+        assert "Multilingual model version" in labels and "Chinese sentiment macro-F1 (validation)" in labels

@@ -20,11 +20,13 @@ from models.labels import SENTIMENTS, TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "finsent-minilm"
+MULTILINGUAL = ROOT / "models" / "finsent-multilingual"
 TASK_FILES = {"topic": "topic_report.json", "sentiment": "sentiment_report.json"}
 
 
 def model_dir(setting: str) -> Path:
-    if setting and setting != "test-double":
+    """The English (or only) model folder of a `model` setting; "auto" is the shipped pair."""
+    if setting and setting not in ("test-double", "auto"):
         return Path(setting).expanduser()
     return SHIPPED
 
@@ -184,6 +186,21 @@ else:
     if art["card"]:
         with st.expander("Model card"):
             st.text(art["card"])
+    if (s.model or "auto") == "auto" and (MULTILINGUAL / "finsent.json").is_file():
+        # model = "auto": every non-English document is read by the multilingual model.
+        ml = load_artifact(str(MULTILINGUAL))
+        st.markdown('**Chinese and other languages** (`model = "auto"` sends every non-English document here)')
+        ml_valid = (ml["meta"].get("training") or {}).get("valid_metrics") or {}
+        cols = st.columns(3)
+        cols[0].metric("Multilingual model version", ml["version"] or "unknown")
+        for col, task in zip(cols[1:], ("topic", "sentiment"), strict=True):
+            zh = ml_valid.get(f"{task}_zh_valid") or {}
+            if zh:
+                col.metric(f"Chinese {task} macro-F1 (validation)", f"{float(zh.get('macro_f1', 0.0)):.3f}")
+        st.caption(f"Artifact: {ui.safe_text(MULTILINGUAL)}")
+        if ml["card"]:
+            with st.expander("Multilingual model card"):
+                st.text(ml["card"])
 
 st.subheader("Live labels against training")
 if ui.db_ready():
