@@ -37,11 +37,11 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# The package, with the shipped model artifact (models/finsent-minilm/), installed from a
+# The package, with the shipped model artifacts (models/finsent-minilm/, models/finsent-multilingual/), installed from a
 # read-only view of the build context: one copy in site-packages, none left in a layer.
 RUN --mount=type=bind,source=.,target=/src,rw \
-    test -f /src/models/finsent-minilm/finsent.json \
-      || { echo "models/finsent-minilm/ (the shipped model) is missing from the build context" >&2; exit 1; } \
+    for m in finsent-minilm finsent-multilingual; do test -f "/src/models/$m/finsent.json" \
+      || { echo "models/$m/ (a shipped model) is missing from the build context" >&2; exit 1; }; done \
  && pip install --no-deps /src \
  && printf '%s\n' \
       '#!/bin/sh' \
@@ -52,8 +52,9 @@ RUN --mount=type=bind,source=.,target=/src,rw \
       'exec "$@"' > /usr/local/bin/finsent-entrypoint \
  && chmod 755 /usr/local/bin/finsent-entrypoint \
  && finsent --version \
- && python -c "import pathlib; from models.multitask import SHIPPED_MODEL_DIR as d; src = pathlib.Path('/src/models/finsent-minilm'); \
-missing = [str(p.relative_to(src)) for p in src.rglob('*') if p.is_file() and not (d / p.relative_to(src)).is_file()]; \
+ && python -c "import pathlib; from models.multitask import SHIPPED_MODEL_DIR as d; src = pathlib.Path('/src/models'); \
+missing = [str(p.relative_to(src)) for m in ('finsent-minilm', 'finsent-multilingual') for p in (src / m).rglob('*') \
+if p.is_file() and not (d.parent / p.relative_to(src)).is_file()]; \
 assert not missing, f'model files not installed as package data: {missing}'"
 
 USER finsent

@@ -420,7 +420,7 @@ def test_dockerfile(name: str) -> None:
     install_pkg = next(i for i, (w, r) in enumerate(ins) if w == "RUN" and "pip install --no-deps" in r)
     assert copy_pyproject < install_deps < install_pkg
     assert not [r for w, r in ins if w == "COPY" and r.split()[0] in (".", "./")], "copy only what the image needs"
-    assert "models/finsent-minilm" in text and "HF_HUB_OFFLINE=1" in text
+    assert "finsent-minilm" in text and "finsent-multilingual" in text and "HF_HUB_OFFLINE=1" in text
     # No secret baked in.
     for w, r in ins:
         if w in ("ENV", "ARG"):
@@ -448,6 +448,7 @@ def test_the_packaged_files_the_services_need_are_package_data() -> None:
         "templates" in p for p in data["monitor.notify"]
     )
     assert "*.py" in data["dashboards"] and any(p.startswith("finsent-minilm") for p in data["models"])
+    assert any(p.startswith("finsent-multilingual") for p in data["models"])
 
 
 def test_deploy_docs_exist_and_are_linked() -> None:
