@@ -191,9 +191,9 @@ else:
         ml = load_artifact(str(MULTILINGUAL))
         st.markdown('**Chinese and other languages** (`model = "auto"` sends every non-English document here)')
         ml_valid = (ml["meta"].get("training") or {}).get("valid_metrics") or {}
-        cols = st.columns(3)
-        cols[0].metric("Multilingual model version", ml["version"] or "unknown")
-        for col, task in zip(cols[1:], ("topic", "sentiment"), strict=True):
+        ml_cols = st.columns(3)
+        ml_cols[0].metric("Multilingual model version", ml["version"] or "unknown")
+        for col, task in zip(ml_cols[1:], ("topic", "sentiment"), strict=True):
             zh = ml_valid.get(f"{task}_zh_valid") or {}
             if zh:
                 col.metric(f"Chinese {task} macro-F1 (validation)", f"{float(zh.get('macro_f1', 0.0)):.3f}")
