@@ -4,8 +4,11 @@ A replay (classify -> store -> near-duplicates -> minute counts -> detector tick
 every event-time minute -> alert lifecycle) should be bound by the classifier, not by
 detection. This runs, in one process on the same machine:
 
-1. the classifier alone over the file's texts, in the replay's batch size (the batched
-   engine as the daemon uses it, nothing stored);
+1. the classifier alone over the file's texts, in the replay's batch size, doing the
+   classification work the pipeline does: the companies of each text linked (the same
+   matcher, the row's tickers included) and read with the sentiment toward each, through
+   the same classifier (`model = "auto"`: each language's model); nothing stored. The
+   rate without the companies is printed beside it;
 2. the whole replay of the same file into a temporary SQLite database;
 
 and prints both rates, their ratio, the detector's share of the replay, and the hardware.
@@ -30,24 +33,42 @@ from pipelines.hardware import cpu_model
 def run(path: str, settings: Settings, columns: Any, batch_size: int, limit: int | None) -> dict[str, Any]:
     import torch
 
+    from monitor.app.batch import matcher_for
     from monitor.app.wiring import build_classifier
+    from monitor.classify.base import DocInput, Target, analyse
+    from monitor.classify.lang import detect
     from monitor.ingest.inputs import read_records, to_message
     from pipelines.replay import replay
 
-    texts = []
+    texts: list[str] = []
+    tickers: list[list[str]] = []
     for _n, row, _err in read_records(path):
         if row is None:
             continue
         msg = to_message(row, columns)
         if isinstance(msg.get("text"), str):
             texts.append(msg["text"])
+            tickers.append([t for t in msg.get("tickers") or [] if isinstance(t, str)])
         if limit and len(texts) >= limit:
             break
     clf = build_classifier(settings)
     clf.classify(texts[: min(64, len(texts))])  # warm-up (first-call allocations, lazy init)
+    # Both models loaded before the clock starts, as in a running daemon.
+    other = next((t for t in texts if detect(t) != "en"), None)
+    if other is not None:
+        clf.classify([other])
     t0 = time.perf_counter()
     for i in range(0, len(texts), batch_size):
         clf.classify(texts[i : i + batch_size])
+    plain_s = time.perf_counter() - t0
+    matcher = matcher_for(settings)
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        docs = [
+            DocInput(text, None, tuple(Target(lk.symbol, lk.mentions) for lk in matcher.link(text, tk)))
+            for text, tk in zip(texts[i : i + batch_size], tickers[i : i + batch_size], strict=True)
+        ]
+        analyse(clf, docs)
     classify_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="finsent-bench-replay-") as tmp:
         src = path
@@ -63,6 +84,7 @@ def run(path: str, settings: Settings, columns: Any, batch_size: int, limit: int
         "batch_size": batch_size,
         "classify_s": round(classify_s, 2),
         "classify_texts_per_s": round(classify_rate, 1),
+        "classify_without_companies_texts_per_s": round(len(texts) / plain_s, 1) if plain_s else None,
         "replay_s": round(res.wall_s, 2),
         "replay_docs_per_s": round(replay_rate, 1),
         "ratio": round(replay_rate / classify_rate, 3) if classify_rate else None,
@@ -114,7 +136,11 @@ def command(settings: Settings, file: str, batch_size: int, limit: int | None, a
         return
     hw = res["hardware"]
     click.echo(f"{res['texts']:,} texts, batches of {res['batch_size']}")
-    click.echo(f"  classifier alone: {res['classify_texts_per_s']:.1f} texts/s ({res['classify_s']:.1f} s)")
+    click.echo(
+        f"  classifier alone: {res['classify_texts_per_s']:.1f} texts/s ({res['classify_s']:.1f} s) with the "
+        f"sentiment toward each linked company, as the pipeline reads them; "
+        f"{res['classify_without_companies_texts_per_s']} texts/s without"
+    )
     click.echo(
         f"  whole replay:     {res['replay_docs_per_s']:.1f} documents/s ({res['replay_s']:.1f} s, "
         f"{res['detector_runs']:,} detector runs over {res['ticks']:,} ticks, {res['alerts_fired']} alerts)"
