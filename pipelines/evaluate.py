@@ -566,10 +566,9 @@ def command(
     else:
         reports, news, chinese = evaluate_all(data_dir, model_dir, out_dir, device, batch_size, int8, precision)
     summary = _summary(reports)
-    if not csv_path:
-        summary["zh"] = _summary(chinese)
     summary["by_lang"] = {t: r["by_lang"] for t, r in reports.items()}
     if not csv_path:
+        summary["zh"] = _summary(chinese)
         summary["by_lang"].update({f"zh_{t}": r["by_lang"] for t, r in chinese.items()})
     if news is not None:
         summary["news"] = {

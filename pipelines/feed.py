@@ -357,100 +357,78 @@ def generate(
         topics = [s.key for s in surges if s.key in TOPICS]
         if topics:
             raise ValueError(f"the Chinese feed plants company surges only, not {topics}")
-    # Checked above, when called; the messages come from a generator, when iterated.
-    return _stream(
-        seed,
-        start,
-        minutes,
-        rate_per_minute,
-        companies,
-        negative_share,
-        positive_share,
-        comment_share,
-        surges,
-        decoys,
-        outages,
-        diurnal_pattern,
-        zh,
-    )
 
-
-def _stream(
-    seed: int,
-    start: datetime | None,
-    minutes: int,
-    rate_per_minute: float,
-    companies: Sequence[tuple[str, str, float]],
-    negative_share: float,
-    positive_share: float,
-    comment_share: float,
-    surges: Sequence[Surge],
-    decoys: Sequence[Decoy],
-    outages: Sequence[Outage],
-    diurnal_pattern: bool,
-    zh: bool,
-) -> Iterator[dict[str, Any]]:
-    start = (start or datetime(2024, 5, 6, tzinfo=UTC)).astimezone(UTC)
-    rng = random.Random(seed)
-    names = {sym: name for sym, name, _ in companies}
-    syms = [c[0] for c in companies]
-    weights = [c[2] for c in companies]
-    counter = 0
-    for m in range(minutes):
-        t0 = start + timedelta(minutes=m)
-        if any(o.start <= t0 < o.start + timedelta(minutes=o.minutes) for o in outages):
-            continue
-        batch: list[tuple[float, dict[str, Any]]] = []
-        lam = rate_per_minute * (diurnal(t0) if diurnal_pattern else 1.0)
-        for _ in range(_poisson(rng, lam)):
-            sym = rng.choices(syms, weights)[0]
-            u = rng.random()
-            sentiment = (
-                "negative" if u < negative_share else "positive" if u < negative_share + positive_share else "neutral"
-            )
-            kind = "comment" if rng.random() < comment_share else "news"
-            batch.append((rng.random(), _message(rng, sentiment, kind, sym, names[sym], None, zh=zh)))
-        for i, s in enumerate(surges):
-            if s.start <= t0 < s.start + timedelta(minutes=s.minutes):
-                for _ in range(_poisson(rng, s.extra_per_minute)):
-                    if s.key in TOPIC_SURGE_TEXTS:
-                        sym = rng.choices(syms, weights)[0]
-                        text = _fill(rng.choice(TOPIC_SURGE_TEXTS[s.key]), rng, names[sym], sym)
-                        text += ", " + _fill(rng.choice(_NEWS_TAILS), rng, names[sym], sym)
-                        msg = _message(rng, "negative", "news", sym, names[sym], f"surge:{i}", text=text)
-                    else:
-                        kind = "comment" if rng.random() < comment_share else "news"
-                        msg = _message(rng, "negative", kind, s.key, names.get(s.key, s.key), f"surge:{i}", zh=zh)
-                    batch.append((rng.random(), msg))
-        for i, d in enumerate(decoys):
-            if d.start <= t0 < d.start + timedelta(minutes=d.minutes):
-                d_rng = random.Random(f"{seed}:decoy:{i}")
-                name = names.get(d.key, d.key)
-                headline = (
-                    text_zh(d_rng, d.sentiment, "news", name) if zh else _text(d_rng, d.sentiment, "news", name, d.key)
+    # Checked above, when called; the messages come from this generator, when iterated.
+    def stream(start: datetime | None, companies: Sequence[tuple[str, str, float]]) -> Iterator[dict[str, Any]]:
+        start = (start or datetime(2024, 5, 6, tzinfo=UTC)).astimezone(UTC)
+        rng = random.Random(seed)
+        names = {sym: name for sym, name, _ in companies}
+        syms = [c[0] for c in companies]
+        weights = [c[2] for c in companies]
+        counter = 0
+        for m in range(minutes):
+            t0 = start + timedelta(minutes=m)
+            if any(o.start <= t0 < o.start + timedelta(minutes=o.minutes) for o in outages):
+                continue
+            batch: list[tuple[float, dict[str, Any]]] = []
+            lam = rate_per_minute * (diurnal(t0) if diurnal_pattern else 1.0)
+            for _ in range(_poisson(rng, lam)):
+                sym = rng.choices(syms, weights)[0]
+                u = rng.random()
+                sentiment = (
+                    "negative"
+                    if u < negative_share
+                    else "positive"
+                    if u < negative_share + positive_share
+                    else "neutral"
                 )
-                for _ in range(_poisson(rng, d.per_minute)):
-                    user = f"@{rng.choice(['fin', 'stock', 'alpha', 'bull', 'desk', 'deal'])}{rng.randint(1, 9999)}"
-                    link = f"https://t.example/{rng.getrandbits(40):010x}"
-                    forms = (
-                        [f.format(user=user[1:], headline=headline, link=link) for f in REPOST_FORMS_ZH]
+                kind = "comment" if rng.random() < comment_share else "news"
+                batch.append((rng.random(), _message(rng, sentiment, kind, sym, names[sym], None, zh=zh)))
+            for i, s in enumerate(surges):
+                if s.start <= t0 < s.start + timedelta(minutes=s.minutes):
+                    for _ in range(_poisson(rng, s.extra_per_minute)):
+                        if s.key in TOPIC_SURGE_TEXTS:
+                            sym = rng.choices(syms, weights)[0]
+                            text = _fill(rng.choice(TOPIC_SURGE_TEXTS[s.key]), rng, names[sym], sym)
+                            text += ", " + _fill(rng.choice(_NEWS_TAILS), rng, names[sym], sym)
+                            msg = _message(rng, "negative", "news", sym, names[sym], f"surge:{i}", text=text)
+                        else:
+                            kind = "comment" if rng.random() < comment_share else "news"
+                            msg = _message(rng, "negative", kind, s.key, names.get(s.key, s.key), f"surge:{i}", zh=zh)
+                        batch.append((rng.random(), msg))
+            for i, d in enumerate(decoys):
+                if d.start <= t0 < d.start + timedelta(minutes=d.minutes):
+                    d_rng = random.Random(f"{seed}:decoy:{i}")
+                    name = names.get(d.key, d.key)
+                    headline = (
+                        text_zh(d_rng, d.sentiment, "news", name)
                         if zh
-                        else [f"RT {user}: {headline} {link}", f"{headline} {link}", f"{headline} via {user}"]
+                        else _text(d_rng, d.sentiment, "news", name, d.key)
                     )
-                    text = rng.choice(forms)
-                    msg = _message(rng, d.sentiment, "comment", d.key, name, f"decoy:{i}", text=text, zh=zh)
-                    batch.append((rng.random(), msg))
-        batch.sort(key=lambda x: x[0])
-        for frac, msg in batch:
-            counter += 1
-            msg["id"] = f"s{seed}-{counter:08d}"
-            msg["published_at"] = _rfc3339(t0 + timedelta(seconds=int(frac * 60)))
-            msg["url"] = (
-                f"https://news.example.com/a/{msg['id']}"
-                if msg["kind"] == "news"
-                else f"https://social.example.com/p/{msg['id']}"
-            )
-            yield msg
+                    for _ in range(_poisson(rng, d.per_minute)):
+                        user = f"@{rng.choice(['fin', 'stock', 'alpha', 'bull', 'desk', 'deal'])}{rng.randint(1, 9999)}"
+                        link = f"https://t.example/{rng.getrandbits(40):010x}"
+                        forms = (
+                            [f.format(user=user[1:], headline=headline, link=link) for f in REPOST_FORMS_ZH]
+                            if zh
+                            else [f"RT {user}: {headline} {link}", f"{headline} {link}", f"{headline} via {user}"]
+                        )
+                        text = rng.choice(forms)
+                        msg = _message(rng, d.sentiment, "comment", d.key, name, f"decoy:{i}", text=text, zh=zh)
+                        batch.append((rng.random(), msg))
+            batch.sort(key=lambda x: x[0])
+            for frac, msg in batch:
+                counter += 1
+                msg["id"] = f"s{seed}-{counter:08d}"
+                msg["published_at"] = _rfc3339(t0 + timedelta(seconds=int(frac * 60)))
+                msg["url"] = (
+                    f"https://news.example.com/a/{msg['id']}"
+                    if msg["kind"] == "news"
+                    else f"https://social.example.com/p/{msg['id']}"
+                )
+                yield msg
+
+    return stream(start, companies)
 
 
 def _message(
