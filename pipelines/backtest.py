@@ -13,6 +13,14 @@ quiet days from moves. The scores, for company alerts only:
 * **quiet-day rate**: company alerts that start on a day with no move of `--quiet-move`
   or more on that day or the next trading day, per company per 30 quiet days.
 
+Each event also gets the evidence a negative-opinion detector had to go on (from the
+stored counts): the company's stories, copies and negative stories in the scored span,
+and its negative share over the week before. An event is *audible* when the span holds
+at least ``min_negative`` negative stories at a share at least ``min_lift`` times that
+week's: a day whose tweets did not turn negative is one no negative-surge detector should
+hear, and the table says how many drop days (and rise days) were audible, so a miss is
+told apart from a silence.
+
 It prints a table (or the JSON report with `--json`; `--report FILE` writes it), and with `--plots DIR` one timeline PNG per
 event: the company's documents per hour, its negative share, and the alerts.
 """
@@ -72,6 +80,18 @@ class Score:
         return sum(1 for d in self.rises if d["hit"])
 
     @property
+    def drops_audible(self) -> int:
+        return sum(1 for d in self.drops if d.get("audible"))
+
+    @property
+    def drops_audible_hit(self) -> int:
+        return sum(1 for d in self.drops if d.get("audible") and d["hit"])
+
+    @property
+    def rises_audible(self) -> int:
+        return sum(1 for d in self.rises if d.get("audible"))
+
+    @property
     def quiet_rate(self) -> float:
         """Company alerts per company per 30 quiet days."""
         return self.quiet_alerts / (self.quiet_company_days / 30.0) if self.quiet_company_days else 0.0
@@ -82,6 +102,9 @@ class Score:
             "drop_days_hit": self.drops_hit,
             "rise_days": len(self.rises),
             "rise_days_alerted": self.rises_alerted,
+            "drop_days_audible": self.drops_audible,
+            "audible_drop_days_hit": self.drops_audible_hit,
+            "rise_days_audible": self.rises_audible,
             "quiet_day_alerts": self.quiet_alerts,
             "quiet_company_days": self.quiet_company_days,
             "quiet_alerts_per_company_per_30_days": round(self.quiet_rate, 4),
@@ -177,20 +200,95 @@ def score(
 
 
 def table(sc: Score) -> str:
-    lines = ["event      ticker  date        alerted  hours from day start"]
+    lines = ["event      ticker  date        alerted  from day start  stories  negative      week before   audible"]
     for kind, rows in (("drop", sc.drops), ("rise", sc.rises)):
         for r in rows:
             h = "" if r["hours_from_day_start"] is None else f"{r['hours_from_day_start']:+.1f} h"
-            lines.append(f"{kind:<10} {r['ticker']:<7} {r['date']}  {'yes' if r['hit'] else 'no':<7}  {h}")
+            line = f"{kind:<10} {r['ticker']:<7} {r['date']}  {'yes' if r['hit'] else 'no':<7}  {h:<14}"
+            if "stories" in r:
+                line += (
+                    f"  {r['stories']:>7}  {r['negative_stories']:>3} {_pct(r['share']):>5}"
+                    f"  {r['week_negative']:>3}/{r['week_stories']:<4} {_pct(r['week_share']):>5}"
+                    f"   {'yes' if r['audible'] else 'no'}"
+                )
+            lines.append(line.rstrip())
     lines.append("")
     lines.append(f"price-drop days alerted:  {sc.drops_hit} of {len(sc.drops)}")
+    if any("audible" in r for r in sc.drops):
+        lines.append(
+            f"  audible (the tweets turned negative): {sc.drops_audible}, of which alerted {sc.drops_audible_hit}"
+        )
     lines.append(f"price-rise days alerted:  {sc.rises_alerted} of {len(sc.rises)}")
+    if any("audible" in r for r in sc.rises):
+        lines.append(f"  audible (the tweets turned negative): {sc.rises_audible}")
     lines.append(
         f"quiet days:               {sc.quiet_alerts} company alerts on {sc.quiet_company_days} company-days "
         f"= {sc.quiet_rate:.3f} per company per 30 days"
     )
     lines.append(f"alerts:                   {sc.alerts} ({sc.company_alerts} company alerts)")
     return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def audible(
+    negative: int, stories: int, week_negative: int, week_stories: int, min_negative: int, min_lift: float
+) -> bool:
+    """Whether opinion about the company turned negative in the span: at least
+    `min_negative` negative stories, at a share at least `min_lift` times the week
+    before's (a week without a negative story counts as half of one, so a first few
+    negatives after a clean week still need the share to stand out; a company nobody wrote
+    about that week has no share to beat)."""
+    if stories <= 0 or negative < min_negative:
+        return False
+    week = max(week_negative, 0.5) / week_stories if week_stories else 0.0
+    return negative / stories >= min_lift * week
+
+
+def attach_evidence(
+    engine: Any,
+    sc: Score,
+    tz: ZoneInfo,
+    before_h: float,
+    after_h: float,
+    min_negative: int,
+    min_lift: float,
+    week_days: float = 7.0,
+) -> None:
+    """Add to each event row the company's counts in the scored span and the week before (see the module docstring)."""
+    from sqlalchemy import and_, func, select
+
+    from monitor.store.schema import minute_counts as mc
+
+    sums = (func.sum(mc.c.novel_total), func.sum(mc.c.novel_negative), func.sum(mc.c.total))
+    with engine.connect() as conn:
+
+        def counts(ticker: str, lo: datetime, hi: datetime) -> tuple[int, int, int]:
+            row = conn.execute(
+                select(*sums).where(
+                    and_(mc.c.key_kind == "entity", mc.c.key_value == ticker, mc.c.minute >= lo, mc.c.minute < hi)
+                )
+            ).one()
+            return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+        for rows in (sc.drops, sc.rises):
+            for r in rows:
+                start = day_start(date.fromisoformat(r["date"]), tz)
+                lo, hi = start - timedelta(hours=before_h), start + timedelta(hours=after_h)
+                st, neg, tot = counts(r["ticker"], lo, hi)
+                wst, wneg, _ = counts(r["ticker"], lo - timedelta(days=week_days), lo)
+                r.update(
+                    stories=st,
+                    copies=tot - st,
+                    negative_stories=neg,
+                    share=round(neg / st, 4) if st else None,
+                    week_stories=wst,
+                    week_negative=wneg,
+                    week_share=round(wneg / wst, 4) if wst else None,
+                    audible=audible(neg, st, wneg, wst, min_negative, min_lift),
+                )
 
 
 def alerts_from_db(engine: Any) -> tuple[list[AlertStart], int]:
@@ -377,6 +475,8 @@ def command(
     try:
         starts, total = alerts_from_db(engine)
         sc = score(evs, starts, quiet, before_h=before_h, after_h=after_h, tz=tz, total_alerts=total)
+        det = settings.detect
+        attach_evidence(engine, sc, tz, before_h, after_h, det.min_negative, det.min_lift)
         wall = time.perf_counter() - t0
         rate = res.documents / res.wall_s if res.wall_s else 0.0
         say = (lambda _s: None) if as_json else click.echo

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from click.testing import CliRunner
 
 from monitor.cli.group import main
-from pipelines.backtest import AlertStart, Event, quiet_days, score
+from pipelines.backtest import AlertStart, Event, audible, quiet_days, score
 from pipelines.feed import Surge, generate, write
 
 T0 = datetime(2024, 5, 6, tzinfo=UTC)
@@ -39,6 +39,17 @@ def test_score_spans_rise_days_and_the_quiet_rate() -> None:
     assert sc.rises_alerted == 0
     assert sc.quiet_alerts == 1 and sc.quiet_company_days == 30
     assert sc.quiet_rate == 1.0  # one alert in 30 company-days
+
+
+def test_an_event_is_audible_only_when_the_tweets_turned_negative() -> None:
+    # StockNet dev shapes: a drop day with 6 of 39 negative after 1 of 32 the week before is
+    # audible; 8 of 50 after 6 of 41 (the same share), or 0 of 7, is not; nor are two
+    # negatives after a clean week (too few to be a surge of anything).
+    assert audible(6, 39, 1, 32, min_negative=3, min_lift=1.5)
+    assert not audible(8, 50, 6, 41, min_negative=3, min_lift=1.5)
+    assert not audible(0, 7, 0, 0, min_negative=3, min_lift=1.5)
+    assert not audible(2, 4, 0, 20, min_negative=3, min_lift=1.5)
+    assert audible(3, 10, 0, 0, min_negative=3, min_lift=1.5)  # a company nobody tweeted about before
 
 
 def test_backtest_command_scores_a_planted_surge(tmp_path) -> None:
@@ -82,6 +93,12 @@ def test_backtest_command_scores_a_planted_surge(tmp_path) -> None:
     data = json.loads(report.read_text())
     assert data["drop_days_hit"] == 1 and data["rise_days_alerted"] == 0
     assert 0 < data["drops"][0]["hours_from_day_start"] <= 24
+    # The evidence each event had: the planted surge is audible, the quiet AAPL day is not.
+    drop, rise = data["drops"][0], data["rises"][0]
+    assert drop["audible"] and drop["negative_stories"] >= 3 and drop["share"] > drop["week_share"]
+    assert not rise["audible"] and rise["stories"] > 0
+    assert data["drop_days_audible"] == 1 and data["audible_drop_days_hit"] == 1 and data["rise_days_audible"] == 0
+    assert "audible (the tweets turned negative): 1, of which alerted 1" in res.output
     assert sorted(p.name for p in plots.iterdir()) == [
         f"drop_NVDA_{surge_at.date()}.png",
         f"rise_AAPL_{surge_at.date()}.png",
