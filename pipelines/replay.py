@@ -276,9 +276,10 @@ def replay(
     open_alerts: set[tuple[str, str]] = set()
 
     def on_tick(t: datetime, sigs: list[Signal] | None) -> None:
-        # With no channel to flush, no open alert and nothing spiking, the alert stage
-        # has nothing to do (non-spiking signals only move open alerts): skip its transaction.
-        if not settings.channels and not open_alerts and not any(s.spiking for s in sigs or ()):
+        # With no channel to flush, the alert stage acts on signals only: none (a minute the
+        # detector did not run, or one where no key could change), or only non-spiking ones
+        # while no alert is open, leave it nothing to do: skip its transaction.
+        if not settings.channels and (not sigs or (not open_alerts and not any(s.spiking for s in sigs))):
             return
         res = parts.alerting.apply(sigs or [], t, notify=notify)
         for c in res.changes:

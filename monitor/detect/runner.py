@@ -38,8 +38,11 @@ _detectors: dict[tuple[str, Params], Detector] = {}
 _detectors_lock = threading.Lock()
 
 
-def detector_for(engine: Engine, settings: Settings) -> Detector:
-    key = (str(engine.url), Params.from_settings(settings.detect))
+def detector_for(engine: Engine, settings: Settings, params: Params | None = None) -> Detector:
+    return _detector((str(engine.url), params or Params.from_settings(settings.detect)))
+
+
+def _detector(key: tuple[str, Params]) -> Detector:
     with _detectors_lock:
         det = _detectors.get(key)
         if det is None:
@@ -98,6 +101,7 @@ def tick(
     wall: datetime | None = None,
     recheck_minutes: int | None = None,
     final_until: datetime | None = None,
+    params: Params | None = None,
 ) -> list[Signal]:
     """One detector tick at clock time `now` (wall time live, the watermark in a replay).
 
@@ -109,7 +113,7 @@ def tick(
     """
     if now.tzinfo is None:
         raise ValueError("tick(now=...) needs a timezone-aware UTC datetime")
-    det = detector_for(engine, settings)
+    det = detector_for(engine, settings, params)
     if recheck_minutes is not None:
         det.recheck_minutes = max(0, int(recheck_minutes))
     with engine.begin() as conn:
@@ -141,14 +145,17 @@ class DetectorRunner:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
+        # Built once: a replay asks for its detector several times a minute of stream.
+        self.params = Params.from_settings(settings.detect)
+        self._key = (str(engine.url), self.params)
 
     def tick(self, now: datetime, **kwargs: Any) -> list[Signal]:
         """See `tick`; the keyword arguments are its (lock, owner, wall, recheck_minutes, final_until)."""
-        return tick(self.engine, self.settings, now, **kwargs)
+        return tick(self.engine, self.settings, now, params=self.params, **kwargs)
 
     def watching(self) -> bool:
         """See `Detector.watching` (a replay asks it before skipping a minute)."""
-        return detector_for(self.engine, self.settings).watching()
+        return _detector(self._key).watching()
 
     def forget(self) -> None:
         """Start over from the database (a replay's own history, a wiped database)."""
