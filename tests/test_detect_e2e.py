@@ -552,3 +552,38 @@ def test_idle_keys_are_evicted_and_give_the_same_signals_when_they_return() -> N
     assert ("X0007", True, False) in seen[1], "the returning key's burst should fire"
     assert evict.evicted >= 600 and len(evict._keys) <= len(keep._keys) - 590
     print(f"\nkeys held: {len(keep._keys)} kept vs {len(evict._keys)} with eviction ({evict.evicted} evicted)")
+
+
+def _transitions(per_minute: Iterable[tuple[int, list[Signal]]]) -> list[tuple[int, str, str, str]]:
+    """(minute, kind, value, "fired"/"resolved") as the alert lifecycle reads the signals."""
+    open_: set[tuple[str, str]] = set()
+    out = []
+    for m, sigs in per_minute:
+        for s in sigs:
+            k = (s.key.kind, s.key.value)
+            if s.spiking and k not in open_:
+                open_.add(k)
+                out.append((m, *k, "fired"))
+            elif s.calm and not s.spiking and k in open_:
+                open_.discard(k)
+                out.append((m, *k, "resolved"))
+    return out
+
+
+def test_judging_only_fresh_and_watched_keys_gives_the_alerts_of_judging_every_key() -> None:
+    """A tick judges the fresh keys and the watched ones whose windows, baseline or the
+    feed's windows moved; a detector made to judge every key at every minute fires and
+    resolves exactly the same alerts at the same minutes."""
+    surges = surge_plan(6, T0 + timedelta(days=2, hours=9))
+    msgs = list(generate(4, T0, 2 * 1440 + 900, 6.0, surges=surges))
+    mc = count(msgs)
+    warm, full = Detector(Params()), Detector(Params())
+    start = to_minute(T0 + timedelta(days=2, hours=8))
+    got_warm, got_full = [], []
+    for m in range(start, start + 600):
+        got_warm.append((m, warm.tick(mc, from_minute(m))))
+        full._full = True  # judge every key with volume, as a starting detector does
+        got_full.append((m, full.tick(mc, from_minute(m))))
+    fired = _transitions(got_full)
+    assert sum(t[3] == "fired" for t in fired) >= 4 and any(t[3] == "resolved" for t in fired)
+    assert _transitions(got_warm) == fired

@@ -416,9 +416,10 @@ class Detector:
             cand = set(np.nonzero(present)[0].tolist())
         else:
             # Fresh keys that hold enough negative evidence to fire at some horizon (the
-            # day-long window holds every shorter one), and watched keys whose own windows
-            # or baseline moved (a watched key that is not fresh cannot spike, and its calm
-            # verdict depends on nothing else); on a full tick, every key with an open alert.
+            # day-long window holds every shorter one), and watched keys whose own windows,
+            # baseline or the feed's windows moved (a watched key that is not fresh cannot
+            # spike, and its calm verdict depends on nothing else); on a full tick, every
+            # key with an open alert.
             day = self._sums[max(p.windows)][:g]
             evidence = day[:, 1] + copy_evidence(day[:, 1], np.maximum(day[:, 3] - day[:, 1], 0), p)
             fresh = (self._sums[p.fresh_minutes][:g, 2] > 0) & (evidence >= p.min_negative)
@@ -426,7 +427,14 @@ class Detector:
             if self._full:
                 cand |= {self._index[k] for k in open_keys or () if k in self._index}
             else:
-                cand |= {i for i in self._watch if self._dirty[i] or self._seen_version[i] != self._version}
+                # The calm test also weighs the key's negatives against the count its usual
+                # share of the feed predicts, so the feed's own windows moving counts too.
+                feed_moved = feed_g is not None and bool(self._dirty[feed_g])
+                cand |= {
+                    i for i in self._watch if feed_moved or self._dirty[i] or self._seen_version[i] != self._version
+                }
+        if feed_g is not None:
+            self._dirty[feed_g] = False
         active = sorted((i for i in cand if self._keys[i][0] in ("topic", "entity")), key=lambda i: self._keys[i])
         idx = np.asarray(active, dtype=np.int64)
         if not active:  # nothing can change this minute: skip building the evidence
