@@ -555,18 +555,12 @@ def test_idle_keys_are_evicted_and_give_the_same_signals_when_they_return() -> N
 
 
 def _transitions(per_minute: Iterable[tuple[int, list[Signal]]]) -> list[tuple[int, str, str, str]]:
-    """(minute, kind, value, "fired"/"resolved") as the alert lifecycle reads the signals."""
-    open_: set[tuple[str, str]] = set()
+    """(minute, kind, value, change) of the alert lifecycle fed these signals, minute by minute."""
+    latest: dict[str, Any] = {}
     out = []
     for m, sigs in per_minute:
-        for s in sigs:
-            k = (s.key.kind, s.key.value)
-            if s.spiking and k not in open_:
-                open_.add(k)
-                out.append((m, *k, "fired"))
-            elif s.calm and not s.spiking and k in open_:
-                open_.discard(k)
-                out.append((m, *k, "resolved"))
+        changes, latest = alert_evaluate(latest, sigs)
+        out.extend((m, c.alert.key.kind, c.alert.key.value, c.kind) for c in changes if c.kind != "updated")
     return out
 
 
