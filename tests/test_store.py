@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import func, inspect, select
 
 from monitor.app.batch import BatchProcessor
@@ -247,3 +248,100 @@ def test_company_counts_use_the_sentiment_toward_each_company(migrated: str) -> 
         assert recount(c) == stored_counts(c)
         assert not hour_count_mismatches(c)  # the hourly sums move with the minutes
     engine.dispose()  # type: ignore[attr-defined]
+
+
+def _bulk_counts(engine, keys: int, days: int, end: datetime, seed: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """Random minute counts for `keys` keys (and the feed row) over `days` days before `end`,
+    written around the store, with the hour sums rebuilt from them."""
+    import random
+
+    from monitor.store.keys import FEED
+    from monitor.store.repository import rebuild_hour_counts
+
+    rng = random.Random(seed)
+    names = [("topic", "Earnings"), ("topic", "Macro")] + [("entity", f"C{i:03d}") for i in range(keys)] + [FEED]
+    rows = []
+    for kind, value in names:
+        for m in rng.sample(range(days * 1440), 80 if kind != "entity" else rng.randint(1, 40)):
+            total = rng.randint(1, 4)
+            neg = rng.randint(0, total)
+            novel = rng.randint(1, total)
+            rows.append(
+                {
+                    "key_kind": kind,
+                    "key_value": value,
+                    "minute": end - timedelta(minutes=days * 1440 - m),
+                    "total": total,
+                    "negative": neg,
+                    "neutral": total - neg,
+                    "positive": 0,
+                    "novel_total": novel,
+                    "novel_negative": min(neg, novel),
+                }
+            )
+    with engine.begin() as c:
+        c.execute(minute_counts.insert(), rows)
+        rebuild_hour_counts(c)
+
+
+def test_columnar_and_row_reads_give_the_detector_the_same_counts(migrated: str) -> None:
+    """On PostgreSQL a cold detector reads long spans as Arrow columns (ADBC), short ones
+    row by row: both give the same rows, and a cold tick the same evidence and verdicts.
+    SQLite is always read row by row (see `ArrowReader.for_url`)."""
+    from monitor.detect.detector import Detector
+    from monitor.detect.params import Params, span_bounds
+    from monitor.detect.source import SqlSource
+    from monitor.detect.spike import evaluate
+    from monitor.detect.windows import from_minute, to_minute
+
+    engine = make_engine(migrated)
+    end_dt = T0 + timedelta(days=8)
+    _bulk_counts(engine, keys=60, days=8, end=end_dt)
+    p = Params()
+    end = to_minute(end_dt)
+    h0, h1, m0 = span_bounds(end, p)
+
+    def as_set(rows):  # type: ignore[no-untyped-def]
+        cols = zip(
+            rows.key_idx.tolist(),
+            rows.bucket.tolist(),
+            rows.novel_total.tolist(),
+            rows.novel_negative.tolist(),
+            rows.total.tolist(),
+            rows.negative.tolist(),
+            strict=True,
+        )
+        return sorted((rows.keys[k], *rest) for k, *rest in cols)
+
+    with engine.connect() as c:
+        fast, slow = SqlSource(c), SqlSource(c, columnar=False)
+        for lo, hi, per in [(h0 * 60, h1 * 60, 60), (m0, end, 1)]:
+            a, b = fast.fetch(lo, hi, per), slow.fetch(lo, hi, per)
+            assert len(a.keys) > 50 and as_set(a) == as_set(b)
+        columnar = 2 if engine.dialect.name == "postgresql" else 0
+        assert fast.columnar_reads == columnar and slow.columnar_reads == 0
+        assert from_minute(end) == end_dt
+        evidences = [Detector(p).evidence(src, end) for src in (SqlSource(c), SqlSource(c, columnar=False))]
+    verdicts = [evaluate(ev, p) for ev in evidences]
+    assert evidences[0].keys == evidences[1].keys and len(evidences[0].keys) > 50
+    for name in ("spiking", "calm", "window", "k", "n", "expected"):
+        assert np.array_equal(getattr(verdicts[0], name), getattr(verdicts[1], name)), name
+    assert np.array_equal(evidences[0].block_tot, evidences[1].block_tot)
+    assert np.array_equal(evidences[0].block_neg, evidences[1].block_neg)
+    for w in evidences[0].sums:
+        assert np.array_equal(evidences[0].sums[w], evidences[1].sums[w]), w
+    engine.dispose()
+
+
+def test_columnar_reads_only_where_a_second_connection_is_safe() -> None:
+    """PostgreSQL gets a columnar reader (a libpq URI with the same options); SQLite never
+    does: the driver's own copy of SQLite would undo this process's file locks."""
+    from sqlalchemy.engine import make_url
+
+    from monitor.store.arrow import ArrowReader
+
+    for url in ("sqlite://", "sqlite:////tmp/x.db"):
+        assert ArrowReader.for_url(make_url(url), make_engine(url).dialect) is None
+    pg = make_url("postgresql+psycopg://u:pw@h:5433/db?sslmode=require")
+    reader = ArrowReader.for_url(pg, make_engine(pg.render_as_string(hide_password=False)).dialect)
+    assert reader is not None and reader.target == "postgresql://u:pw@h:5433/db?sslmode=require"

@@ -59,6 +59,17 @@ NF = 4  # fields kept per bucket: novel_total, novel_negative, total, negative
 _NEVER = np.iinfo(np.int64).max
 
 
+def _widen(a: np.ndarray, axis: int, extra: int, fill: int = 0) -> np.ndarray:
+    """`a` with `extra` more rows along `axis`, set to `fill`. Zero-filled growth comes from
+    `np.zeros`, whose pages the system hands over already zeroed (np.pad writes every
+    element: at 10,000 keys the baseline ring is tens of megabytes)."""
+    shape = list(a.shape)
+    shape[axis] += extra
+    out = np.zeros(shape, dtype=a.dtype) if fill == 0 else np.full(shape, fill, dtype=a.dtype)
+    out[tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
 class Source(Protocol):
     def fetch(self, start: int, end: int, per: int) -> Rows: ...
 
@@ -142,14 +153,16 @@ class Detector:
         have = self._ring.shape[1]
         if g <= have:
             return
-        extra = max(g - have, have // 2, 64)  # amortised growth
-        self._ring = np.pad(self._ring, ((0, 0), (0, extra), (0, 0)))
-        self._ring_sum = np.pad(self._ring_sum, ((0, 0), (0, extra)))
-        self._first = np.pad(self._first, (0, extra), constant_values=_NEVER)
-        self._dirty = np.pad(self._dirty, (0, extra))
-        self._seen_version = np.pad(self._seen_version, (0, extra), constant_values=-1)
+        # Amortised growth, with room to spare on the first: a cold start's minute read
+        # brings a few keys its hour read did not, and a second growth copies the ring.
+        extra = max(g - have + g // 8, have // 2, 64)
+        self._ring = _widen(self._ring, 1, extra)
+        self._ring_sum = _widen(self._ring_sum, 1, extra)
+        self._first = _widen(self._first, 0, extra, _NEVER)
+        self._dirty = _widen(self._dirty, 0, extra)
+        self._seen_version = _widen(self._seen_version, 0, extra, -1)
         for w in self._sums:
-            self._sums[w] = np.pad(self._sums[w], ((0, extra), (0, 0)))
+            self._sums[w] = _widen(self._sums[w], 0, extra)
 
     def _evict_idle(self, end: int) -> None:
         """Drop keys that hold nothing anywhere (see the module docstring)."""
@@ -205,13 +218,11 @@ class Detector:
         g = self._gidx(rows)
         vals = np.stack([rows.novel_total, rows.novel_negative, rows.total, rows.negative], axis=1)
         order = np.argsort(rows.bucket, kind="stable")
-        b_sorted = rows.bucket[order]
-        out: dict[int, _Block] = {}
-        for b in range(lo, hi):
-            a, z = np.searchsorted(b_sorted, [b, b + 1])
-            sel = order[a:z]
-            out[b] = _Block(g[sel], vals[sel], fetched_at)
-        return out
+        g, vals = g[order], vals[order]
+        cuts = np.searchsorted(rows.bucket[order], np.arange(lo, hi + 1)).tolist()
+        return {
+            b: _Block(g[a:z], vals[a:z], fetched_at) for b, a, z in zip(range(lo, hi), cuts, cuts[1:], strict=False)
+        }
 
     def _put_minute(self, m: int, blk: _Block) -> _Block | None:
         old = self._minutes.get(m)
@@ -278,11 +289,19 @@ class Detector:
         self._first[:] = _NEVER
         self._gone_first.clear()
         blocks = self._blocks_in(end - max(self._sums), end)
-        for m, blk in blocks:
-            self._note_first([(m, blk)])
+        if blocks:
+            # All at once: what adding the buckets one by one, oldest first, would give.
+            gidx = np.concatenate([b.gidx for _, b in blocks])
+            vals = np.concatenate([b.vals for _, b in blocks])
+            minute = np.repeat([m for m, _ in blocks], [len(b.gidx) for _, b in blocks])
+            # A key absent from the ring was first seen at its oldest bucket in the windows.
+            absent = self._ring_sum[0, gidx] == 0
+            np.minimum.at(self._first, gidx[absent], minute[absent])
             for w in self._sums:
-                if m >= end - w:
-                    self._apply([(m, blk)], [w], +1)
+                inside = minute >= end - w
+                if w in self._calm_widths:
+                    self._dirty[gidx[inside]] = True
+                np.add.at(self._sums[w], gidx[inside], vals[inside])
         self._end = end
         self._full = True
 
@@ -342,8 +361,33 @@ class Detector:
                 self._set_hour(h, blk)
         if fetch:
             got = self._fetch(source, min(fetch), max(fetch) + 1, 60, end)
-            for h in fetch:
-                self._set_hour(h, got[h])
+            self._set_hours({h: got[h] for h in fetch})
+
+    def _set_hours(self, blocks: dict[int, _Block]) -> None:
+        """`_set_hour` for many hours at once (a cold start's week): one scatter into the
+        ring instead of a strided column write per hour."""
+        hours = np.fromiter(blocks, dtype=np.int64, count=len(blocks))
+        cols = hours % self._nb
+        if len(np.unique(cols)) != len(cols):  # two hours for one column: one at a time
+            for h, blk in blocks.items():
+                self._set_hour(h, blk)
+            return
+        held = cols[self._ring_hour[cols] != -1]
+        if len(held):
+            self._ring_sum -= self._ring[:, :, held].sum(axis=2)
+        self._ring[:, :, cols] = 0
+        parts = list(blocks.values())
+        gidx = np.concatenate([b.gidx for b in parts])
+        if len(gidx):
+            vals = np.concatenate([b.vals for b in parts])
+            at = np.repeat(cols, [len(b.gidx) for b in parts])
+            # A block holds each key once (hour_counts' key, or summed minutes), so a plain
+            # scatter is exact.
+            self._ring[:, gidx, at] = vals.T
+        self._ring_sum += self._ring[:, :, cols].sum(axis=2)
+        self._ring_hour[cols] = hours
+        self._priors = None
+        self._version += 1
 
     def priors(self) -> dict[str, Prior]:
         if self._priors is None:

@@ -136,7 +136,8 @@ def tick(
                 (str(k), str(v))
                 for k, v in conn.execute(select(a.key_kind, a.key_value).where(a.state.in_(("pending", "firing"))))
             }
-        return det.tick(SqlSource(conn), now, final_until, open_keys)
+        with SqlSource(conn) as source:
+            return det.tick(source, now, final_until, open_keys)
 
 
 class DetectorRunner:
