@@ -273,14 +273,16 @@ def replay(
         processor.process_documents([], bad, datetime.now(UTC))
         result.rejected += len(bad)
 
-    open_alerts: set[tuple[str, str]] = set()
+    open_alerts = _open_alerts(parts.engine)
 
     def on_tick(t: datetime, sigs: list[Signal] | None) -> None:
-        # With no channel to flush, the alert stage acts on signals only: none (a minute the
-        # detector did not run, or one where no key could change), or only non-spiking ones
-        # while no alert is open, leave it nothing to do: skip its transaction.
-        if not settings.channels and (not sigs or (not open_alerts and not any(s.spiking for s in sigs))):
-            return
+        if not settings.channels:
+            # With no channel to flush, the alert stage acts on signals only, and only on
+            # those of a key that spikes or has an open alert (the lifecycle passes over a
+            # calm key with none): with no such signal, skip its transaction.
+            sigs = [s for s in sigs or () if s.spiking or (s.key.kind, s.key.value) in open_alerts]
+            if not sigs:
+                return
         res = parts.alerting.apply(sigs or [], t, notify=notify)
         for c in res.changes:
             kv = (c.alert.key.kind, c.alert.key.value)
@@ -311,6 +313,18 @@ def replay(
     )
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def _open_alerts(engine: Any) -> set[tuple[str, str]]:
+    """The keys with a pending or firing alert in the database the replay starts on."""
+    from sqlalchemy import select
+
+    from monitor.store.schema import alerts
+
+    a = alerts.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(a.key_kind, a.key_value).where(a.state.in_(("pending", "firing"))))
+        return {(str(k), str(v)) for k, v in rows}
 
 
 def _check_columns(path: str | Path, cols: Any) -> None:

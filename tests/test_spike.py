@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from monitor.detect.baseline import (
     Prior,
@@ -281,3 +281,24 @@ def test_signal_numbers_are_json_ready() -> None:
         assert v is None or isinstance(v, bool | int | float | str)
         if isinstance(v, float):
             assert math.isfinite(v)
+
+
+def test_beta_binomial_tail_matches_scipy_on_many_elements_and_keeps_tiny_tails(monkeypatch) -> None:
+    import monitor.detect.baseline as baseline_mod
+
+    rng = np.random.default_rng(7)
+    n = rng.integers(0, 300, 2000)
+    k = rng.integers(-2, 320, 2000)  # some k > n: an impossible count, tail 0
+    m = rng.uniform(0.01, 0.99, 2000)
+    c = rng.uniform(2, 1000, 2000)
+    got = beta_binomial_sf(k, n, m, c)
+    ref = np.where((n > 0) & (k > 0), stats.betabinom.sf(k - 1, n, c * m, c * (1 - m)), 1.0)
+    assert np.allclose(got, np.clip(ref, 0, 1), rtol=0, atol=1e-9)
+    monkeypatch.setattr(baseline_mod, "_BB_MAX_TERMS", 500)  # the bounded-memory path gives the same sums
+    assert np.array_equal(beta_binomial_sf(k, n, m, c), got)
+    # All 200 of 200 at a 1% mean: P(X = n) = B(n + a, b) / B(a, b), far below 1 - cdf's reach.
+    a, b = 0.01 * 50, 0.99 * 50
+    exact = np.exp(special.betaln(200 + a, b) - special.betaln(a, b))
+    tail = beta_binomial_sf(np.array([200]), np.array([200]), np.array([0.01]), np.array([50.0]))[0]
+    assert 0 < exact < 1e-40
+    assert tail == pytest.approx(exact, rel=1e-9)

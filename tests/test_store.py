@@ -333,6 +333,29 @@ def test_columnar_and_row_reads_give_the_detector_the_same_counts(migrated: str)
     engine.dispose()
 
 
+def test_a_source_given_an_engine_connects_only_when_it_reads(migrated: str) -> None:
+    """A replay's tick passes the engine: no connection is taken until a span is read, and
+    closing the source gives it back; the rows are those of a source on a connection."""
+    from monitor.detect.source import SqlSource
+    from monitor.detect.windows import to_minute
+
+    engine = make_engine(migrated)
+    end_dt = T0 + timedelta(days=2)
+    _bulk_counts(engine, keys=8, days=2, end=end_dt)
+    end = to_minute(end_dt)
+    lazy = SqlSource(engine)
+    assert engine.pool.checkedout() == 0
+    got = lazy.fetch(end - 120, end, 1)
+    assert engine.pool.checkedout() == 1
+    lazy.close()
+    assert engine.pool.checkedout() == 0
+    with engine.connect() as c:
+        ref = SqlSource(c).fetch(end - 120, end, 1)
+    assert len(got.keys) > 3 and got.keys == ref.keys
+    assert np.array_equal(got.bucket, ref.bucket) and np.array_equal(got.negative, ref.negative)
+    engine.dispose()
+
+
 def test_columnar_reads_only_where_a_second_connection_is_safe() -> None:
     """PostgreSQL gets a columnar reader (a libpq URI with the same options); SQLite never
     does: the driver's own copy of SQLite would undo this process's file locks."""

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.alerting.grouping import GroupState
@@ -54,11 +54,29 @@ def insert(conn: Connection, table: Any) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+# Upserts built once per dialect and run with parameters: the alert stage runs every tick
+# an alert is open (thousands of times in a replay), and building a fresh statement for
+# each row (and its cache key) cost more than the database did.
+_UPSERTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+
+
+def _upsert(conn: Connection, table: Any, key: str, update: Sequence[str]) -> Any:
+    """INSERT ... ON CONFLICT (key) DO UPDATE SET each of `update` to the inserted value."""
+    name = (conn.dialect.name, table.name, tuple(update))
+    stmt = _UPSERTS.get(name)
+    if stmt is None:
+        ins = insert(conn, table)
+        stmt = ins.on_conflict_do_update(index_elements=[key], set_={c: ins.excluded[c] for c in update})
+        _UPSERTS[name] = stmt
+    return stmt
+
+
 def lock(conn: Connection, now: datetime) -> None:
     """Serialize alert evaluation across workers: the upsert takes a row lock (PostgreSQL)
-    or the write lock (SQLite) before anything is read."""
-    stmt = insert(conn, state).values(name=LOCK_NAME, value={"at": now.isoformat()}, updated_at=now)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"updated_at": now}))
+    or the write lock (SQLite) before anything is read. An existing lock row keeps its
+    value; only its `updated_at` moves."""
+    stmt = _upsert(conn, state, "name", ["updated_at"])
+    conn.execute(stmt, {"name": LOCK_NAME, "value": {"at": now.isoformat()}, "updated_at": now})
 
 
 # --- alert rows --------------------------------------------------------------------------
@@ -107,6 +125,10 @@ def _alert_values(a: Alert) -> dict[str, Any]:
     }
 
 
+# What an upsert of an existing alert leaves as it is.
+_ALERT_FIXED = ("id", "fingerprint", "rule", "started_at")
+
+
 def window(a: Alert) -> tuple[datetime, datetime]:
     """[start, end] of the detector window behind the alert's latest numbers."""
     return a.window_start or (a.updated_at - DEFAULT_WINDOW), a.updated_at
@@ -134,14 +156,21 @@ def active_silences(conn: Connection, now: datetime) -> list[Silence]:
 def _latest(conn: Connection, fps: Sequence[str]) -> dict[str, Alert]:
     if not fps:
         return {}
+    return {r["fingerprint"]: row_to_alert(r) for r in conn.execute(_LATEST, {"fps": list(fps)}).mappings()}
+
+
+def _latest_query() -> Any:
+    """The latest alert of each of the fingerprints bound to `fps` (built once, like the upserts)."""
     sub = (
         select(alerts.c.fingerprint, func.max(alerts.c.started_at).label("m"))
-        .where(alerts.c.fingerprint.in_(fps))
+        .where(alerts.c.fingerprint.in_(bindparam("fps", expanding=True)))
         .group_by(alerts.c.fingerprint)
         .subquery()
     )
-    q = select(alerts).join(sub, and_(alerts.c.fingerprint == sub.c.fingerprint, alerts.c.started_at == sub.c.m))
-    return {r["fingerprint"]: row_to_alert(r) for r in conn.execute(q).mappings()}
+    return select(alerts).join(sub, and_(alerts.c.fingerprint == sub.c.fingerprint, alerts.c.started_at == sub.c.m))
+
+
+_LATEST = _latest_query()
 
 
 def _group_states(conn: Connection) -> dict[str, GroupState]:
@@ -328,12 +357,15 @@ def write(conn: Connection, plan: Plan, now: datetime, *, events: bool = False) 
         ]
         if rows:
             conn.execute(alert_events.insert(), rows)
-    for a in plan.alerts:
-        vals = _alert_values(a)
-        upd = {k: v for k, v in vals.items() if k not in ("id", "fingerprint", "rule", "started_at")}
-        conn.execute(insert(conn, alerts).values(**vals).on_conflict_do_update(index_elements=["id"], set_=upd))
-    for gid, gs in plan.groups.items():
-        value = gs.to_json()
-        stmt = insert(conn, state).values(name=GROUP_STATE_PREFIX + gid, value=value, updated_at=now)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value, "updated_at": now}))
+    if plan.alerts:
+        rows = [_alert_values(a) for a in plan.alerts]
+        conn.execute(_upsert(conn, alerts, "id", [k for k in rows[0] if k not in _ALERT_FIXED]), rows)
+    if plan.groups:
+        conn.execute(
+            _upsert(conn, state, "name", ["value", "updated_at"]),
+            [
+                {"name": GROUP_STATE_PREFIX + gid, "value": gs.to_json(), "updated_at": now}
+                for gid, gs in plan.groups.items()
+            ],
+        )
     return [out for out in plan.notifications if enqueue(conn, out, now)]

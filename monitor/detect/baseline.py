@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from monitor.detect.params import Params
 
@@ -117,8 +117,20 @@ def baseline(
     return neg, tot, drop.sum(axis=1)
 
 
+# Upper tails from scipy.special, not scipy.stats: the frozen-distribution machinery
+# checks and broadcasts its arguments on every call (about 0.2 ms), and BetaBinomial has no
+# closed-form cdf there, so `stats.betabinom.sf` sums the pmf element by element through
+# np.vectorize. A replay evaluates thousands of ticks of a few keys each, where that
+# overhead was most of the statistics' cost.
+_BB_MAX_TERMS = 5_000_000  # pmf terms summed at once; larger batches go in parts
+
+
 def beta_binomial_sf(k: np.ndarray, n: np.ndarray, mean: np.ndarray, concentration: np.ndarray) -> np.ndarray:
-    """P(X >= k) for X ~ BetaBinomial(n, c*mean, c*(1-mean)); 1 where n == 0 or k <= 0."""
+    """P(X >= k) for X ~ BetaBinomial(n, c*mean, c*(1-mean)); 1 where n == 0 or k <= 0.
+
+    The upper tail is summed directly (pmf terms k..n of every element in one flat array,
+    then one `np.add.reduceat`), which also keeps tails far below 1e-16 instead of losing
+    them to ``1 - cdf``."""
     k = np.asarray(k)
     n = np.asarray(n)
     m = np.clip(np.asarray(mean, dtype=float), 1e-9, 1 - 1e-9)
@@ -126,9 +138,39 @@ def beta_binomial_sf(k: np.ndarray, n: np.ndarray, mean: np.ndarray, concentrati
     out = np.ones(np.broadcast(k, n, m, c).shape, dtype=float)
     k, n, m, c = np.broadcast_arrays(k, n, m, c)
     sel = (n > 0) & (k > 0)
-    if sel.any():
-        out[sel] = stats.betabinom.sf(k[sel] - 1, n[sel], c[sel] * m[sel], c[sel] * (1 - m[sel]))
+    if not sel.any():
+        return out
+    ks = np.rint(k[sel]).astype(np.int64)
+    ns = np.rint(n[sel]).astype(np.int64)
+    a, b = c[sel] * m[sel], c[sel] * (1 - m[sel])
+    terms = np.maximum(ns - ks + 1, 0)  # k > n: an impossible count, tail 0
+    if terms.sum() <= _BB_MAX_TERMS:
+        out[sel] = _bb_tail(ks, ns, a, b, terms)
+    else:  # bounded memory: a batch of elements at a time
+        tail, start = np.zeros(len(ks)), 0
+        while start < len(ks):
+            stop = start + max(1, int(np.searchsorted(np.cumsum(terms[start:]), _BB_MAX_TERMS, side="right")))
+            part = slice(start, stop)
+            tail[part] = _bb_tail(ks[part], ns[part], a[part], b[part], terms[part])
+            start = stop
+        out[sel] = tail
     return np.clip(out, 0.0, 1.0)
+
+
+def _bb_tail(ks: np.ndarray, ns: np.ndarray, a: np.ndarray, b: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """Sum of the BetaBinomial(n, a, b) pmf over k..n for each element (`terms` = n - k + 1)."""
+    tail = np.zeros(len(ks))
+    some = terms > 0
+    if not some.any():
+        return tail
+    offsets = np.cumsum(terms) - terms
+    owner = np.repeat(np.arange(len(ks)), terms)
+    j = ks[owner] + (np.arange(len(owner)) - offsets[owner])
+    nn, aa, bb = ns[owner], a[owner], b[owner]
+    logpmf = special.gammaln(nn + 1) - special.gammaln(j + 1) - special.gammaln(nn - j + 1)
+    logpmf += special.betaln(j + aa, nn - j + bb) - special.betaln(aa, bb)
+    tail[some] = np.add.reduceat(np.exp(logpmf), offsets[some])
+    return tail
 
 
 def nb_sf(n: np.ndarray, mean: np.ndarray, overdispersion: float) -> np.ndarray:
@@ -141,11 +183,13 @@ def nb_sf(n: np.ndarray, mean: np.ndarray, overdispersion: float) -> np.ndarray:
     n, mu = np.broadcast_arrays(n, mu)
     sel = n > 0
     if sel.any():
+        x = np.floor(n[sel] - 1)  # P(X > x), as the distributions' sf(n - 1) reads it
         if overdispersion <= 0:
-            out[sel] = stats.poisson.sf(n[sel] - 1, mu[sel])
+            out[sel] = special.pdtrc(x, mu[sel])
         else:
             size = 1.0 / overdispersion
-            out[sel] = stats.nbinom.sf(n[sel] - 1, size, size / (size + mu[sel]))
+            # NB(size, p) with p = size / (size + mu): P(X > x) = I_{1-p}(x + 1, size).
+            out[sel] = special.betainc(x + 1, size, mu[sel] / (size + mu[sel]))
     return np.clip(out, 0.0, 1.0)
 
 

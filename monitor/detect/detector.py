@@ -111,7 +111,11 @@ class Detector:
         self._bcache: dict[int, tuple[int, int, int, int]] = {}  # key -> (version, neg, total, excluded)
         self._minutes: dict[int, _Block] = {}
         self._nonempty: list[int] = []  # sorted minutes whose block has rows
-        self._sums = {w: np.zeros((g, NF), dtype=np.int64) for w in p.widths}
+        # Every width's window sums in one array (width x key x field), so a tick's entering
+        # and leaving buckets go in with one scatter; `_sums[w]` are views into it.
+        self._widths = list(p.widths)
+        self._stack = np.zeros((len(self._widths), g, NF), dtype=np.int64)
+        self._sums = self._views()
         # Widths a watched key's verdict depends on: the stretched windows of the calm test, and freshness.
         self._calm_widths = {w + p.positions - 1 for w in p.windows} | {p.fresh_minutes}
         self._first = np.full(g, _NEVER, dtype=np.int64)  # first minute seen while the key was absent
@@ -161,8 +165,8 @@ class Detector:
         self._first = _widen(self._first, 0, extra, _NEVER)
         self._dirty = _widen(self._dirty, 0, extra)
         self._seen_version = _widen(self._seen_version, 0, extra, -1)
-        for w in self._sums:
-            self._sums[w] = _widen(self._sums[w], 0, extra)
+        self._stack = _widen(self._stack, 1, extra)
+        self._sums = self._views()
 
     def _evict_idle(self, end: int) -> None:
         """Drop keys that hold nothing anywhere (see the module docstring)."""
@@ -200,7 +204,8 @@ class Detector:
         self._first = self._first[keep]
         self._dirty = self._dirty[keep]
         self._seen_version = self._seen_version[keep]
-        self._sums = {w: s[keep] for w, s in self._sums.items()}
+        self._stack = self._stack[:, keep]
+        self._sums = self._views()
         for blk in self._minutes.values():
             if len(blk.gidx):
                 blk.gidx = remap[blk.gidx]
@@ -268,19 +273,34 @@ class Detector:
             sel = blk.gidx[absent & (self._first[blk.gidx] > m)]
             self._first[sel] = m
 
+    def _views(self) -> dict[int, np.ndarray]:
+        return {w: self._stack[i] for i, w in enumerate(self._widths)}
+
     def _advance(self, end: int) -> None:
-        """Move every window's sums from `self._end` to `end` (forward only)."""
+        """Move every window's sums from `self._end` to `end` (forward only): the buckets
+        entering and leaving each width, all widths in one scatter."""
         old = self._end
         assert old is not None and end >= old
         if end == old:
             return
         entering = self._blocks_in(old, end)
         self._note_first(entering)
-        for w in self._sums:
-            add = [(m, b) for m, b in entering if m >= end - w]
-            self._apply(add, [w], +1)
-            leave = self._blocks_in(old - w, min(old, end - w))
-            self._apply(leave, [w], -1)
+        moves: list[tuple[int, _Block, int]] = []  # (width index, bucket, +1 entering / -1 leaving)
+        calm: list[np.ndarray] = []
+        for i, w in enumerate(self._widths):
+            n = len(moves)
+            moves += [(i, b, 1) for m, b in entering if m >= end - w and len(b.gidx)]
+            moves += [(i, b, -1) for _, b in self._blocks_in(old - w, min(old, end - w)) if len(b.gidx)]
+            if w in self._calm_widths:
+                calm += [b.gidx for _, b, _ in moves[n:]]
+        if moves:
+            sizes = [len(b.gidx) for _, b, _ in moves]
+            gidx = np.concatenate([b.gidx for _, b, _ in moves])
+            wi = np.repeat([i for i, _, _ in moves], sizes)
+            vals = np.concatenate([b.vals for _, b, _ in moves]) * np.repeat([s for _, _, s in moves], sizes)[:, None]
+            np.add.at(self._stack, (wi, gidx), vals)
+        if calm:
+            self._dirty[np.concatenate(calm)] = True
         self._end = end
 
     def _rebuild(self, end: int) -> None:

@@ -116,6 +116,11 @@ def tick(
     det = detector_for(engine, settings, params)
     if recheck_minutes is not None:
         det.recheck_minutes = max(0, int(recheck_minutes))
+    if not lock and not det.needs_full_tick:
+        # Nothing to take or write, no open alerts to look up: the source connects only if
+        # the tick has minutes to read (most of a replay's ticks have them already).
+        with SqlSource(engine) as source:
+            return det.tick(source, now, final_until, None)
     with engine.begin() as conn:
         if lock:
             if conn.dialect.name == "postgresql":

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Connection, cast, func, select
+from sqlalchemy import BigInteger, Connection, Engine, cast, func, select
 
 from monitor.detect.windows import Rows, from_minute
 from monitor.store.arrow import ArrowReader
@@ -30,13 +30,25 @@ COLUMNAR_MIN_MINUTES = 6 * 60
 
 class SqlSource:
     """Counts through one connection; `per` is 1 (minutes) or 60 (hour blocks).
-    `columnar=False` reads every span row by row (the reference the tests compare with)."""
+    `columnar=False` reads every span row by row (the reference the tests compare with).
 
-    def __init__(self, conn: Connection, columnar: bool = True) -> None:
-        self.conn = conn
+    Given an engine instead of a connection, the source connects at its first read and
+    closes that connection with itself: a replay's tick usually has every minute it needs
+    in memory already, and a transaction per tick would cost more than the tick."""
+
+    def __init__(self, bind: Connection | Engine, columnar: bool = True) -> None:
+        self._engine = bind if isinstance(bind, Engine) else bind.engine
+        self._conn = bind if isinstance(bind, Connection) else None
+        self._own: Connection | None = None  # the connection this source opened
         self.columnar = columnar
         self.columnar_reads = 0  # spans that came as Arrow columns (for the tests)
         self._reader: ArrowReader | None | bool = False  # False: not looked for yet
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._own = self._engine.connect()
+        return self._conn
 
     def __enter__(self) -> SqlSource:
         return self
@@ -45,13 +57,18 @@ class SqlSource:
         self.close()
 
     def close(self) -> None:
-        """Close the columnar reader's connection, if a long span opened one."""
+        """Close the connections this source opened: the columnar reader's, if a long span
+        opened one, and its own, if it was given an engine."""
         if isinstance(self._reader, ArrowReader):
             self._reader.close()
+        own, self._own = self._own, None
+        if own is not None:
+            self._conn = None
+            own.close()
 
     def _columnar(self) -> ArrowReader | None:
         if self._reader is False:
-            self._reader = ArrowReader.for_url(self.conn.engine.url, self.conn.dialect) if self.columnar else None
+            self._reader = ArrowReader.for_url(self._engine.url, self._engine.dialect) if self.columnar else None
         return self._reader if isinstance(self._reader, ArrowReader) else None
 
     def fetch(self, start: int, end: int, per: int) -> Rows:
