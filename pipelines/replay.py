@@ -12,6 +12,8 @@ speed and any batch size.
 Speed: the detector's answer depends only on the tick's minute, so it runs once per
 minute (the first tick instant in it); a minute whose windows hold no document at all
 after a tick that was all calm is skipped (nothing can spike, everything stays calm).
+With no channel configured, the signals that can change an alert are applied once per
+batch instead of once per tick, with the same result (see `replay`).
 With `--notify` notifications are delivered to the configured channels; without it
 they are recorded as suppressed, so a backtest pages nobody.
 """
@@ -257,6 +259,7 @@ def replay(
     skew = timedelta(seconds=settings.max_future_skew_seconds)
 
     def process(batch: list[tuple[int, dict[str, Any], datetime]]) -> None:
+        flush()  # the alerts of the ticks so far, before the next documents are stored
         docs, rejected = [], []
         for line, msg, ts in batch:
             try:
@@ -274,16 +277,44 @@ def replay(
         result.rejected += len(bad)
 
     open_alerts = _open_alerts(parts.engine)
+    # With no channel, the alert stage acts on signals only (no group waits or repeats run
+    # on the clock), applies them in event-time order, and passes over a calm key with no
+    # open alert. So the replay keeps the signals of keys that spike or have an open alert
+    # and applies them in one transaction before the next batch is stored (the documents an
+    # alert looks up are then those a tick-by-tick run sees), before a full detector tick
+    # (it reads the open alerts), and at the end: the same alerts, without a transaction
+    # per minute of stream for as long as an alert is open.
+    held: list[Signal] = []
+    held_at: list[datetime] = []
+    watched: set[tuple[str, str]] = set(open_alerts)  # open, or spiked since the last flush
+
+    def flush() -> None:
+        if held:
+            sigs, t = list(held), held_at[-1]
+            held.clear()
+            held_at.clear()
+            apply(sigs, t)
+            watched.clear()
+            watched.update(open_alerts)
 
     def on_tick(t: datetime, sigs: list[Signal] | None) -> None:
-        if not settings.channels:
-            # With no channel to flush, the alert stage acts on signals only, and only on
-            # those of a key that spikes or has an open alert (the lifecycle passes over a
-            # calm key with none): with no such signal, skip its transaction.
-            sigs = [s for s in sigs or () if s.spiking or (s.key.kind, s.key.value) in open_alerts]
-            if not sigs:
-                return
-        res = parts.alerting.apply(sigs or [], t, notify=notify)
+        if settings.channels:
+            apply(sigs or [], t)
+            return
+        for sig in sigs or ():
+            kv = (sig.key.kind, sig.key.value)
+            if sig.spiking or kv in watched:
+                watched.add(kv)
+                held.append(sig)
+                held_at.append(t)
+
+    def detect(t: datetime) -> list[Signal]:
+        if parts.detector.needs_full_tick():
+            flush()
+        return parts.detector.tick(t, lock=False, recheck_minutes=0, final_until=clock.now())
+
+    def apply(sigs: list[Signal], t: datetime) -> None:
+        res = parts.alerting.apply(sigs, t, notify=notify)
         for c in res.changes:
             kv = (c.alert.key.kind, c.alert.key.value)
             key = (*kv, c.alert.started_at.isoformat())
@@ -307,10 +338,11 @@ def replay(
         fresh_minutes=params.fresh_minutes,
         busy=parts.detector.watching,
         process=process,
-        detect=lambda t: parts.detector.tick(t, lock=False, recheck_minutes=0, final_until=clock.now()),
+        detect=detect,
         on_tick=on_tick,
         clock=clock,
     )
+    flush()
     result.wall_s = time.perf_counter() - t0
     return result
 

@@ -332,6 +332,37 @@ def test_replay_raises_planted_alert_at_any_batch_size(tmp_path) -> None:
     assert surge.start < started <= surge.start + timedelta(minutes=15)
 
 
+def test_replay_holding_signals_per_batch_writes_the_alerts_of_a_tick_by_tick_run(tmp_path) -> None:
+    """Without channels a replay applies the signals of a batch's ticks in one transaction;
+    with a channel (here a webhook, notify off) it applies every tick as the daemon does.
+    The alert rows are the same, to the last number, and so are the fired alerts."""
+    from pydantic import SecretStr
+    from sqlalchemy import create_engine, select
+
+    from monitor.config import Channel
+    from monitor.store.schema import alerts
+    from pipelines.feed import write
+    from pipelines.replay import replay
+
+    surges = [Surge("NVDA", T0 + timedelta(hours=12), 30, 3.0), Surge("TSLA", T0 + timedelta(hours=16), 25, 3.0)]
+    path = tmp_path / "feed.csv"
+    write(path, generate(15, T0 + timedelta(hours=10), 10 * 60, 6.0, surges=surges))
+    hook = Channel(name="h", type="webhook", url=SecretStr("http://127.0.0.1:9/never"))
+    rows, fired = [], []
+    for name, channels in (("held", ()), ("ticked", (hook,))):
+        url = f"sqlite:///{tmp_path}/{name}.db"
+        s = Settings(database_url=url, model="test-double", channels=channels)  # type: ignore[call-arg]
+        res = replay(path, s, classifier=CLF, batch_size=200)
+        fired.append(res.fired)
+        engine = create_engine(url)
+        with engine.connect() as c:
+            rows.append([tuple(r) for r in c.execute(select(alerts).order_by(alerts.c.id))])
+        engine.dispose()
+    assert {v for k, v, _ in fired[0] if k == "entity"} >= {"NVDA", "TSLA"}
+    assert fired[0] == fired[1]
+    assert rows[0] == rows[1] and len(rows[0]) >= 2
+
+
 def test_replay_cli_reads_other_column_names_and_time_formats(tmp_path) -> None:
     import csv
     import subprocess

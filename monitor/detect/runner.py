@@ -159,6 +159,10 @@ class DetectorRunner:
         """See `tick`; the keyword arguments are its (lock, owner, wall, recheck_minutes, final_until)."""
         return tick(self.engine, self.settings, now, params=self.params, **kwargs)
 
+    def needs_full_tick(self) -> bool:
+        """See `Detector.needs_full_tick`: the next tick reads the keys with open alerts."""
+        return _detector(self._key).needs_full_tick
+
     def watching(self) -> bool:
         """See `Detector.watching` (a replay asks it before skipping a minute)."""
         return _detector(self._key).watching()
