@@ -80,7 +80,7 @@ class SqlSource:
         elif per == 1:
             mc = minute_counts.c
             # SQLite keeps the minute as ISO text: numpy parses it far faster than strftime.
-            text = self.conn.dialect.name == "sqlite"
+            text = self._engine.dialect.name == "sqlite"
             minute = mc.minute if text else cast(func.extract("epoch", mc.minute), BigInteger) // 60
             q = select(mc.key_kind, mc.key_value, minute, mc.novel_total, mc.novel_negative, mc.total, mc.negative)
             q = q.where(mc.minute >= from_minute(start), mc.minute < from_minute(end), mc.total > 0)
