@@ -1,4 +1,4 @@
-"""Benchmark one detector tick over many keys with a week of minute counts (SQLite).
+"""Benchmark one detector tick over many keys with a week of minute counts (SQLite, or PostgreSQL).
 
     python -m pipelines.bench_detect [--keys 10000] [--days 7] [--docs-per-key-day 30]
                                      [--database-url postgresql+psycopg://...] [--json]

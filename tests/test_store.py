@@ -368,3 +368,29 @@ def test_columnar_reads_only_where_a_second_connection_is_safe() -> None:
     pg = make_url("postgresql+psycopg://u:pw@h:5433/db?sslmode=require")
     reader = ArrowReader.for_url(pg, make_engine(pg.render_as_string(hide_password=False)).dialect)
     assert reader is not None and reader.target == "postgresql://u:pw@h:5433/db?sslmode=require"
+
+
+def test_detector_benchmark_copies_its_counts_to_postgresql_and_ticks_the_same(tmp_path, pg_url: str) -> None:
+    """`finsent bench detect --database-url`: the counts copied into PostgreSQL (hour sums
+    rebuilt there) give the cold and warm ticks the SQLite run gives."""
+    from pipelines.bench_detect import run
+
+    lite = run(keys=120, days=2, warm_ticks=2, db=str(tmp_path / "a.db"))
+    pg = run(keys=120, days=2, warm_ticks=2, db=str(tmp_path / "b.db"), database_url=pg_url)
+    assert lite["database"].startswith("SQLite") and pg["database"].startswith("PostgreSQL")
+    assert lite["minute_count_rows"] == pg["minute_count_rows"] > 0
+    assert lite["keys_evaluated_cold"] == pg["keys_evaluated_cold"] > 0
+    assert lite["keys_evaluated_warm_last"] == pg["keys_evaluated_warm_last"]
+    # A fresh detector on each database says the same about every key it judges.
+    from monitor.config import Settings
+    from monitor.detect.runner import forget, tick
+
+    now = datetime(2024, 5, 13, 15, 2, tzinfo=UTC)
+    said = []
+    for url in (f"sqlite:///{tmp_path / 'b.db'}", pg_url):
+        engine = make_engine(url)
+        forget(engine)
+        sigs = tick(engine, Settings(database_url=url), now, lock=False)  # type: ignore[call-arg]
+        said.append(sorted((s.key.kind, s.key.value, s.spiking, s.calm, repr(s.numbers)) for s in sigs))
+        engine.dispose()
+    assert said[0] == said[1] and len(said[0]) > 0

@@ -117,7 +117,7 @@ def baseline(
     return neg, tot, drop.sum(axis=1)
 
 
-# Upper tails from scipy.special, not scipy.stats: the frozen-distribution machinery
+# Upper tails from scipy.special, not scipy.stats: the distribution classes' machinery
 # checks and broadcasts its arguments on every call (about 0.2 ms), and BetaBinomial has no
 # closed-form cdf there, so `stats.betabinom.sf` sums the pmf element by element through
 # np.vectorize. A replay evaluates thousands of ticks of a few keys each, where that
