@@ -214,6 +214,7 @@ def replay(
 ) -> ReplayResult:
     """Replay a CSV/JSONL file into `settings.database_url` (or `engine`); returns what happened."""
     from monitor.app.wiring import build
+    from monitor.detect.runner import open_alert_keys
     from monitor.ingest.inputs import Columns, read_records, to_message
     from monitor.ingest.schemas import Rejection, to_document
 
@@ -276,7 +277,8 @@ def replay(
         processor.process_documents([], bad, datetime.now(UTC))
         result.rejected += len(bad)
 
-    open_alerts = _open_alerts(parts.engine)
+    with parts.engine.connect() as conn:  # a replay may start on a database with open alerts
+        open_alerts = open_alert_keys(conn)
     # With no channel, the alert stage acts on signals only (no group waits or repeats run
     # on the clock), applies them in event-time order, and passes over a calm key with no
     # open alert. So the replay keeps the signals of keys that spike or have an open alert
@@ -285,19 +287,19 @@ def replay(
     # (it reads the open alerts), and at the end: the same alerts, without a transaction
     # per minute of stream for as long as an alert is open.
     held: list[Signal] = []
-    held_at: list[datetime] = []
+    held_until: datetime | None = None  # the tick the held signals run to
     watched: set[tuple[str, str]] = set(open_alerts)  # open, or spiked since the last flush
 
     def flush() -> None:
-        if held:
-            sigs, t = list(held), held_at[-1]
+        if held and held_until is not None:
+            sigs = list(held)
             held.clear()
-            held_at.clear()
-            apply(sigs, t)
+            apply(sigs, held_until)
             watched.clear()
             watched.update(open_alerts)
 
     def on_tick(t: datetime, sigs: list[Signal] | None) -> None:
+        nonlocal held_until
         if settings.channels:
             apply(sigs or [], t)
             return
@@ -306,7 +308,7 @@ def replay(
             if sig.spiking or kv in watched:
                 watched.add(kv)
                 held.append(sig)
-                held_at.append(t)
+                held_until = t
 
     def detect(t: datetime) -> list[Signal]:
         if parts.detector.needs_full_tick():
@@ -345,18 +347,6 @@ def replay(
     flush()
     result.wall_s = time.perf_counter() - t0
     return result
-
-
-def _open_alerts(engine: Any) -> set[tuple[str, str]]:
-    """The keys with a pending or firing alert in the database the replay starts on."""
-    from sqlalchemy import select
-
-    from monitor.store.schema import alerts
-
-    a = alerts.c
-    with engine.connect() as conn:
-        rows = conn.execute(select(a.key_kind, a.key_value).where(a.state.in_(("pending", "firing"))))
-        return {(str(k), str(v)) for k, v in rows}
 
 
 def _check_columns(path: str | Path, cols: Any) -> None:

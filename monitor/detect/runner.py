@@ -136,13 +136,16 @@ def tick(
         if det.needs_full_tick:
             # A starting detector judges the fresh keys and those with an open alert, not
             # every quiet key it has a baseline for.
-            a = alerts.c
-            open_keys = {
-                (str(k), str(v))
-                for k, v in conn.execute(select(a.key_kind, a.key_value).where(a.state.in_(("pending", "firing"))))
-            }
+            open_keys = open_alert_keys(conn)
         with SqlSource(conn) as source:
             return det.tick(source, now, final_until, open_keys)
+
+
+def open_alert_keys(conn: Connection) -> set[tuple[str, str]]:
+    """The (kind, value) keys with a pending or firing alert."""
+    a = alerts.c
+    rows = conn.execute(select(a.key_kind, a.key_value).where(a.state.in_(("pending", "firing"))))
+    return {(str(k), str(v)) for k, v in rows}
 
 
 class DetectorRunner:
