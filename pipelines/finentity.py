@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,4 +213,84 @@ def composites(units: Sequence[TargetExample], n: int, seed: int = 0) -> list[Ta
         lead = len(b.text) - len(b.text.lstrip())
         out.append(TargetExample(text, a.spans, a.label))
         out.append(TargetExample(text, tuple((s - lead + shift, e - lead + shift) for s, e in b.spans), b.label))
+    return out
+
+
+def name_targets(
+    texts: Sequence[str], labels: Sequence[int], link: Callable[[str], Sequence[tuple[int, int]] | None]
+) -> list[TargetExample]:
+    """Tweets that name exactly one company in words (no cashtag): the tweet's sentiment is
+    the sentiment toward it. ``link(text)`` gives that company's mentions, or None when the
+    text names no company or more than one (the product's own matcher decides)."""
+    out = []
+    for text, label in zip(texts, labels, strict=True):
+        if _CASHTAG.search(text):
+            continue
+        spans = link(text)
+        if spans:
+            out.append(TargetExample(text, tuple(spans), int(label)))
+    return out
+
+
+# Reported speech: the company is the speaker and the news about it hangs on "it" / "its"
+# ("Boeing said regulators had ordered its fleet grounded"). Made from texts whose first
+# word is the company, so the pronoun refers to it and the label carries over.
+_FRAMES = (
+    "{name} said ",
+    "{name} said on Friday that ",
+    "Late on Tuesday, {name} said ",
+    "In a statement, {name} said ",
+    "{name} told investors that ",
+    "{name} said in a filing that ",
+)
+_STOCK_WORDS = ("shares", "stock", "stocks")
+
+
+_AUX = frozenset(("has", "had", "was", "is", "will", "would", "could", "may", "might", "can", "did", "does"))
+
+
+def _verb_like(words: Sequence[str]) -> bool:
+    """The word after the company reads as its verb (or a stock word): "recalls", "posted",
+    "has", "shares"; not "and", "down", "close" or a headline passive ("downgraded to")."""
+    w = words[0]
+    if not (w.isalpha() and w[:1].islower()):
+        return False
+    if w in _AUX or w in _STOCK_WORDS:
+        return True
+    if w.endswith("ed"):
+        nxt = words[1].split()[0] if len(words) > 1 and words[1].split() else ""
+        return nxt not in ("to", "at", "by", "as", "on", "in", "after", "from")
+    return w.endswith("s") and not w.endswith("ss")
+
+
+def reported(units: Sequence[TargetExample], seed: int = 0) -> list[TargetExample]:
+    """One-company texts that start with the company, retold with it as the speaker:
+    "GM recalls 400,000 trucks" -> "GM said it recalls 400,000 trucks", "Tesla's sales fell"
+    -> "In a statement, Tesla said its sales fell". Its later mentions stay marked. Headline
+    passives ("X downgraded to sell"), verbless headlines ("X down 6%") and cashtags are
+    left out: "it downgraded" would flip the meaning, "$F said" reads as no news does."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for u in units:
+        s, e = min(u.spans)
+        if s != 0 or u.text.startswith("$"):
+            continue
+        name, after = u.text[:e], u.text[e:]
+        words = after.split(maxsplit=1)
+        if after[:2] in ("'s", "’s"):
+            pronoun, cut = "its", e + 2
+        elif after[:1] == " " and words and _verb_like(words):
+            pronoun, cut = ("its" if words[0] in _STOCK_WORDS else "it"), e
+        else:
+            continue
+        prefix = rng.choice(_FRAMES).format(name=name)
+        head = prefix + pronoun
+        text = head + u.text[cut:].rstrip()
+        shift = len(head) - cut
+        spans = ((prefix.index(name), prefix.index(name) + len(name)),) + tuple(
+            (a + shift, b + shift) for a, b in sorted(u.spans)[1:] if a >= cut
+        )
+        out.append(TargetExample(text, spans, u.label))
     return out

@@ -106,6 +106,13 @@ class TrainConfig:
     # Tweets about exactly one cashtag also teach the entity head (their label is the
     # sentiment toward it): more data, from the domain the daemon sees most.
     entity_from_tweets: bool = True
+    # ... and so do tweets naming exactly one company in words (found by the product's matcher).
+    # Off: it cost entity accuracy (models/card-notes.md).
+    entity_from_names: bool = False
+    # One-company texts that start with the company (tweets naming one company included),
+    # retold as its reported speech ("GM said it recalls ..."): the sentiment toward a
+    # speaker whose news hangs on "it" / "its". See models/card-notes.md for what it did.
+    entity_reported: bool = False
     # Joins of two one-company texts with different sentiments (each company keeps its own
     # label): the entity head must read the mention, not the document's tone.
     entity_composites: int = 2000
@@ -856,13 +863,34 @@ def _entity_data(cfg: TrainConfig, tokenizer: Any, train_data: dict[str, Encoded
     parts = finentity.split(finentity.load_paragraphs(path))
     train_examples = finentity.targets(parts["train"])
     units = finentity.single_target(parts["train"])
-    if cfg.entity_from_tweets:
+    named: list[finentity.TargetExample] = []
+    if cfg.entity_from_tweets or cfg.entity_from_names or cfg.entity_reported:
         texts, labels = read_labelled_csv(split_path(cfg.data_dir, "sentiment", "train"), "sentiment")
+        if cfg.entity_from_names or cfg.entity_reported:
+            from monitor.enrich.entities import build_matcher
+
+            matcher = build_matcher()
+
+            def one_company(text: str) -> tuple[tuple[int, int], ...] | None:
+                links = matcher.link(text)
+                return links[0].mentions if len(links) == 1 else None
+
+            named = finentity.name_targets(texts, labels, one_company)
+    if cfg.entity_from_tweets:
         tweets = finentity.cashtag_targets(texts, labels)
         train_examples += tweets
         units += tweets
-    if cfg.entity_composites:
+    if cfg.entity_from_names:
+        train_examples += named
+        units += named
+    if cfg.entity_composites or cfg.entity_reported:
         units += finentity.sentence_units(units)
+    if cfg.entity_reported:
+        # Retold from every one-company text, the name-linked tweets too (as retellings only,
+        # unless --entity-from-names also trains on them as they are).
+        pool = units if cfg.entity_from_names else [*units, *named]
+        train_examples += finentity.reported(pool, seed=cfg.seed)
+    if cfg.entity_composites:
         train_examples += finentity.composites(units, cfg.entity_composites, seed=cfg.seed)
     out = {"train": encode_targets(tokenizer, train_examples, cfg.max_length)}
     for name in ("valid", "test"):
@@ -937,6 +965,8 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
     help="FinEntity JSON for the entity head (default: ../shared/data/finentity/finentity_train.json); 'none' = no entity head.",
 )
 @click.option("--no-entity-from-tweets", is_flag=True, help="Do not teach the entity head with one-cashtag tweets.")
+@click.option("--entity-from-names", is_flag=True, help="Teach it with tweets naming one company in words too.")
+@click.option("--entity-reported", is_flag=True, help="Add reported-speech retellings ('GM said it ...').")
 @click.option(
     "--entity-layer-only",
     is_flag=True,
@@ -971,7 +1001,11 @@ _DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 @click.option("--zh-repeat", type=int, default=_D.zh_repeat, show_default=True, help="Times per epoch.")
 @ignores_config_and_db
 def command(
-    no_temperature: bool, distill_from: tuple[str, ...], no_distill_cross: bool, no_entity_from_tweets: bool, **kw: Any
+    no_temperature: bool,
+    distill_from: tuple[str, ...],
+    no_distill_cross: bool,
+    no_entity_from_tweets: bool,
+    **kw: Any,
 ) -> None:
     """Fine-tune the topic + sentiment model; prints the model version and validation metrics."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

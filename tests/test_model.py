@@ -19,6 +19,7 @@ from models.multitask import (
     weights_version,
 )
 from pipelines.data import read_labelled_csv
+from pipelines.entity_probes import ARTICLE_ENDINGS, article
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -212,35 +213,11 @@ def test_entity_layer_training_leaves_tweets_exactly_as_they_were(tmp_path) -> N
 
 # --- the shipped model on news: the sentiment toward each company ---------------------------
 
-# A long article of our own: routine industry paragraphs, with the one piece of bad news
-# about Boeing only in the last paragraph.
-_ROUTINE = [
-    "Aircraft makers and their suppliers met in Toulouse this week for the annual industry "
-    "conference, where executives discussed delivery schedules, engine availability and the "
-    "training of new mechanics for the coming decade.",
-    "Boeing, which has been rebuilding its supply chain for two years, presented its plans "
-    "for a new wiring facility in South Carolina and described the hiring programme that "
-    "goes with it, as it does at most conferences of this kind.",
-    "Airlines at the event said passenger numbers on transatlantic routes had returned to "
-    "the levels seen before the pandemic, while cargo volumes across the Pacific were about "
-    "where they were a year earlier.",
-    "Analysts at the conference spent much of their time on the outlook for narrow-body "
-    "aircraft, the type most carriers use for short routes, and on how quickly production "
-    "lines can be added in the next few years.",
-    "Several panels covered sustainable aviation fuel, with speakers from refiners and "
-    "airports describing the blending targets that European regulators have set for the "
-    "end of the decade and the plants being built to meet them.",
-    "Leasing companies, which own about half of the world's commercial jets, described the "
-    "terms they are offering airlines and the typical length of the contracts they sign, "
-    "which has changed little since last year.",
-]
-# Written before the entity branch was trained; it reads this one as neutral toward Boeing
-# (the bad news hangs on "its" and "regulators"), see the xfail below.
-_BAD_NEWS = (
-    "Late on Friday, Boeing said regulators had ordered its entire 737 MAX fleet grounded "
-    "again after a cabin panel blew out in flight, that it would halt deliveries "
-    "indefinitely and cut 10,000 jobs, and its shares plunged 12% in after-hours trading."
-)
+# The long article (pipelines/entity_probes.py): routine paragraphs naming Boeing without
+# opinion, then one paragraph of news about Boeing.
+# Written before the entity branch was trained; it reads this one as neutral toward Boeing,
+# see the xfail below.
+_BAD_NEWS = ARTICLE_ENDINGS[-1][0]
 # Written after: the same news with Boeing as the subject of the bad news.
 _BAD_NEWS_DIRECT = (
     "Late on Friday, Boeing shares plunged 12% in after-hours trading after regulators "
@@ -250,13 +227,7 @@ _BAD_NEWS_DIRECT = (
 
 
 def _article(last: str = _BAD_NEWS) -> str:
-    words = 0
-    paras: list[str] = []
-    while words < 950:
-        for p in _ROUTINE:
-            paras.append(p)
-            words += len(p.split())
-    return "\n\n".join([*paras, last])
+    return article(last)
 
 
 def _toward(text: str, title: str | None = None) -> dict[str, str]:
@@ -290,7 +261,9 @@ def test_shipped_model_reads_bad_news_in_the_last_paragraph_of_a_long_article() 
 @pytest.mark.xfail(
     strict=True,
     reason="known miss (issue 16): the entity branch reads 'Boeing said regulators had ordered its fleet "
-    "grounded ...' as neutral toward Boeing, standalone and in the article",
+    "grounded ...' as neutral toward Boeing, standalone and in the article; so does every entity-branch "
+    "variant trained on 2026-12-07 (models/card-notes.md): the sentiment training tweets label 3 of their "
+    "4 groundings neutral",
 )
 def test_shipped_model_reads_reported_bad_news_about_a_company_as_negative() -> None:
     assert _toward(_article(), "Aviation industry gathers in Toulouse") == {"BA": "negative"}
@@ -320,3 +293,63 @@ def test_two_company_joins_keep_each_mention_and_its_own_label() -> None:
         ("GM recalls 400,000 trucks.", ["GM"], 0),
         ("GM shares slip.", ["GM"], 0),
     ]
+
+
+def test_reported_speech_retellings_keep_the_company_marked_and_its_label() -> None:
+    """The entity branch's reported-speech examples (an opt-in training option): the
+    company becomes the speaker, the news about it hangs on "it"/"its", its later mentions
+    stay marked at the right offsets; texts that would not read as the company's own verb
+    (headline passives, verbless headlines, a company not first, a cashtag) are left out."""
+    from pipelines.finentity import TargetExample, reported
+
+    units = [
+        TargetExample("GM recalls 400,000 trucks; GM shares slip.", ((0, 2), (27, 29)), 0),
+        TargetExample("Tesla's deliveries rose 20%.", ((0, 5),), 2),
+        TargetExample("Boeing posted a wider loss in the quarter.", ((0, 6),), 0),
+        TargetExample("AT&T shares sink after a downgrade", ((0, 4),), 0),
+        TargetExample("AT&T downgraded to sell at MoffettNathanson", ((0, 4),), 0),  # passive headline
+        TargetExample("Evolent down 6% on loss of key contract", ((0, 7),), 0),  # verbless
+        TargetExample("Lyft and Peloton rally", ((0, 4),), 2),
+        TargetExample("Shares of Ford fell 3%.", ((10, 14),), 0),  # not the first word
+        TargetExample("$F falls 3%", ((0, 2),), 0),  # a cashtag is no speaker
+    ]
+    out = reported(units, seed=3)
+    assert len(out) == 4
+    tails = [
+        "it recalls 400,000 trucks; GM shares slip.",
+        "its deliveries rose 20%.",
+        "it posted a wider loss in the quarter.",
+        "its shares sink after a downgrade",
+    ]
+    for ex, unit, tail in zip(out, units[:4], tails, strict=True):
+        name = unit.text[: unit.spans[0][1]]
+        assert ex.text.endswith(tail) and (" said " in ex.text or " told investors that " in ex.text)
+        assert ex.label == unit.label
+        assert [ex.text[a:b] for a, b in ex.spans] == [name] * len(unit.spans)
+    assert out[0].text.index("GM") < out[0].text.index(" it recalls")
+
+
+def test_name_targets_take_tweets_naming_one_company_in_words() -> None:
+    from pipelines.finentity import name_targets
+
+    texts = ["Boeing cuts 10,000 jobs", "$BA falls after Boeing cuts jobs", "Fed holds rates", "GM and Ford slip"]
+    found = {"Boeing cuts 10,000 jobs": ((0, 6),), "GM and Ford slip": None}
+    out = name_targets(texts, [0, 0, 1, 0], lambda t: found.get(t))
+    assert [(ex.text, ex.spans, ex.label) for ex in out] == [("Boeing cuts 10,000 jobs", ((0, 6),), 0)]
+
+
+@shipped
+def test_entity_probes_score_every_written_label() -> None:
+    from click.testing import CliRunner
+
+    from pipelines.entity_probes import ARTICLE_ENDINGS, REPORTED, main
+
+    result = CliRunner().invoke(main, ["--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["reported"]["total"] == sum(len(want) for _, want in REPORTED) == 20
+    assert out["articles"]["total"] == len(ARTICLE_ENDINGS) == 7
+    for part in ("reported", "articles"):
+        assert out[part]["right"] + len(out[part]["misses"]) == out[part]["total"]
+    # The two-company sentence the shipped-model test above checks is not among the misses.
+    assert not any(m["text"].startswith("Tesla gains as GM") for m in out["reported"]["misses"])
