@@ -66,7 +66,7 @@ def build(path: Path, keys: int, days: int, per_key_day: float, end: datetime, s
     h = ((start.hour * 60 + start.minute + m) % 1440) / 60
     diurnal = np.where((h >= 9) & (h <= 23), 0.15 + 0.85 * np.clip(np.sin(np.pi * (h - 9) / 14), 0, None) ** 1.5, 0.15)
     diurnal /= diurnal.sum()
-    n_topics = min(20, keys)
+    n_topics = min(20, keys // 2)  # the rest are companies (a small run keeps some of each)
     weights = 1.0 / np.arange(1, keys - n_topics + 1) ** 0.9
     weights *= per_key_day * (keys - n_topics) / weights.sum()
     docs_per_key = rng.poisson(weights * days)
@@ -234,9 +234,9 @@ def sqlite_path(db: str | None) -> str | None:
 
 
 @click.command("detect")
-@click.option("--keys", type=int, default=10_000, show_default=True)
-@click.option("--days", type=int, default=7, show_default=True)
-@click.option("--docs-per-key-day", type=float, default=30.0, show_default=True)
+@click.option("--keys", type=click.IntRange(min=2), default=10_000, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--docs-per-key-day", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
 @click.option("--warm-ticks", type=int, default=20, show_default=True)
 @click.option("--db", default=None, help="Keep the benchmark database at this SQLite path (default: a temporary file).")
 @click.option(
@@ -260,7 +260,21 @@ def command(
         raise click.BadParameter(
             "a PostgreSQL URL (postgresql+psycopg://...); SQLite is the default", param_hint="--database-url"
         )
-    res = run(keys, days, docs_per_key_day, warm_ticks, sqlite_path(db), database_url)
+    from psycopg import OperationalError as PgError
+    from sqlalchemy.exc import OperationalError
+
+    from monitor.redact import redact, redact_url
+
+    try:
+        res = run(keys, days, docs_per_key_day, warm_ticks, sqlite_path(db), database_url)
+    except (OperationalError, PgError) as exc:
+        if not database_url:
+            raise
+        reason = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[-1]
+        raise click.ClickException(
+            f"database {redact_url(database_url)} is not reachable: {reason} "
+            "(--database-url names an existing scratch database, which this benchmark empties)"
+        ) from None
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return

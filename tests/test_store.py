@@ -394,3 +394,20 @@ def test_detector_benchmark_copies_its_counts_to_postgresql_and_ticks_the_same(t
         said.append(sorted((s.key.kind, s.key.value, s.spiking, s.calm, repr(s.numbers)) for s in sigs))
         engine.dispose()
     assert said[0] == said[1] and len(said[0]) > 0
+
+
+def test_detector_benchmark_names_a_missing_postgresql_database_without_a_traceback(tmp_path, pg_url: str) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy.engine import make_url
+
+    from pipelines.bench_detect import command
+
+    missing = make_url(pg_url).set(database="finsent_no_such_db", password="s3cret")
+    url = missing.render_as_string(hide_password=False)
+    result = CliRunner().invoke(
+        command, ["--keys", "20", "--days", "1", "--db", str(tmp_path / "b.db"), "--database-url", url]
+    )
+    assert result.exit_code == 1
+    assert 'database "finsent_no_such_db" does not exist' in result.output
+    assert "is not reachable" in result.output and "s3cret" not in result.output
+    assert "Traceback" not in result.output
