@@ -12,7 +12,10 @@ Call: ``load_paragraphs(path=None) -> list[Paragraph]``, ``split_of(paragraph) -
 ``targets(paragraphs) -> list[TargetExample]`` (one per annotated span),
 ``doc_examples(paragraphs) -> list[tuple[str, int]]`` (paragraphs whose spans all agree, as
 document-level sentiment examples), ``cashtag_targets(texts, labels)`` (tweets about exactly
-one cashtag, their label taken as the sentiment toward it).
+one cashtag, their label taken as the sentiment toward it), ``name_targets(texts, labels,
+link)`` (tweets naming one company in words), ``reported(units, seed=0)`` (one-company texts
+retold as the company's reported speech; both are opt-in training data, see
+``models/card-notes.md``).
 """
 
 from __future__ import annotations
