@@ -12,8 +12,8 @@ things FinEntity has few of:
   sentences ("Tesla falls as GM gains");
 - ``articles``: the last paragraph of a 1,000-word article (``article``: routine paragraphs
   that name Boeing without opinion, the article ``tests/test_model.py`` reads) carrying
-  one piece of news about Boeing, five of them with a third party acting on the company
-  ("a federal court had ordered it to pay ...").
+  one piece of news about Boeing, six of them with a third party acting on the company
+  ("a federal court had ordered it to pay ..."), five of those bad news.
 
 Each company's linked sentiment is compared with the one written next to it; the output
 lists the misses. Used to weigh entity-branch training variants in ``models/card-notes.md``.
