@@ -263,18 +263,15 @@ def command(
     from psycopg import OperationalError as PgError
     from sqlalchemy.exc import OperationalError
 
-    from monitor.redact import redact, redact_url
+    from monitor.app.options import unreachable_database
 
     try:
         res = run(keys, days, docs_per_key_day, warm_ticks, sqlite_path(db), database_url)
     except (OperationalError, PgError) as exc:
         if not database_url:
             raise
-        reason = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[-1]
-        raise click.ClickException(
-            f"database {redact_url(database_url)} is not reachable: {reason} "
-            "(--database-url names an existing scratch database, which this benchmark empties)"
-        ) from None
+        hint = "--database-url names an existing scratch database, which this benchmark empties"
+        raise unreachable_database(database_url, exc, hint) from None
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return

@@ -57,12 +57,12 @@ def insert(conn: Connection, table: Any) -> Any:
 # Upserts built once per dialect and run with parameters: the alert stage runs every tick
 # an alert is open (thousands of times in a replay), and building a fresh statement for
 # each row (and its cache key) cost more than the database did.
-_UPSERTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+_UPSERTS: dict[tuple[str, str, str, tuple[str, ...]], Any] = {}
 
 
 def _upsert(conn: Connection, table: Any, key: str, update: Sequence[str]) -> Any:
     """INSERT ... ON CONFLICT (key) DO UPDATE SET each of `update` to the inserted value."""
-    name = (conn.dialect.name, table.name, tuple(update))
+    name = (conn.dialect.name, table.name, key, tuple(update))
     stmt = _UPSERTS.get(name)
     if stmt is None:
         ins = insert(conn, table)

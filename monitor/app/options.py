@@ -126,15 +126,22 @@ def with_settings(**flag_map: str) -> Callable[[F], F]:
     return deco
 
 
+def unreachable_database(url: str, exc: Exception, hint: str = "") -> Failure:
+    """The one-line error for a database that cannot be reached (password redacted): the
+    first line of the driver's own reason, then `hint`."""
+    from monitor.redact import redact, redact_url
+
+    reason = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[0]
+    return Failure(f"database {redact_url(url)} is not reachable: {reason}" + (f" ({hint})" if hint else ""))
+
+
 def explain(exc: Exception, settings: Settings) -> None:
     from sqlalchemy.exc import OperationalError
 
-    from monitor.redact import redact, redact_url
+    from monitor.redact import redact
 
     if isinstance(exc, OperationalError):
-        raise Failure(
-            f"database {redact_url(settings.database_url)} is not reachable: {redact(str(exc.orig)).splitlines()[0]}"
-        ) from None
+        raise unreachable_database(settings.database_url, exc) from None
     from monitor.app.broker import BrokerError
     from monitor.ingest.inputs import InputError
     from monitor.store.migrate import SchemaNotCurrent
