@@ -3,7 +3,9 @@
 The events file has the shape of `../shared/data/stocknet-dev/events.json`: lists
 `price_drop_days` and `price_rise_days` of ``{"ticker", "date", ...}``. Daily prices
 (`prices.csv` beside the events file, or `--prices`: columns ticker, date, return) tell
-quiet days from moves. The scores, for company alerts only:
+quiet days from moves. Events and prices name a company by its ticker of the day; both
+are counted under the symbol the entity linker gives that ticker now ("FB" in 2014 is
+Meta, "META"), as the replayed documents are. The scores, for company alerts only:
 
 * **drop days hit**: a company alert that starts between `--before` hours before the
   day starts and `--after` hours after it (UTC days by default), with the time from the
@@ -33,8 +35,8 @@ import logging
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,11 @@ class Event:
     ticker: str
     day: date
     kind: str  # "drop" | "rise"
+    key: str = ""  # the symbol the company's alerts are counted under ("META" for FB); the ticker if empty
+
+    @property
+    def symbol(self) -> str:
+        return self.key or self.ticker
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +161,21 @@ def quiet_days(returns: Mapping[str, Sequence[tuple[date, float]]], move: float)
     return out
 
 
+def by_symbol(quiet: Mapping[str, set[date]], resolve: Callable[[str], str]) -> dict[str, set[date]]:
+    """Quiet days per symbol the alerts are counted under ("FB" -> "META"); where two price
+    tickers are one company, a day is quiet only if it is quiet for both."""
+    out: dict[str, set[date]] = {}
+    for t, days in quiet.items():
+        key = resolve(t)
+        out[key] = out[key] & days if key in out else set(days)
+    return out
+
+
+def _label(r: Mapping[str, Any]) -> str:
+    """The event's ticker, and the symbol it is counted under when that differs ("FB=META")."""
+    return r["ticker"] if r.get("key", r["ticker"]) == r["ticker"] else f"{r['ticker']}={r['key']}"
+
+
 def day_start(d: date, tz: ZoneInfo) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
 
@@ -180,9 +202,10 @@ def score(
     for e in events:
         start = day_start(e.day, tz)
         lo, hi = start - timedelta(hours=before_h), start + timedelta(hours=after_h)
-        hits = [t for t in by_key.get(e.ticker, []) if lo <= t <= hi]
+        hits = [t for t in by_key.get(e.symbol, []) if lo <= t <= hi]
         row = {
             "ticker": e.ticker,
+            "key": e.symbol,
             "date": e.day.isoformat(),
             "hit": bool(hits),
             "first_alert": hits[0].isoformat() if hits else None,
@@ -204,7 +227,7 @@ def table(sc: Score) -> str:
     for kind, rows in (("drop", sc.drops), ("rise", sc.rises)):
         for r in rows:
             h = "" if r["hours_from_day_start"] is None else f"{r['hours_from_day_start']:+.1f} h"
-            line = f"{kind:<10} {r['ticker']:<7} {r['date']}  {'yes' if r['hit'] else 'no':<7}  {h:<14}"
+            line = f"{kind:<10} {_label(r):<7} {r['date']}  {'yes' if r['hit'] else 'no':<7}  {h:<14}"
             if "stories" in r:
                 line += (
                     f"  {r['stories']:>7}  {r['negative_stories']:>3} {_pct(r['share']):>5}"
@@ -277,8 +300,8 @@ def attach_evidence(
             for r in rows:
                 start = day_start(date.fromisoformat(r["date"]), tz)
                 lo, hi = start - timedelta(hours=before_h), start + timedelta(hours=after_h)
-                st, neg, tot = counts(r["ticker"], lo, hi)
-                wst, wneg, _ = counts(r["ticker"], lo - timedelta(days=week_days), lo)
+                st, neg, tot = counts(r["key"], lo, hi)
+                wst, wneg, _ = counts(r["key"], lo - timedelta(days=week_days), lo)
                 r.update(
                     stories=st,
                     copies=tot - st,
@@ -342,7 +365,7 @@ def plot_events(
             lo, hi = start - timedelta(days=3), start + timedelta(days=2)
             with engine.connect() as conn:
                 q = select(mc.c.minute, mc.c.novel_total, mc.c.novel_negative, mc.c.total).where(
-                    and_(mc.c.key_kind == "entity", mc.c.key_value == r["ticker"], mc.c.minute >= lo, mc.c.minute < hi)
+                    and_(mc.c.key_kind == "entity", mc.c.key_value == r["key"], mc.c.minute >= lo, mc.c.minute < hi)
                 )
                 data = conn.execute(q).fetchall()
             hours = int((hi - lo).total_seconds() // 3600)
@@ -375,12 +398,12 @@ def plot_events(
                 color="#f6e58d",
                 alpha=0.25,
             )
-            for t in by_key.get(r["ticker"], []):
+            for t in by_key.get(r["key"], []):
                 if lo <= t < hi:
                     ax.axvline(float(date2num(t)), color="#e67e22", lw=2)
             ax.xaxis_date()
             ax.set_title(
-                f"{r['ticker']} {kind} day {r['date']}: {'alerted' if r['hit'] else 'no alert'} "
+                f"{_label(r)} {kind} day {r['date']}: {'alerted' if r['hit'] else 'no alert'} "
                 "(orange lines: alerts; band: scored span)"
             )
             fig.autofmt_xdate()
@@ -461,7 +484,13 @@ def command(
     except Exception as exc:
         raise click.ClickException(f"unknown --timezone {tz_name!r}") from exc
     returns = load_returns(price_path)
-    quiet = quiet_days(returns, quiet_move)
+    # Events and prices name a company by its ticker of the day ("FB" in 2014); alerts are
+    # counted under the symbol the linker gives it now ("META").
+    from monitor.app.batch import matcher_for
+
+    resolve = matcher_for(settings).resolve
+    evs = [replace(e, key=resolve(e.ticker)) for e in evs]
+    quiet = by_symbol(quiet_days(returns, quiet_move), resolve)
     cols = columns_from(kw)
     tmp = None
     if not _db_given(settings):

@@ -31,7 +31,11 @@ trailing share-class letter (万科A -> 万科), and each of those in traditiona
 
 Both word lists and OpenCC are build-time only (the ``dev`` extra); the shipped file holds the result.
 A short hand-written table adds the names people use that no legal name gives ("Google",
-"Facebook", "BofA", "Citi") and a few product words that count as company context.
+"Facebook", "BofA", "Citi"), a few product words that count as company context, the former
+tickers of renamed filers (FB for Meta, PCLN for Booking: the same SEC CIK) and the names
+that are mostly a market's ("Nasdaq", "Dow"), which link only as ``LEVEL_STRICT``, like
+market talk that is also a name ("Bullish", "Click", "Here"). Fiscal periods ("Q2", "H1",
+"FY") are never a name.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from typing import Any
 
 import click
 
-from monitor.enrich.universe import LEVEL_CASED, LEVEL_CONTEXT, LEVEL_EXACT, LEVEL_FREE, format_row
+from monitor.enrich.universe import LEVEL_CASED, LEVEL_CONTEXT, LEVEL_EXACT, LEVEL_FREE, LEVEL_STRICT, format_row
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ _DESCRIPTORS = {
 _CALENDAR = {
     "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY", "JANUARY", "FEBRUARY", "MARCH",
     "APRIL", "MAY", "JUNE", "JULY", "AUGUST", "SEPTEMBER", "OCTOBER", "NOVEMBER", "DECEMBER", "JAN", "FEB", "MAR",
-    "APR", "JUN", "JUL", "AUG", "SEP", "SEPT", "OCT", "NOV", "DEC",
+    "APR", "JUN", "JUL", "AUG", "SEP", "SEPT", "OCT", "NOV", "DEC", "Q1", "Q2", "Q3", "Q4", "H1", "H2", "FY",
 }  # fmt: skip
 _GENERIC = _CALENDAR | {"THE", "AND", "&", "OF", "NEW", "FIRST", "UNITED", "AMERICAN", "NATIONAL", "GENERAL", "GLOBAL"}
 _STATE_TAG = re.compile(r"\s*/[A-Z ]{1,12}/?\s*$")  # "BANK OF AMERICA CORP /DE/", "TOYOTA MOTOR CORP/"
@@ -91,7 +95,7 @@ _DOTCOM = re.compile(r"(?i)(?:\.|\s)COM$")
 CURATED: dict[str, dict[str, Sequence[str] | str]] = {
     "AAPL": {"name": "Apple", "context": ("iPhone", "iPad", "iPhones", "MacBook", "iOS", "App Store", "Tim Cook")},
     "GOOGL": {"name": "Alphabet", "aliases": ("Google", "Alphabet"), "context": ("YouTube", "Android")},
-    "META": {"name": "Meta", "aliases": ("Facebook", "Meta Platforms"), "context": ("Facebook", "Instagram", "WhatsApp", "Zuckerberg")},
+    "META": {"name": "Meta", "aliases": ("Facebook", "Meta Platforms"), "context": ("Facebook", "Instagram", "WhatsApp", "Zuckerberg"), "former": ("FB",)},
     "AMZN": {"name": "Amazon", "aliases": ("Amazon.com", "Amazon"), "context": ("AWS", "Bezos", "Prime")},
     "MSFT": {"name": "Microsoft"},
     "TSLA": {"name": "Tesla"},
@@ -139,7 +143,7 @@ CURATED: dict[str, dict[str, Sequence[str] | str]] = {
     "TSM": {"name": "TSMC", "aliases": ("TSMC",)},
     "BABA": {"name": "Alibaba"},
     "TM": {"name": "Toyota"},
-    "SHEL": {"name": "Shell", "context": ("oil", "gas", "energy", "BP")},
+    "SHEL": {"name": "Shell", "aliases": ("Royal Dutch Shell",), "context": ("oil", "gas", "energy", "BP"), "former": ("RDS.A", "RDS.B")},
     "BP": {"name": "BP", "aliases": ("BP",)},
     "UBS": {"name": "UBS", "aliases": ("UBS",)},
     "DB": {"name": "Deutsche Bank"},
@@ -155,6 +159,25 @@ CURATED: dict[str, dict[str, Sequence[str] | str]] = {
     "ABNB": {"name": "Airbnb"},
     "MRNA": {"name": "Moderna"},
     "PFE": {"name": "Pfizer"},
+    # Renamed filers (the same SEC CIK under its old name and ticker; Shell and Meta above
+    # too): a backfill of older text names them the old way, and must count them as the
+    # same company.
+    "BKNG": {"name": "Booking Holdings", "aliases": ("Priceline", "Priceline.com"), "former": ("PCLN",)},
+    "RTX": {"aliases": ("United Technologies", "Raytheon Technologies"), "former": ("UTX",)},
+    "TTE": {"former": ("TOT",)},
+    # Names that are mostly a market's or an index's, not the company's ("Nasdaq 100",
+    # "#NASDAQ", "(NASDAQ: AAPL)", "the Dow"): LEVEL_STRICT.
+    "NDAQ": {"strict": ("Nasdaq",)},
+    "DOW": {"strict": ("Dow",)},
+}  # fmt: skip
+
+# Market talk that is also a company's name ("Are you Bullish on these #stocks", "Click
+# here", "Here are the stocks to watch"): in finance text these words are the talk itself,
+# and finance words are always near them, so as names they link only as LEVEL_STRICT
+# ("Bullish Inc", "Bullish shares", or with the company's ticker in the text).
+_MARKET_TALK = {
+    "bullish", "bearish", "click", "here", "watch", "alert", "alerts", "rally", "breakout", "momentum", "upside",
+    "downside", "dip", "chart", "charts", "research", "premarket", "trending", "winners", "losers", "movers",
 }  # fmt: skip
 
 # Finance acronyms that are also tickers somewhere: never a company as a bare word.
@@ -173,6 +196,7 @@ class Row:
     tickers: list[tuple[str, bool]]  # (ticker, ambiguous)
     aliases: dict[str, int] = field(default_factory=dict)  # alias -> level
     context: tuple[str, ...] = ()
+    former: tuple[str, ...] = ()  # the company's earlier tickers (ticker forms only)
 
 
 class _Words:
@@ -276,6 +300,8 @@ def _alias_level(alias: str, words: _Words, vetted: bool = False) -> int:
     tokens = [t for t in re.split(r"[\s\-]+", alias) if t]
     if len(tokens) == 1:
         w = re.sub(r"['’]s$", "", tokens[0])
+        if w.lower() in _MARKET_TALK:
+            return LEVEL_STRICT
         if words.is_common(w) or (words.is_dictionary(w) and words.zipf(w) >= 3.3):
             return LEVEL_CONTEXT
         z = words.zipf(w)
@@ -345,6 +371,7 @@ def build_us(sec_csv: Path, words: _Words) -> list[Row]:
             name=display,
             tickers=[(t, _ticker_ambiguous(t, words)) for t in dict.fromkeys([symbol, *(t for t, _ in tickers)])],
             context=tuple(cur.get("context", ())),
+            former=tuple(cur.get("former", ())),
         )
         candidates = [display, *cur.get("aliases", ()), *forms]
         toks = forms[-1].split(" ")
@@ -371,8 +398,10 @@ def build_us(sec_csv: Path, words: _Words) -> list[Row]:
             a = a.strip()
             if _usable(a, words) and a.casefold() not in folded:
                 folded.add(a.casefold())
-                row.aliases[a] = _alias_level(
-                    a, words, vetted=bool(cur) and (a == display or a in cur.get("aliases", ()))
+                row.aliases[a] = (
+                    LEVEL_STRICT
+                    if a in cur.get("strict", ())
+                    else _alias_level(a, words, vetted=bool(cur) and (a == display or a in cur.get("aliases", ())))
                 )
         rows.append(row)
     return rows
@@ -431,6 +460,10 @@ def build(companies_dir: Path) -> list[Row]:
     ashare = companies_dir / "ashare_codes.csv"
     if ashare.exists():
         rows.extend(build_ashares(ashare))
+    # A former ticker stays only where no company has it now (a listed ticker wins).
+    current = {t for row in rows for t, _ in row.tickers}
+    for row in rows:
+        row.former = tuple(t for t in row.former if t not in current)
     # An alias names the highest-ranked company that has it; lower-ranked ones lose it.
     owner: dict[str, str] = {}
     for row in rows:
@@ -447,7 +480,7 @@ def render(rows: Iterable[Row]) -> bytes:
     buf = io.StringIO()
     buf.write("# finsent company universe: symbol, name, tickers, aliases, context. See PROVENANCE.md.\n")
     for r in rows:
-        buf.write(format_row(r.symbol, r.name, r.tickers, r.aliases.items(), r.context) + "\n")
+        buf.write(format_row(r.symbol, r.name, r.tickers, r.aliases.items(), r.context, r.former) + "\n")
     # mtime=0 and no file name: the same inputs give the same bytes.
     out = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from click.testing import CliRunner
 
 from monitor.cli.group import main
-from pipelines.backtest import AlertStart, Event, audible, quiet_days, score
+from pipelines.backtest import AlertStart, Event, audible, by_symbol, quiet_days, score, table
 from pipelines.feed import Surge, generate, write
 
 T0 = datetime(2024, 5, 6, tzinfo=UTC)
@@ -39,6 +39,24 @@ def test_score_spans_rise_days_and_the_quiet_rate() -> None:
     assert sc.rises_alerted == 0
     assert sc.quiet_alerts == 1 and sc.quiet_company_days == 30
     assert sc.quiet_rate == 1.0  # one alert in 30 company-days
+
+
+def test_events_of_a_renamed_company_count_its_alerts_under_the_symbol_of_now() -> None:
+    resolve = {"FB": "META", "GOOG": "GOOGL", "GOOGL": "GOOGL"}.get
+    quiet = by_symbol(
+        {"FB": {date(2014, 5, 12)}, "GOOG": {date(2014, 5, 12), date(2014, 5, 13)}, "GOOGL": {date(2014, 5, 13)}},
+        lambda t: resolve(t) or t,
+    )
+    assert quiet == {"META": {date(2014, 5, 12)}, "GOOGL": {date(2014, 5, 13)}}  # one company: quiet for both
+    events = [Event("FB", date(2014, 5, 7), "drop", key="META")]
+    alerts = [
+        AlertStart("META", datetime(2014, 5, 7, 15, tzinfo=UTC)),
+        AlertStart("META", datetime(2014, 5, 12, 9, tzinfo=UTC)),
+    ]
+    sc = score(events, alerts, quiet)
+    assert sc.drops[0]["hit"] and sc.drops[0]["ticker"] == "FB" and sc.drops[0]["key"] == "META"
+    assert sc.quiet_alerts == 1
+    assert "FB=META" in table(sc)
 
 
 def test_an_event_is_audible_only_when_the_tweets_turned_negative() -> None:

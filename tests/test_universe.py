@@ -154,3 +154,56 @@ def test_build_reproduces_the_shipped_file() -> None:
 
     fresh = gzip.decompress(render(build(COMPANIES.resolve())))
     assert fresh == gzip.decompress(DEFAULT_PATH.read_bytes())
+
+
+def test_market_names_and_market_talk_are_not_companies(m: EntityMatcher) -> None:
+    # The exchange in a ticker form, the index, the hashtag: none of them is Nasdaq, Inc.
+    assert syms(m, "$FB Is Facebook Inc (NASDAQ:FB) Becoming An African-Asian Company?") == ["META"]
+    assert syms(m, "Sites Set on Nasdaq 5,000: $QQQ") == ["QQQ"]
+    assert syms(m, "Should you buy $BOH #NASDAQ") == ["BOH"]
+    assert syms(m, "Stocks end higher; the Dow and the Nasdaq gain") == []
+    assert syms(m, "#Dow #stocks $UNH Daily:-0.21%") == ["UNH"]
+    # The company's own name still links.
+    assert syms(m, "Nasdaq Inc shares rose after the exchange operator's results") == ["NDAQ"]
+    assert syms(m, "Dow Inc. cut its outlook") == ["DOW"]
+    assert syms(m, "$NDAQ Nasdaq beats estimates") == ["NDAQ"]
+    # Market talk that is also a company's name.
+    assert syms(m, "$CSCO Are you Bullish on these #stocks $FMC") == ["CSCO", "FMC"]
+    assert syms(m, "Here are some Stocks to Watch $FDX") == ["FDX"]
+    assert syms(m, "Best #Stock Newsletter on $ED Click http://t.co/x") == ["ED"]
+    assert syms(m, "Bullish shares jumped in their debut") == ["BLSH"]
+    # Fiscal periods and sector plurals are not names or tickers.
+    assert syms(m, "Apple Inc. (AAPL) To Report Strong Q1 Results And Q2 Guidance") == ["AAPL"]
+    assert syms(m, "$FB - TECH STOCKS: Tech Stocks Come To Life Late") == ["META"]
+    assert syms(m, "CAT shares fell") == ["CAT"]
+
+
+def test_a_renamed_company_is_one_company_under_its_old_ticker(m: EntityMatcher) -> None:
+    assert m.resolve("FB") == "META" and m.resolve("$fb".lstrip("$")) == "META"
+    assert m.resolve("PCLN") == "BKNG" and m.resolve("UTX") == "RTX" and m.resolve("RDS.B") == "SHEL"
+    assert m.resolve("GOOG") == "GOOGL" and m.resolve("zzzz") == "ZZZZ"
+    links = m.link("$FB Facebook faces lawsuit over private messages", ["FB"])
+    assert [lk.symbol for lk in links] == ["META"]
+    assert links[0].mentions == ((0, 3), (4, 12))
+    assert syms(m, "Priceline.com Inc <PCLN.O> beat estimates") == ["BKNG"]
+    # Only in ticker forms: a bare "FB" is not Meta.
+    assert syms(m, "FB 54.78 today") == []
+
+
+def test_a_listed_ticker_wins_over_a_former_one() -> None:
+    from monitor.enrich.universe import parse
+
+    u = parse("NEWCO\tNewco\tNEWCO|~OLD\tNewco:0\t\nOTHER\tOther Corp\tOLD\tOther Corp:1\t\n")
+    assert u.companies[0].former == ("OLD",) and u.companies[0].tickers == (("NEWCO", False),)
+    matcher = EntityMatcher((), u)
+    assert matcher.resolve("OLD") == "OTHER" and matcher.resolve("NEWCO") == "NEWCO"
+    assert matcher.match("$OLD and $NEWCO") == ["OTHER", "NEWCO"]
+
+
+def test_the_universe_file_round_trips_former_tickers() -> None:
+    from monitor.enrich.universe import LEVEL_STRICT, format_row, parse_row
+
+    line = format_row("META", "Meta", [("META", True)], [("Meta", 2), ("Nasdaq", LEVEL_STRICT)], ["Instagram"], ["FB"])
+    c = parse_row(line)
+    assert c.tickers == (("META", True),) and c.former == ("FB",)
+    assert c.aliases == (("Meta", 2), ("Nasdaq", LEVEL_STRICT)) and c.context == ("Instagram",)

@@ -11,6 +11,11 @@ middle of a sentence that is not Title Case. Short or word-like tickers ("A", "I
 "NOW") link only in a ticker form (``$NOW``, ``(NYSE: NOW)``, ``<NOW.N>``). Where two
 mentions overlap the longer wins ("Bank of America" over "America").
 
+A name that is mostly a market's or market talk ("Nasdaq", "Dow", "Bullish", "Click")
+links only as the company's own name: a legal suffix or "shares"/"stock" after it, or its
+ticker in the text. A renamed company's former ticker ("$FB", Meta's until 2022) links to
+it in ticker forms, so a backfill of older text counts one company under one symbol.
+
 Watchlist aliases keep their old meaning: one with a capital letter matches in that case
 only, an all-lower-case one in any case. A watchlist entry adds its aliases to the
 universe company with the same symbol (an alias the universe already has keeps the
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-from monitor.enrich.universe import LEVEL_CASED, LEVEL_CONTEXT, LEVEL_EXACT, LEVEL_FREE, Universe
+from monitor.enrich.universe import LEVEL_CASED, LEVEL_CONTEXT, LEVEL_EXACT, LEVEL_FREE, LEVEL_STRICT, Universe
 
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,2})?)\b")
 _EXCHANGE = re.compile(
@@ -44,7 +49,8 @@ _ASHARE_IN_CJK = re.compile(
     r"(?<![0-9A-Za-z.,$¥￥%+\-])(\d{6})(?![0-9A-Za-z.,%]|\s*(?:元|万|亿|股|手|只|人|次|辆|台|吨|年|月|日|号|平))"
 )
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_SHARES_AFTER = re.compile(r"\s+(?:shares|stock|stocks|share price|options)\b", re.IGNORECASE)
+# "CAT shares", "AAPL stock" (not "TECH STOCKS", "BANK stocks": a plural is a sector).
+_SHARES_AFTER = re.compile(r"\s+(?:shares|stock|share price|options)\b", re.IGNORECASE)
 _SUFFIX_AFTER = re.compile(
     r"^(?:,?\s+(?:Inc|Corp|Corporation|Co|Company|Ltd|Plc|PLC|LLC|Group|Holdings|Incorporated|N\.V|S\.A|AG|SE)\b"
     r"|\s*[(<]\s*(?:NYSE|NASDAQ|Nasdaq|[A-Z]{1,5}\.[A-Z]{1,2}>))"
@@ -230,6 +236,11 @@ class EntityMatcher:
                     key = _fold(a)
                     if key not in aliases:
                         aliases[key] = _Alias(c.symbol, level, a, bool(_CJK.search(a)))
+            # A renamed company's old ticker ("$FB" for Meta) in ticker forms only, and only
+            # where no listed company has it now.
+            for c in universe.companies:
+                for t in c.former:
+                    self._tickers.setdefault(_norm_ticker(t), (c.symbol, True))
         self._watch: set[str] = set()
         for ent in watchlist:
             sym = ent.symbol.strip().upper()
@@ -275,6 +286,12 @@ class EntityMatcher:
     def _resolve(self, ticker: str) -> str | None:
         hit = self._tickers.get(_norm_ticker(ticker))
         return hit[0] if hit else None
+
+    def resolve(self, ticker: str) -> str:
+        """The symbol a ticker is counted under: a share class or a former ticker gives the
+        company's primary symbol ("GOOG" -> "GOOGL", "FB" -> "META"); unknown ones are kept,
+        upper-cased."""
+        return self._resolve(ticker) or ticker.strip().upper()
 
     def link(self, text: str, tickers: Sequence[str] = ()) -> list[Link]:
         """Companies the text is about with their mentions; publisher tickers first (with the
@@ -368,6 +385,14 @@ class EntityMatcher:
                 found.append((start, end, alias.symbol))
             elif level == LEVEL_CONTEXT:
                 pending.append((start, end, alias.symbol))
+            elif level == LEVEL_STRICT:
+                # "Nasdaq, Inc.", "Bullish shares", or the company's own ticker in the text;
+                # never "(NASDAQ: AAPL)", "#NASDAQ", "Nasdaq 100" or "Are you Bullish".
+                tail = text[end : end + 24]
+                if alias.symbol in ticker_syms or (
+                    text[end : end + 1] != ":" and (_SUFFIX_AFTER.match(tail) or _SHARES_AFTER.match(tail))
+                ):
+                    found.append((start, end, alias.symbol))
         if not pending:
             return
         sure = list(found)
