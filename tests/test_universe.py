@@ -172,6 +172,8 @@ def test_market_names_and_market_talk_are_not_companies(m: EntityMatcher) -> Non
     assert syms(m, "Here are some Stocks to Watch $FDX") == ["FDX"]
     assert syms(m, "Best #Stock Newsletter on $ED Click http://t.co/x") == ["ED"]
     assert syms(m, "Bullish shares jumped in their debut") == ["BLSH"]
+    assert syms(m, "Bullish options activity today on $AOL") == ["AOL"]
+    assert syms(m, "Intel Becomes #2 Most Shorted Dow Stock $INTC") == ["INTC"]
     # Fiscal periods and sector plurals are not names or tickers.
     assert syms(m, "Apple Inc. (AAPL) To Report Strong Q1 Results And Q2 Guidance") == ["AAPL"]
     assert syms(m, "$FB - TECH STOCKS: Tech Stocks Come To Life Late") == ["META"]

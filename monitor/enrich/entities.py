@@ -12,8 +12,8 @@ middle of a sentence that is not Title Case. Short or word-like tickers ("A", "I
 mentions overlap the longer wins ("Bank of America" over "America").
 
 A name that is mostly a market's or market talk ("Nasdaq", "Dow", "Bullish", "Click")
-links only as the company's own name: a legal suffix or "shares"/"stock" after it, or its
-ticker in the text. A renamed company's former ticker ("$FB", Meta's until 2022) links to
+links only as the company's own name: a legal suffix or "shares" after it, or its ticker
+in the text. A renamed company's former ticker ("$FB", Meta's until 2022) links to
 it in ticker forms, so a backfill of older text counts one company under one symbol.
 
 Watchlist aliases keep their old meaning: one with a capital letter matches in that case
@@ -51,6 +51,7 @@ _ASHARE_IN_CJK = re.compile(
 _CJK = re.compile(r"[\u3400-\u9fff]")
 # "CAT shares", "AAPL stock" (not "TECH STOCKS", "BANK stocks": a plural is a sector).
 _SHARES_AFTER = re.compile(r"\s+(?:shares|stock|share price|options)\b", re.IGNORECASE)
+_STRICT_AFTER = re.compile(r"\s+shares\b", re.IGNORECASE)  # "Nasdaq shares", not "Dow stock", "Bullish options"
 _SUFFIX_AFTER = re.compile(
     r"^(?:,?\s+(?:Inc|Corp|Corporation|Co|Company|Ltd|Plc|PLC|LLC|Group|Holdings|Incorporated|N\.V|S\.A|AG|SE)\b"
     r"|\s*[(<]\s*(?:NYSE|NASDAQ|Nasdaq|[A-Z]{1,5}\.[A-Z]{1,2}>))"
@@ -387,10 +388,11 @@ class EntityMatcher:
                 pending.append((start, end, alias.symbol))
             elif level == LEVEL_STRICT:
                 # "Nasdaq, Inc.", "Bullish shares", or the company's own ticker in the text;
-                # never "(NASDAQ: AAPL)", "#NASDAQ", "Nasdaq 100" or "Are you Bullish".
+                # never "(NASDAQ: AAPL)", "#NASDAQ", "Nasdaq 100", "Dow stock" (one of the
+                # Dow's) or "Bullish options".
                 tail = text[end : end + 24]
                 if alias.symbol in ticker_syms or (
-                    text[end : end + 1] != ":" and (_SUFFIX_AFTER.match(tail) or _SHARES_AFTER.match(tail))
+                    text[end : end + 1] != ":" and (_SUFFIX_AFTER.match(tail) or _STRICT_AFTER.match(tail))
                 ):
                     found.append((start, end, alias.symbol))
         if not pending:

@@ -15,7 +15,7 @@ An alias's level says how much evidence it needs before it links (``EntityMatche
 ``LEVEL_CONTEXT`` capitalised and with company context ("Apple", "Target"),
 ``LEVEL_EXACT`` exactly as written ("GM", "IBM"), ``LEVEL_STRICT`` a name that is mostly
 a market's, not the company's ("Nasdaq", "Dow"): only as the company's own name, that is
-followed by a legal suffix or "shares"/"stock", or with the company's ticker in the text.
+followed by a legal suffix or "shares", or with the company's ticker in the text.
 """
 
 from __future__ import annotations
