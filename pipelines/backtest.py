@@ -223,11 +223,11 @@ def score(
 
 
 def table(sc: Score) -> str:
-    lines = ["event      ticker  date        alerted  from day start  stories  negative      week before   audible"]
+    lines = ["event      ticker    date        alerted  from day start  stories  negative      week before   audible"]
     for kind, rows in (("drop", sc.drops), ("rise", sc.rises)):
         for r in rows:
             h = "" if r["hours_from_day_start"] is None else f"{r['hours_from_day_start']:+.1f} h"
-            line = f"{kind:<10} {_label(r):<7} {r['date']}  {'yes' if r['hit'] else 'no':<7}  {h:<14}"
+            line = f"{kind:<10} {_label(r):<9} {r['date']}  {'yes' if r['hit'] else 'no':<7}  {h:<14}"
             if "stories" in r:
                 line += (
                     f"  {r['stories']:>7}  {r['negative_stories']:>3} {_pct(r['share']):>5}"
