@@ -32,7 +32,8 @@ trailing share-class letter (万科A -> 万科), and each of those in traditiona
 Both word lists and OpenCC are build-time only (the ``dev`` extra); the shipped file holds the result.
 A short hand-written table adds the names people use that no legal name gives ("Google",
 "Facebook", "BofA", "Citi"), a few product words that count as company context, the former
-tickers of renamed filers (FB for Meta, PCLN for Booking: the same SEC CIK) and the names
+tickers of renamed filers (FB for Meta, PCLN for Booking: the same SEC CIK), brands that
+are another company's name ("Oculus" for Meta: Oculus VisionTech is ``LEVEL_STRICT``) and the names
 that are mostly a market's ("Nasdaq", "Dow"), which link only as ``LEVEL_STRICT``, like
 market talk that is also a name ("Bullish", "Click", "Here"). Fiscal periods ("Q2", "H1",
 "FY") are never a name.
@@ -86,7 +87,10 @@ _CALENDAR = {
     "APRIL", "MAY", "JUNE", "JULY", "AUGUST", "SEPTEMBER", "OCTOBER", "NOVEMBER", "DECEMBER", "JAN", "FEB", "MAR",
     "APR", "JUN", "JUL", "AUG", "SEP", "SEPT", "OCT", "NOV", "DEC", "Q1", "Q2", "Q3", "Q4", "H1", "H2", "FY",
 }  # fmt: skip
-_GENERIC = _CALENDAR | {"THE", "AND", "&", "OF", "NEW", "FIRST", "UNITED", "AMERICAN", "NATIONAL", "GENERAL", "GLOBAL"}
+_GENERIC = _CALENDAR | {
+    "THE", "AND", "&", "OF", "NEW", "FIRST", "UNITED", "AMERICAN", "NATIONAL", "GENERAL", "GLOBAL",
+    "NEWS", "MILLION", "BILLION", "TRILLION",  # "ABC News", "For $3.2 Billion" in Title Case headlines
+}  # fmt: skip
 _STATE_TAG = re.compile(r"\s*/[A-Z ]{1,12}/?\s*$")  # "BANK OF AMERICA CORP /DE/", "TOYOTA MOTOR CORP/"
 _DOTCOM = re.compile(r"(?i)(?:\.|\s)COM$")
 
@@ -95,7 +99,7 @@ _DOTCOM = re.compile(r"(?i)(?:\.|\s)COM$")
 CURATED: dict[str, dict[str, Sequence[str] | str]] = {
     "AAPL": {"name": "Apple", "context": ("iPhone", "iPad", "iPhones", "MacBook", "iOS", "App Store", "Tim Cook")},
     "GOOGL": {"name": "Alphabet", "aliases": ("Google", "Alphabet"), "context": ("YouTube", "Android")},
-    "META": {"name": "Meta", "aliases": ("Facebook", "Meta Platforms"), "context": ("Facebook", "Instagram", "WhatsApp", "Zuckerberg"), "former": ("FB",)},
+    "META": {"name": "Meta", "aliases": ("Facebook", "Meta Platforms"), "context": ("Facebook", "Instagram", "WhatsApp", "Zuckerberg"), "brands": ("Oculus",), "former": ("FB",)},
     "AMZN": {"name": "Amazon", "aliases": ("Amazon.com", "Amazon"), "context": ("AWS", "Bezos", "Prime")},
     "MSFT": {"name": "Microsoft"},
     "TSLA": {"name": "Tesla"},
@@ -159,6 +163,7 @@ CURATED: dict[str, dict[str, Sequence[str] | str]] = {
     "ABNB": {"name": "Airbnb"},
     "MRNA": {"name": "Moderna"},
     "PFE": {"name": "Pfizer"},
+    "NWSA": {"name": "News Corp", "aliases": ("News Corp", "News Corporation")},
     # Renamed filers (the same SEC CIK under its old name and ticker; Shell and Meta above
     # too): a backfill of older text names them the old way, and must count them as the
     # same company.
@@ -178,6 +183,7 @@ CURATED: dict[str, dict[str, Sequence[str] | str]] = {
 _MARKET_TALK = {
     "bullish", "bearish", "click", "here", "watch", "alert", "alerts", "rally", "breakout", "momentum", "upside",
     "downside", "dip", "chart", "charts", "research", "premarket", "trending", "winners", "losers", "movers",
+    "nice", "honest", "post",  # "Nice profit overnight", "the most HONEST stocks", "NEW POST: market recap"
 }  # fmt: skip
 
 # Finance acronyms that are also tickers somewhere: never a company as a bare word.
@@ -370,7 +376,7 @@ def build_us(sec_csv: Path, words: _Words) -> list[Row]:
             symbol=symbol,
             name=display,
             tickers=[(t, _ticker_ambiguous(t, words)) for t in dict.fromkeys([symbol, *(t for t, _ in tickers)])],
-            context=tuple(cur.get("context", ())),
+            context=tuple(dict.fromkeys([*cur.get("context", ()), *cur.get("brands", ())])),
             former=tuple(cur.get("former", ())),
         )
         candidates = [display, *cur.get("aliases", ()), *forms]
@@ -460,6 +466,13 @@ def build(companies_dir: Path) -> list[Row]:
     ashare = companies_dir / "ashare_codes.csv"
     if ashare.exists():
         rows.extend(build_ashares(ashare))
+    # A brand of one company that is another company's name ("Oculus": Meta's headset,
+    # Oculus VisionTech's name) links that other company only as LEVEL_STRICT.
+    brands = {b.casefold(): sym for sym, cur in CURATED.items() for b in cur.get("brands", ())}
+    for row in rows:
+        for a in row.aliases:
+            if brands.get(a.casefold(), row.symbol) != row.symbol:
+                row.aliases[a] = LEVEL_STRICT
     # A former ticker stays only where no company has it now (a listed ticker wins).
     current = {t for row in rows for t, _ in row.tickers}
     for row in rows:

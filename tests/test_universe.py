@@ -172,12 +172,22 @@ def test_market_names_and_market_talk_are_not_companies(m: EntityMatcher) -> Non
     assert syms(m, "Here are some Stocks to Watch $FDX") == ["FDX"]
     assert syms(m, "Best #Stock Newsletter on $ED Click http://t.co/x") == ["ED"]
     assert syms(m, "Bullish shares jumped in their debut") == ["BLSH"]
+    assert syms(m, "Ok out of my $FB 55 Call. Nice profit overnight.") == ["META"]
     assert syms(m, "Bullish options activity today on $AOL") == ["AOL"]
     assert syms(m, "Intel Becomes #2 Most Shorted Dow Stock $INTC") == ["INTC"]
     # Fiscal periods and sector plurals are not names or tickers.
     assert syms(m, "Apple Inc. (AAPL) To Report Strong Q1 Results And Q2 Guidance") == ["AAPL"]
     assert syms(m, "$FB - TECH STOCKS: Tech Stocks Come To Life Late") == ["META"]
     assert syms(m, "CAT shares fell") == ["CAT"]
+
+
+def test_another_company_s_brand_and_headline_words_are_not_companies(m: EntityMatcher) -> None:
+    assert syms(m, "Facebook to buy Oculus VR for about $2 billion. $FB") == ["META"]
+    assert syms(m, "$OVTZ Oculus VisionTech rises") == ["OVTZ"]
+    assert syms(m, "Google $GOOG Acquires Smart Thermostat Maker #Nest For $3.2 Billion") == ["GOOGL"]
+    assert syms(m, "New Apple TV coming out in first half 2014? - GMA News $AAPL") == ["AAPL"]
+    assert syms(m, "News Corp cut 200 jobs at its newspapers") == ["NWSA"]
+    assert syms(m, "Please @NokiaPilipinas the answer is HIGHWAY HEI$T. PLEASE!") == []
 
 
 def test_a_renamed_company_is_one_company_under_its_old_ticker(m: EntityMatcher) -> None:
@@ -209,3 +219,25 @@ def test_the_universe_file_round_trips_former_tickers() -> None:
     c = parse_row(line)
     assert c.tickers == (("META", True),) and c.former == ("FB",)
     assert c.aliases == (("Meta", 2), ("Nasdaq", LEVEL_STRICT)) and c.context == ("Instagram",)
+
+
+def test_link_audit_counts_only_what_names_and_ticker_forms_add(m: EntityMatcher, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.link_audit import audit, main
+
+    rows = [
+        {"text": "$FB Facebook faces a lawsuit", "entity": "FB"},  # all given by the cashtag: nothing added
+        {"text": "Pfizer raises its bid for AstraZeneca $PFE", "entity": "PFE"},  # AstraZeneca is added
+        {"text": "Are you Bullish on these #stocks $FMC", "entity": ""},  # nothing (market talk)
+    ]
+    got = audit(rows, m, "text", "entity")
+    assert got.rows == 3 and got.added == {"AZN": 1}
+    assert got.examples["AZN"] == ["Pfizer raises its bid for AstraZeneca $PFE"]
+    path = tmp_path / "s.csv"
+    path.write_text("text,entity\n" + "\n".join(f'"{r["text"]}",{r["entity"]}' for r in rows) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(main, [str(path), "--ticker-column", "entity"])
+    assert res.exit_code == 0, res.output
+    assert "3 rows" in res.output and "AZN" in res.output
+    bad = CliRunner().invoke(main, [str(path), "--text-column", "body"])
+    assert bad.exit_code != 0 and "no column body" in bad.output

@@ -13,7 +13,8 @@ mentions overlap the longer wins ("Bank of America" over "America").
 
 A name that is mostly a market's or market talk ("Nasdaq", "Dow", "Bullish", "Click")
 links only as the company's own name: a legal suffix or "shares" after it, or its ticker
-in the text. A renamed company's former ticker ("$FB", Meta's until 2022) links to
+in the text; so does a name that is a brand of another company (Oculus VisionTech for
+"Oculus", Meta's headset; the universe marks it). A renamed company's former ticker ("$FB", Meta's until 2022) links to
 it in ticker forms, so a backfill of older text counts one company under one symbol.
 
 Watchlist aliases keep their old meaning: one with a capital letter matches in that case
@@ -431,8 +432,9 @@ class EntityMatcher:
             if s != sym and gap.strip().lower() in _LIST_JOINS:
                 return True
         # A capital in the middle of a sentence, the name standing alone (not Title Case,
-        # not part of a longer capitalised name like "Southern California").
-        if _SENTENCE_END.search(text[max(0, start - 4) : start]):
+        # not part of a longer capitalised name like "Southern California"). A name in
+        # capitals ("the answer is HIGHWAY HEI$T") is emphasis, not a capital letter.
+        if _SENTENCE_END.search(text[max(0, start - 4) : start]) or text[start:end].isupper():
             return False
         return not _title_case([*before, *after])
 
