@@ -66,7 +66,8 @@ class Directory:
                 log.warning("dashboard: company universe not loaded (%s); names come from the watchlist only", exc)
             else:
                 universe = [
-                    _listing(c.symbol, c.name, tuple(t for t, _ in c.tickers), tuple(a for a, _ in c.aliases))
+                    # Former tickers too: an analyst who types "FB" finds Meta.
+                    _listing(c.symbol, c.name, (*(t for t, _ in c.tickers), *c.former), tuple(a for a, _ in c.aliases))
                     for c in uni
                 ]
         watch = [_listing(sym, name, (), tuple(aliases)) for sym, name, aliases in watchlist if sym.strip()]

@@ -797,6 +797,7 @@ def test_directory_search() -> None:
     assert d.search("tsla")[0] == "TSLA"
     assert d.search("JPMorgan")[0] == "JPM" and d.search("jp morgan")[0] == "JPM"
     assert d.search("iphone maker") == ["AAPL"]
+    assert d.search("FB")[0] == "META" and d.search("pcln")[0] == "BKNG"  # a former ticker finds the company
     assert d.search("acme widg") == ["ACME"] and d.name("ACME") == "Acme Widgets"
     assert d.name("TSLA") == "Tesla" and d.name("NOT-LISTED") == "NOT-LISTED"
     # A symbol in the data but in no list is found by its symbol, before listed companies.
