@@ -14,8 +14,9 @@ mentions overlap the longer wins ("Bank of America" over "America").
 A name that is mostly a market's or market talk ("Nasdaq", "Dow", "Bullish", "Click")
 links only as the company's own name: a legal suffix or "shares" after it, or its ticker
 in the text; so does a name that is a brand of another company (Oculus VisionTech for
-"Oculus", Meta's headset; the universe marks it). A renamed company's former ticker ("$FB", Meta's until 2022) links to
-it in ticker forms, so a backfill of older text counts one company under one symbol.
+"Oculus", Meta's headset; the universe marks it). A renamed company's former ticker
+("$FB", Meta's until 2022) links to it in ticker forms, so a backfill of older text counts
+one company under one symbol.
 
 Watchlist aliases keep their old meaning: one with a capital letter matches in that case
 only, an all-lower-case one in any case. A watchlist entry adds its aliases to the
