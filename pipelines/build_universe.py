@@ -90,6 +90,7 @@ _CALENDAR = {
 _GENERIC = _CALENDAR | {
     "THE", "AND", "&", "OF", "NEW", "FIRST", "UNITED", "AMERICAN", "NATIONAL", "GENERAL", "GLOBAL",
     "NEWS", "MILLION", "BILLION", "TRILLION",  # "ABC News", "For $3.2 Billion" in Title Case headlines
+    "BANCORP", "CITY",  # the last word of many bank names; "the City" of London
 }  # fmt: skip
 _STATE_TAG = re.compile(r"\s*/[A-Z ]{1,12}/?\s*$")  # "BANK OF AMERICA CORP /DE/", "TOYOTA MOTOR CORP/"
 _DOTCOM = re.compile(r"(?i)(?:\.|\s)COM$")
@@ -154,6 +155,7 @@ CURATED: dict[str, dict[str, Sequence[str] | str]] = {
     "HSBC": {"name": "HSBC", "aliases": ("HSBC",)},
     "CRM": {"name": "Salesforce"},
     "ORCL": {"name": "Oracle"},
+    "SAP": {"name": "SAP"},
     "CSCO": {"name": "Cisco"},
     "INTC": {"name": "Intel"},
     "NFLX": {"name": "Netflix"},
@@ -184,6 +186,7 @@ _MARKET_TALK = {
     "bullish", "bearish", "click", "here", "watch", "alert", "alerts", "rally", "breakout", "momentum", "upside",
     "downside", "dip", "chart", "charts", "research", "premarket", "trending", "winners", "losers", "movers",
     "nice", "honest", "post",  # "Nice profit overnight", "the most HONEST stocks", "NEW POST: market recap"
+    "crypto", "gold",  # "Crypto lender Genesis", "#Gold lower as #dollar gains"
 }  # fmt: skip
 
 # Finance acronyms that are also tickers somewhere: never a company as a bare word.
@@ -192,6 +195,7 @@ _ACRONYMS = {
     "FTC", "FDA", "FAA", "DOJ", "EU", "UK", "US", "USA", "UAE", "AI", "EV", "EVS", "ESG", "OPEC", "NYSE", "API",
     "USD", "EUR", "GBP", "JPY", "CNY", "YOY", "QOQ", "ATH", "IMO", "LOL", "CEOS", "NASA", "BOJ", "BOE", "RBI",
     "PBOC", "WTO", "WHO", "NATO", "OTC", "IRS", "SPX", "NDX", "DJIA", "VIX", "REIT", "LNG", "ICE", "NBA", "NFL",
+    "VS", "NFT", "NFTS", "DEFI", "DAO", "MOM",
 }  # fmt: skip
 
 

@@ -188,6 +188,11 @@ def test_another_company_s_brand_and_headline_words_are_not_companies(m: EntityM
     assert syms(m, "New Apple TV coming out in first half 2014? - GMA News $AAPL") == ["AAPL"]
     assert syms(m, "News Corp cut 200 jobs at its newspapers") == ["NWSA"]
     assert syms(m, "Please @NokiaPilipinas the answer is HIGHWAY HEI$T. PLEASE!") == []
+    assert syms(m, "PDF Solutions announces collaboration with SAP") == ["PDFS", "SAP"]
+    assert syms(m, "U.S. API WEEKLY CRUDE STOCK ACTUAL: 1.860M VS 4.762M PREVIOUS") == []
+    assert syms(m, "Monthly GDP (3M/3M) May: 0.4%; revenue of $27.3M, pays €3M") == []
+    assert syms(m, "3M cut its outlook; 3M shares fell") == ["MMM"]
+    assert syms(m, "Blue Foundry Bancorp announces a buyback; Crypto lender Genesis; #Gold lower") == []
 
 
 def test_a_renamed_company_is_one_company_under_its_old_ticker(m: EntityMatcher) -> None:

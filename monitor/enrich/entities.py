@@ -53,6 +53,7 @@ _ASHARE_IN_CJK = re.compile(
 _CJK = re.compile(r"[\u3400-\u9fff]")
 # "CAT shares", "AAPL stock" (not "TECH STOCKS", "BANK stocks": a plural is a sector).
 _SHARES_AFTER = re.compile(r"\s+(?:shares|stock|share price|options)\b", re.IGNORECASE)
+_AMOUNT_BEFORE = frozenset(".,/$€£¥+-~")
 _STRICT_AFTER = re.compile(r"\s+shares\b", re.IGNORECASE)  # "Nasdaq shares", not "Dow stock", "Bullish options"
 _SUFFIX_AFTER = re.compile(
     r"^(?:,?\s+(?:Inc|Corp|Corporation|Co|Company|Ltd|Plc|PLC|LLC|Group|Holdings|Incorporated|N\.V|S\.A|AG|SE)\b"
@@ -375,6 +376,12 @@ class EntityMatcher:
                 (start > 0 and _is_word_char(text[start - 1])) or (end < n and _is_word_char(text[end]))
             ):
                 continue
+            # A name that starts with a digit ("3M") is not part of an amount or a ratio:
+            # "$27.3M", "€3M", "(3M/3M)".
+            if key[:1].isdigit() and (
+                (start > 0 and text[start - 1] in _AMOUNT_BEFORE) or (end < n and text[end] == "/")
+            ):
+                continue
             level = alias.level
             surface = text[start:end]
             if level == LEVEL_FREE:
@@ -433,9 +440,10 @@ class EntityMatcher:
             if s != sym and gap.strip().lower() in _LIST_JOINS:
                 return True
         # A capital in the middle of a sentence, the name standing alone (not Title Case,
-        # not part of a longer capitalised name like "Southern California"). A name in
-        # capitals ("the answer is HIGHWAY HEI$T") is emphasis, not a capital letter.
-        if _SENTENCE_END.search(text[max(0, start - 4) : start]) or text[start:end].isupper():
+        # not part of a longer capitalised name like "Southern California"). A word in
+        # capitals ("the answer is HIGHWAY HEI$T") is emphasis, not a capital letter; a short
+        # one ("collaboration with SAP") is how acronym names are written.
+        if _SENTENCE_END.search(text[max(0, start - 4) : start]) or (end - start > 4 and text[start:end].isupper()):
             return False
         return not _title_case([*before, *after])
 
