@@ -400,9 +400,7 @@ class EntityMatcher:
                 # never "(NASDAQ: AAPL)", "#NASDAQ", "Nasdaq 100", "Dow stock" (one of the
                 # Dow's) or "Bullish options".
                 tail = text[end : end + 24]
-                if alias.symbol in ticker_syms or (
-                    text[end : end + 1] != ":" and (_SUFFIX_AFTER.match(tail) or _STRICT_AFTER.match(tail))
-                ):
+                if alias.symbol in ticker_syms or _SUFFIX_AFTER.match(tail) or _STRICT_AFTER.match(tail):
                     found.append((start, end, alias.symbol))
         if not pending:
             return
