@@ -1,7 +1,9 @@
 """Which companies the entity linker adds to a stream beyond its own cashtags and tickers.
 
 Call: ``audit(rows, matcher) -> Audit`` or
-``python -m pipelines.link_audit STREAM.csv [--text-column text] [--ticker-column entity] [--top 40] [--json]``.
+``python -m pipelines.link_audit STREAM [--text-column text] [--ticker-column entity] [--top 40] [--json]``
+(STREAM: CSV or JSONL, read as `finsent replay` reads it; a ticker cell may hold several
+symbols separated by ';' or ',').
 
 On a tweet stream most companies come as ``$CASHTAG`` or as a publisher ticker; the names
 and ticker forms the linker finds besides those are where its false friends show ("Are
@@ -13,9 +15,8 @@ for the "Links on a real tweet stream" table in ``docs/entities.md`` (StockNet d
 
 from __future__ import annotations
 
-import csv
+import itertools
 import json
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 import click
 
 from monitor.enrich.entities import EntityMatcher, cashtags
+from monitor.ingest.inputs import read_records, split_entity_cell
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Audit:
 
 
 def audit(
-    rows: Iterable[Mapping[str, str]],
+    rows: Iterable[Mapping[str, Any]],
     matcher: EntityMatcher,
     text_column: str = "text",
     ticker_column: str | None = None,
@@ -53,9 +55,9 @@ def audit(
 ) -> Audit:
     out = Audit()
     for row in rows:
-        text = row.get(text_column) or ""
+        text = str(row.get(text_column) or "")
         out.rows += 1
-        tickers = [row[ticker_column]] if ticker_column and row.get(ticker_column) else []
+        tickers = split_entity_cell(row.get(ticker_column)) if ticker_column else []
         given = {matcher.resolve(t) for t in [*cashtags(text), *tickers]}
         for link in matcher.link(text, tickers):
             out.links += 1
@@ -74,18 +76,22 @@ def audit(
 @click.option("--top", default=40, show_default=True, help="Symbols to list.")
 @click.option("--json", "as_json", is_flag=True)
 def main(stream: str, text_column: str, ticker_column: str | None, top: int, as_json: bool) -> None:
-    """Links the names and ticker forms add to STREAM (CSV), by symbol, with examples."""
+    """Links the names and ticker forms add to STREAM (CSV or JSONL), by symbol, with examples."""
     from monitor.app.batch import matcher_for
     from monitor.config import load_settings
+    from monitor.ingest.inputs import InputError
 
     matcher = matcher_for(load_settings())
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(stream, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in (text_column, ticker_column) if c and c not in (reader.fieldnames or [])]
+    try:
+        rows = (row for _n, row, _err in read_records(stream) if row is not None)
+        first = next(rows, None)
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
+    if first is not None:
+        missing = [c for c in (text_column, ticker_column) if c and c not in first]
         if missing:
-            raise click.ClickException(f"{stream}: no column {', '.join(missing)} (columns: {reader.fieldnames})")
-        result = audit(reader, matcher, text_column, ticker_column)
+            raise click.ClickException(f"{stream}: no column {', '.join(missing)} (columns: {sorted(first)})")
+    result = audit(itertools.chain([first] if first is not None else [], rows), matcher, text_column, ticker_column)
     report = result.as_dict(top)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
