@@ -246,3 +246,10 @@ def test_link_audit_counts_only_what_names_and_ticker_forms_add(m: EntityMatcher
     assert "3 rows" in res.output and "AZN" in res.output
     bad = CliRunner().invoke(main, [str(path), "--text-column", "body"])
     assert bad.exit_code != 0 and "no column body" in bad.output
+
+
+def test_two_companies_for_the_same_words_go_to_the_one_named_elsewhere(m: EntityMatcher) -> None:
+    # "BYD" is BYD Company's name and Boyd Gaming's ticker; the cashtag says which.
+    text = "$BYDDF $BYDDY - Goldman Sachs expects BYD Company's profitability to expand in 2H22"
+    links = {lk.symbol: lk.mentions for lk in m.link(text)}
+    assert "BYD" not in links and links["BYDDF"] == ((0, 6), (38, 41))

@@ -27,6 +27,7 @@ universe's rule) and its name replaces the display name.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -311,7 +312,7 @@ class EntityMatcher:
         publisher = [self._resolve(t) or t.strip().upper() for t in tickers if t and t.strip()]
         if self._automaton is not None:
             self._names_in(text, found, by_ticker | set(publisher))
-        chosen = _longest_first(found)
+        chosen = _longest_first(found, publisher)
         out: dict[str, list[tuple[int, int]]] = {}
         for sym in publisher:
             out.setdefault(sym, [])
@@ -467,10 +468,16 @@ def _title_case(words: Sequence[str]) -> bool:
     return sum(w[:1].isupper() for w in content) >= 0.6 * len(content)
 
 
-def _longest_first(found: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Non-overlapping mentions, longer ones first ("Bank of America" over "America")."""
+def _longest_first(found: Iterable[tuple[int, int, str]], publisher: Iterable[str] = ()) -> list[tuple[int, int, str]]:
+    """Non-overlapping mentions, longer ones first ("Bank of America" over "America"). Two
+    companies for the same words ("BYD": BYD Company's name, Boyd Gaming's ticker) go to the
+    one the text names elsewhere too (or its publisher ticker), then to the first found:
+    the same choice in every process, whatever the string hashing."""
+    unique = list(dict.fromkeys(found))
+    support = Counter(sym for _, _, sym in unique)
+    support.update(set(publisher))
     taken: list[tuple[int, int, str]] = []
-    for start, end, sym in sorted(set(found), key=lambda f: (f[0] - f[1], f[0])):
+    for start, end, sym in sorted(unique, key=lambda f: (f[0] - f[1], f[0], -support[f[2]])):
         if all(end <= s or start >= e for s, e, _ in taken):
             taken.append((start, end, sym))
     return taken
