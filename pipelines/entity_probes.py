@@ -71,6 +71,30 @@ REPORTED: list[tuple[str, dict[str, str]]] = [
     ),
 ]
 
+# A third party acting on the company, told in its reported speech; written on 2026-12-07 in
+# a later session, before the third-party retellings (``finentity.reported_third_party``)
+# were built or any model was trained with them, as their held-out check.
+THIRD_PARTY: list[tuple[str, dict[str, str]]] = [
+    ("Caterpillar said a jury had found it liable for $900 million in patent damages.", {"CAT": "negative"}),
+    ("Coca-Cola said tax authorities had ruled that it owes $3 billion in back taxes.", {"KO": "negative"}),
+    ("Delta Air Lines said its pilots had voted to strike at its hubs next month.", {"DAL": "negative"}),
+    ("Johnson & Johnson said a court had rejected its plan to settle the talc lawsuits.", {"JNJ": "negative"}),
+    ("Verizon said hackers had stolen the records of 20 million of its customers.", {"VZ": "negative"}),
+    ("Lockheed Martin said the Air Force had awarded it a $12 billion contract for new jets.", {"LMT": "positive"}),
+    ("Eli Lilly said regulators had approved its Alzheimer's drug, and its shares rose 6%.", {"LLY": "positive"}),
+    ("Home Depot said it would hold its annual shareholder meeting in Atlanta on May 20.", {"HD": "neutral"}),
+    (
+        "UnitedHealth said federal prosecutors had opened a criminal investigation into its billing.",
+        {"UNH": "negative"},
+    ),
+    ("Chevron said OPEC had cut output, lifting its expected profit for the quarter.", {"CVX": "positive"}),
+    ("Disney said cinemas had pulled its new film after weak ticket sales.", {"DIS": "negative"}),
+    (
+        "Southwest Airlines said the FAA had ordered it to ground 200 of its planes for engine inspections.",
+        {"LUV": "negative"},
+    ),
+]
+
 # The last paragraph of the Boeing article; the last one is tests/test_model.py's known miss.
 ARTICLE_ENDINGS: list[tuple[str, str]] = [
     (
@@ -161,8 +185,10 @@ def run_probes(model_dir: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"model_version": engine.model_version}
     cases = [(doc(t), want, t) for t, want in REPORTED]
     cases += [(doc(article(last), TITLE), {"BA": want}, last) for last, want in ARTICLE_ENDINGS]
+    cases += [(doc(t), want, t) for t, want in THIRD_PARTY]
     preds = engine.analyse([d for d, _, _ in cases])
-    for name, lo, hi in (("reported", 0, len(REPORTED)), ("articles", len(REPORTED), len(cases))):
+    a, b = len(REPORTED), len(REPORTED) + len(ARTICLE_ENDINGS)
+    for name, lo, hi in (("reported", 0, a), ("articles", a, b), ("third_party", b, len(cases))):
         right, total, misses = 0, 0, []
         for (_, want, text), p in zip(cases[lo:hi], preds[lo:hi], strict=True):
             got = {e.symbol: e.sentiment for e in p.entities}
@@ -186,7 +212,7 @@ def main(model_dir: str | None, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"model {result['model_version']}")
-    for name in ("reported", "articles"):
+    for name in ("reported", "articles", "third_party"):
         r = result[name]
         click.echo(f"{name}: {r['right']}/{r['total']} right")
         for m in r["misses"]:
