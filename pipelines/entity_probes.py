@@ -13,7 +13,10 @@ things FinEntity has few of:
 - ``articles``: the last paragraph of a 1,000-word article (``article``: routine paragraphs
   that name Boeing without opinion, the article ``tests/test_model.py`` reads) carrying
   one piece of news about Boeing, six of them with a third party acting on the company
-  ("a federal court had ordered it to pay ..."), five of those bad news.
+  ("a federal court had ordered it to pay ..."), five of those bad news;
+- ``third_party``: 12 sentences of other companies in that form ("Verizon said hackers had
+  stolen the records of 20 million of its customers"), written later the same day, before
+  any remedy for it was tried.
 
 Each company's linked sentiment is compared with the one written next to it; the output
 lists the misses. Used to weigh entity-branch training variants in ``models/card-notes.md``.

@@ -342,14 +342,15 @@ def test_name_targets_take_tweets_naming_one_company_in_words() -> None:
 def test_entity_probes_score_every_written_label() -> None:
     from click.testing import CliRunner
 
-    from pipelines.entity_probes import ARTICLE_ENDINGS, REPORTED, main
+    from pipelines.entity_probes import ARTICLE_ENDINGS, REPORTED, THIRD_PARTY, main
 
     result = CliRunner().invoke(main, ["--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["reported"]["total"] == sum(len(want) for _, want in REPORTED) == 20
     assert out["articles"]["total"] == len(ARTICLE_ENDINGS) == 7
-    for part in ("reported", "articles"):
+    assert out["third_party"]["total"] == len(THIRD_PARTY) == 12  # every company linked
+    for part in ("reported", "articles", "third_party"):
         assert out[part]["right"] + len(out[part]["misses"]) == out[part]["total"]
     # The two-company sentence the shipped-model test above checks is not among the misses.
     assert not any(m["text"].startswith("Tesla gains as GM") for m in out["reported"]["misses"])
