@@ -75,8 +75,8 @@ REPORTED: list[tuple[str, dict[str, str]]] = [
 ]
 
 # A third party acting on the company, told in its reported speech; written on 2026-12-07 in
-# a later session, before the third-party retellings (``finentity.reported_third_party``)
-# were built or any model was trained with them, as their held-out check.
+# a later session, before any remedy for this form was tried (models/card-notes.md), as
+# their held-out check.
 THIRD_PARTY: list[tuple[str, dict[str, str]]] = [
     ("Caterpillar said a jury had found it liable for $900 million in patent damages.", {"CAT": "negative"}),
     ("Coca-Cola said tax authorities had ruled that it owes $3 billion in back taxes.", {"KO": "negative"}),

@@ -349,7 +349,7 @@ def test_entity_probes_score_every_written_label() -> None:
     out = json.loads(result.output)
     assert out["reported"]["total"] == sum(len(want) for _, want in REPORTED) == 20
     assert out["articles"]["total"] == len(ARTICLE_ENDINGS) == 7
-    assert out["third_party"]["total"] == len(THIRD_PARTY) == 12  # every company linked
+    assert out["third_party"]["total"] == len(THIRD_PARTY) == 12
     for part in ("reported", "articles", "third_party"):
         assert out[part]["right"] + len(out[part]["misses"]) == out[part]["total"]
     # The two-company sentence the shipped-model test above checks is not among the misses.
